@@ -1,0 +1,48 @@
+"""Options and helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Store URL or SQLite path (default: $PREFLINE_DB or the user data dir)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``["lr=1e-4", "--epochs", "2"]`` style overrides into a dict of strings."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(pairs):
+        item = pairs[i]
+        key = item.lstrip("-").replace("-", "_")
+        if "=" in key:
+            k, v = key.split("=", 1)
+            out[k] = v
+            i += 1
+        elif i + 1 < len(pairs) and not pairs[i + 1].startswith("--"):
+            out[key] = pairs[i + 1]
+            i += 2
+        else:
+            out[key] = "true"
+            i += 1
+    return out
+
+
+# Command groups that several stages add to (e.g. `train reward` and `train dpo` live in
+# different modules). Stage modules do `@train_app.command("dpo")`; cli/__init__ mounts them.
+train_app = typer.Typer(help="Train a reward model or a policy.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate a reward model or a policy.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks against peers, measured in the same run.", no_args_is_help=True)
+snapshot_app = typer.Typer(help="Frozen, content-hashed training sets.", no_args_is_help=True)
+registry_app = typer.Typer(help="Registered artifacts and their lineage.", no_args_is_help=True)
