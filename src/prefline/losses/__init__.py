@@ -1,0 +1,5 @@
+"""Loss functions: pure tensor functions, registered by name.
+
+``reward.py`` holds the reward-model losses (Bradley-Terry, ties, Plackett-Luce, ratings);
+``policy.py`` the DPO family and KTO. Each module exposes a ``LOSSES`` dict name -> function.
+"""
