@@ -23,13 +23,13 @@ def tiny_tokenizer(chat_template: bool = True, pad: bool = True) -> Any:
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
-    for tok in SPECIALS:
-        vocab[tok] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
+    for special in SPECIALS:
+        vocab[special] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token=None,
+        tokenizer_object=backend, eos_token="<|endoftext|>", bos_token=None,
         pad_token="<|pad|>" if pad else None, unk_token=None,
         cls_token="[CLS]", sep_token="[SEP]",
     )

@@ -1,0 +1,1 @@
+"""The training engine and the trainers built on it (reward, DPO family)."""
