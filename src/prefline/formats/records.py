@@ -1,0 +1,223 @@
+"""One record (a dict from any container) → one typed example, validated field by field.
+
+Record shapes, told apart by their keys:
+
+- pairwise: ``prompt``/``chosen``/``rejected`` as strings or chat-message lists; without
+  ``prompt`` (TRL's implicit-prompt shape, or HH transcripts) the shared message prefix of
+  ``chosen`` and ``rejected`` is the prompt. Optional ``tie`` (bool) and ``strength``.
+- unpaired (KTO): ``prompt``/``completion``/``label`` (bool).
+- ranking: ``prompt``/``responses``/``order`` (indices into ``responses``, best first).
+- rating: ``prompt``/``response``/``scores`` (``{criterion: number}``).
+
+Every shape also takes ``tags`` (list of strings) and ``annotator``/``annotator_kind``.
+Any problem raises :class:`PreflineError` naming the file, line and field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prefline.errors import PreflineError
+from prefline.formats.examples import (
+    Messages,
+    PreferencePair,
+    RankingExample,
+    RatingExample,
+    UnpairedExample,
+)
+from prefline.formats.hh import is_transcript, parse_transcript
+from prefline.hashing import content_hash
+
+Example = PreferencePair | UnpairedExample | RankingExample | RatingExample
+SHAPES = "prompt/chosen/rejected, prompt/completion/label, prompt/responses/order or prompt/response/scores"
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a record came from, for error messages: file and 1-based line (or row)."""
+
+    path: str
+    line: int | None = None
+
+    def error(self, message: str, field: str | None = None) -> PreflineError:
+        return PreflineError(message, path=self.path, line=self.line, field=field)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A validated example plus who judged it (None: the importer's default annotator)."""
+
+    example: Example
+    line: int | None
+    annotator: str | None = None
+    annotator_kind: str | None = None
+
+
+def prompt_key(messages: Messages) -> str:
+    """The content hash that identifies a prompt everywhere (store, splits, snapshots)."""
+    return content_hash(messages)
+
+
+def _messages(value: Any, where: Where, field: str) -> Messages:
+    if not isinstance(value, list) or not value:
+        raise where.error("expected a non-empty list of chat messages", field)
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) \
+                or not isinstance(m.get("content"), str):
+            raise where.error(f"message {i} must be an object with string 'role' and 'content'", field)
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def _turns(value: Any, where: Where, field: str, *, as_reply: bool) -> Messages:
+    """A text or message-list field as messages; plain text is a reply or a user prompt."""
+    if isinstance(value, str):
+        if is_transcript(value):
+            msgs = parse_transcript(value, keep_empty_reply=as_reply)
+            if not msgs:
+                raise where.error("the transcript has no turns", field)
+            return msgs
+        return [{"role": "assistant" if as_reply else "user", "content": value}]
+    if isinstance(value, list):
+        return _messages(value, where, field)
+    kind = type(value).__name__ if value is not None else "null"
+    raise where.error(f"expected a string or a list of chat messages, got {kind}", field)
+
+
+def _require(rec: dict[str, Any], field: str, where: Where) -> Any:
+    if field not in rec or rec[field] is None:
+        raise where.error("missing required field", field)
+    return rec[field]
+
+
+def _split_reply(prompt: Messages, reply: Messages, where: Where, field: str) -> tuple[Messages, str]:
+    """``prompt + reply`` → (prompt messages, final assistant text)."""
+    full = prompt + reply
+    if full[-1]["role"] != "assistant":
+        raise where.error("the final message must be an assistant turn", field)
+    if len(full) < 2:
+        raise where.error("missing required field", "prompt")
+    return full[:-1], full[-1]["content"]
+
+
+def _tags(rec: dict[str, Any], where: Where) -> tuple[str, ...]:
+    tags = rec.get("tags")
+    if tags is None:
+        return ()
+    if isinstance(tags, str):
+        return (tags,)
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise where.error("expected a list of strings", "tags")
+    return tuple(tags)
+
+
+def _prompt(rec: dict[str, Any], where: Where) -> Messages:
+    return _turns(_require(rec, "prompt", where), where, "prompt", as_reply=False)
+
+
+def _pairwise(rec: dict[str, Any], where: Where) -> PreferencePair:
+    raw_c, raw_r = _require(rec, "chosen", where), _require(rec, "rejected", where)
+    prompt = _prompt(rec, where) if rec.get("prompt") is not None else []
+    if not prompt and not all(isinstance(v, list) or is_transcript(v) for v in (raw_c, raw_r)):
+        # Plain strings with no prompt: neither TRL's implicit shape nor an HH transcript.
+        raise where.error("missing required field", "prompt")
+    chosen = prompt + _turns(raw_c, where, "chosen", as_reply=True)
+    rejected = prompt + _turns(raw_r, where, "rejected", as_reply=True)
+    if chosen == rejected:
+        raise where.error("chosen is identical to rejected", "chosen")
+    k = 0  # shared prefix = prompt (TRL's implicit-prompt rule)
+    while k < min(len(chosen), len(rejected)) - 1 and chosen[k] == rejected[k]:
+        k += 1
+    if chosen[:k] != chosen[:-1] or rejected[:k] != rejected[:-1]:
+        raise where.error("chosen and rejected must differ only in their final assistant turn", "rejected")
+    shared, chosen_text = _split_reply(chosen[:k], chosen[k:], where, "chosen")
+    _, rejected_text = _split_reply(chosen[:k], rejected[k:], where, "rejected")
+    if chosen_text == rejected_text:
+        raise where.error("chosen is identical to rejected", "chosen")
+    tie = rec.get("tie", False)
+    if not isinstance(tie, bool):
+        raise where.error("expected true or false", "tie")
+    strength = rec.get("strength")
+    if strength is not None and (isinstance(strength, bool) or not isinstance(strength, int | float)):
+        raise where.error("expected a number", "strength")
+    return PreferencePair(
+        prompt=shared, chosen=chosen_text, rejected=rejected_text, tie=tie,
+        strength=None if strength is None else float(strength), tags=_tags(rec, where),
+        prompt_key=prompt_key(shared),
+    )
+
+
+def _unpaired(rec: dict[str, Any], where: Where) -> UnpairedExample:
+    prompt = _prompt(rec, where)
+    reply = _turns(_require(rec, "completion", where), where, "completion", as_reply=True)
+    prompt, text = _split_reply(prompt, reply, where, "completion")
+    label = _require(rec, "label", where)
+    if not isinstance(label, bool):
+        raise where.error(f"expected true or false, got {label!r}", "label")
+    return UnpairedExample(prompt=prompt, completion=text, label=label, tags=_tags(rec, where),
+                           prompt_key=prompt_key(prompt))
+
+
+def _ranking(rec: dict[str, Any], where: Where) -> RankingExample:
+    prompt = _prompt(rec, where)
+    responses = _require(rec, "responses", where)
+    if not isinstance(responses, list) or len(responses) < 2:
+        raise where.error("expected a list of at least two responses", "responses")
+    texts = [_split_reply(prompt, _turns(r, where, "responses", as_reply=True), where, "responses")[1]
+             for r in responses]
+    if len(set(texts)) != len(texts):
+        raise where.error("responses must be distinct", "responses")
+    order = _require(rec, "order", where)
+    if not isinstance(order, list) or sorted(order) != list(range(len(texts))) \
+            or any(isinstance(i, bool) for i in order):
+        raise where.error(f"expected a permutation of 0..{len(texts) - 1} (best first)", "order")
+    return RankingExample(prompt=prompt, responses=tuple(texts[i] for i in order),
+                          tags=_tags(rec, where), prompt_key=prompt_key(prompt))
+
+
+def _rating(rec: dict[str, Any], where: Where) -> RatingExample:
+    prompt = _prompt(rec, where)
+    reply = _turns(_require(rec, "response", where), where, "response", as_reply=True)
+    prompt, text = _split_reply(prompt, reply, where, "response")
+    scores = _require(rec, "scores", where)
+    if not isinstance(scores, dict) or not scores or not all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+            for k, v in scores.items()):
+        raise where.error("expected a non-empty object of {criterion: number}", "scores")
+    return RatingExample(prompt=prompt, response=text,
+                         scores={k: float(v) for k, v in scores.items()},
+                         tags=_tags(rec, where), prompt_key=prompt_key(prompt))
+
+
+def record_shape(rec: dict[str, Any]) -> str | None:
+    """``pairwise``/``unpaired``/``ranking``/``rating`` from the record's keys, else None."""
+    if "chosen" in rec or "rejected" in rec:
+        return "pairwise"
+    if "completion" in rec and "label" in rec:
+        return "unpaired"
+    if "responses" in rec:
+        return "ranking"
+    if "response" in rec and "scores" in rec:
+        return "rating"
+    return None
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any], Where], Example]] = {"pairwise": _pairwise, "unpaired": _unpaired, "ranking": _ranking, "rating": _rating}
+
+
+def parse_record(rec: Any, where: Where) -> Record:
+    """Validate one raw record and return it as a typed example with its annotator."""
+    if not isinstance(rec, dict):
+        raise where.error(f"expected a JSON object, got {type(rec).__name__}")
+    shape = record_shape(rec)
+    if shape is None:
+        raise where.error(f"unknown record format (fields {sorted(rec)}); expected {SHAPES}")
+    example = _PARSERS[shape](rec, where)
+    annotator, kind = rec.get("annotator"), rec.get("annotator_kind")
+    for field, value in (("annotator", annotator), ("annotator_kind", kind)):
+        if value is not None and not isinstance(value, str):
+            raise where.error("expected a string", field)
+    return Record(example=example, line=where.line, annotator=annotator, annotator_kind=kind)
