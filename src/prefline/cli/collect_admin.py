@@ -1,0 +1,137 @@
+"""``prefline users|keys|campaign``: administer the collection app from the shell."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from prefline.cli.common import DbOption, JsonOption, print_json
+
+users_app = typer.Typer(help="Annotation-app users (admins and annotators).", no_args_is_help=True)
+keys_app = typer.Typer(help="Ingest API keys (shown once, stored hashed).", no_args_is_help=True)
+campaign_app = typer.Typer(help="Annotation campaigns.", no_args_is_help=True)
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin or annotator.")] = "annotator",
+    password: Annotated[str | None, typer.Option(
+        help="Password (prompted for if omitted; prefer the prompt or $PREFLINE_PASSWORD).",
+        envvar="PREFLINE_PASSWORD")] = None,
+    db: DbOption = None,
+) -> None:
+    """Add a user who can log into the annotation app."""
+    import prefline.store.collect_models  # noqa: F401
+    from prefline.collect.auth import create_user
+    from prefline.store.db import session_scope
+
+    if password is None:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with session_scope(db) as session:
+        create_user(session, username, password, role=role)
+    typer.echo(f"added {role} {username}")
+
+
+@users_app.command("list")
+def users_list(db: DbOption = None, json_out: JsonOption = False) -> None:
+    from sqlalchemy import select
+
+    from prefline.store.collect_models import User
+    from prefline.store.db import session_scope
+
+    with session_scope(db) as session:
+        rows = [{"username": u.username, "role": u.role, "active": u.active}
+                for u in session.scalars(select(User).order_by(User.username))]
+    if json_out:
+        print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"{r['username']}\t{r['role']}\t{'active' if r['active'] else 'disabled'}")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str,
+    rate: Annotated[float, typer.Option(help="Sustained events per second.")] = 50.0,
+    burst: Annotated[int, typer.Option(help="Events allowed at once (also the max batch).")] = 1000,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Create an ingest key and print it; it cannot be shown again."""
+    from prefline.collect.auth import create_api_key
+    from prefline.store.db import session_scope
+
+    with session_scope(db) as session:
+        key = create_api_key(session, name, rate_per_s=rate, burst=burst)
+    if json_out:
+        print_json({"name": name, "key": key})
+    else:
+        typer.echo(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name_or_prefix: str, db: DbOption = None) -> None:
+    from prefline.collect.auth import revoke_api_key
+    from prefline.store.db import session_scope
+
+    with session_scope(db) as session:
+        revoke_api_key(session, name_or_prefix)
+    typer.echo(f"revoked {name_or_prefix}")
+
+
+@campaign_app.command("create")
+def campaign_create(
+    name: str,
+    kind: Annotated[str, typer.Option(help="pairwise, rating or ranking.")] = "pairwise",
+    criteria: Annotated[str, typer.Option(help="Comma-separated criteria.")] = "",
+    overlap: Annotated[int, typer.Option(help="Annotators per item.")] = 1,
+    blind: Annotated[bool, typer.Option(help="Annotators never see others' labels.")] = True,
+    tag: Annotated[list[str] | None, typer.Option(help="Only prompts with this tag.")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only responses of this model.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many items.")] = None,
+    k: Annotated[int, typer.Option(help="Responses per ranking item.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed for choosing pairs.")] = 0,
+    instructions: Annotated[str | None, typer.Option(help="Shown above every task.")] = None,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Create a campaign from prompts and responses already in the store."""
+    from prefline.collect.campaigns import Selection, create_campaign, progress
+    from prefline.store.db import session_scope
+
+    sel = Selection(tags=tuple(tag or ()), models=tuple(model or ()), limit=limit, k=k, seed=seed)
+    crit = [c.strip() for c in criteria.split(",") if c.strip()]
+    with session_scope(db) as session:
+        c = create_campaign(session, name, kind, crit, overlap=overlap, blind=blind,
+                            selection=sel, instructions=instructions)
+        out = {"id": c.id, "name": c.name, **progress(session, c)}
+    if json_out:
+        print_json(out)
+    else:
+        typer.echo(f"campaign {out['id']} {name}: {out['items']} items x {overlap} labels")
+
+
+@campaign_app.command("list")
+def campaign_list(db: DbOption = None, json_out: JsonOption = False) -> None:
+    from sqlalchemy import select
+
+    from prefline.collect.campaigns import progress
+    from prefline.store.collect_models import Campaign
+    from prefline.store.db import session_scope
+
+    with session_scope(db) as session:
+        rows = [{"id": c.id, "name": c.name, "kind": c.kind, **progress(session, c)}
+                for c in session.scalars(select(Campaign).order_by(Campaign.id))]
+    if json_out:
+        print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"{r['id']}\t{r['name']}\t{r['kind']}\t{r['labels_done']}/{r['labels_needed']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(users_app, name="users")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(campaign_app, name="campaign")

@@ -1,0 +1,103 @@
+"""The ingest API: production systems log interactions and attach feedback.
+
+Every route needs an API key (``Authorization: Bearer pk_...`` or ``X-API-Key``), is rate
+limited per key (one token per event) and answers 4xx with ``{message, field, detail}``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from prefline.collect.auth import KeyInfo
+from prefline.collect.ingest import IngestError, log_interaction
+from prefline.collect.schemas import (
+    BatchRequest,
+    BatchResult,
+    ErrorBody,
+    Event,
+    EventResult,
+    LogRequest,
+    LogResult,
+)
+from prefline.collect.state import ApiError, state_of
+
+_bearer = HTTPBearer(auto_error=False, description="An ingest key: `prefline keys create`.")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in [(401, "missing or invalid API key"), (422, "a field is invalid"),
+                       (429, "rate limit exceeded; see Retry-After")]
+}
+router = APIRouter(prefix="/api/v1", tags=["ingest"], responses=ERRORS)
+
+
+def api_key(request: Request,
+            bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+            header: Annotated[str | None, Depends(_header)]) -> KeyInfo:
+    """The caller's key; 401 unless it exists and is not revoked."""
+    given = bearer.credentials if bearer is not None else header
+    info = state_of(request).keys.lookup(given)
+    if info is None:
+        raise ApiError(401, "a valid API key is required (Authorization: Bearer pk_...)",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return info
+
+
+Key = Annotated[KeyInfo, Depends(api_key)]
+
+
+def _spend(request: Request, key: KeyInfo, cost: int) -> None:
+    wait = state_of(request).limiter.take(key, cost)
+    if wait < 0:
+        raise ApiError(429, f"a batch of {cost} events exceeds this key's burst of {key.burst}",
+                       field="events")
+    if wait > 0:
+        raise ApiError(429, f"rate limit of {key.rate_per_s:g} events/s exceeded",
+                       headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+
+
+@router.post("/log", response_model=LogResult, status_code=201,
+             summary="Log a prompt and the responses a model gave to it")
+def log(body: LogRequest, request: Request, key: Key) -> LogResult:
+    """Prompts and responses are deduplicated by content, so logging twice is harmless."""
+    _spend(request, key, 1)
+    prompt_id, response_ids = log_interaction(state_of(request).engine, body)
+    return LogResult(prompt_id=prompt_id, response_ids=response_ids)
+
+
+@router.post("/feedback", response_model=EventResult, status_code=201,
+             summary="Attach one feedback event to logged responses")
+def feedback(body: Event, request: Request, response: Response, key: Key) -> EventResult:
+    """Answers 200 with the existing id when the idempotency key was seen before."""
+    _spend(request, key, 1)
+    try:
+        fid, status = state_of(request).writer.write([body], key.name)[0]
+    except IngestError as exc:
+        raise ApiError(422, str(exc), field=exc.field) from None
+    if status == "duplicate":
+        response.status_code = 200
+    return EventResult(id=fid, status=status)  # type: ignore[arg-type]
+
+
+@router.post("/feedback/batch", response_model=BatchResult,
+             summary="Attach up to 1000 feedback events in one transaction")
+def feedback_batch(body: BatchRequest, request: Request, key: Key) -> BatchResult:
+    """All or nothing: one bad event rejects the batch with its path (``events[3].choice``)."""
+    _spend(request, key, len(body.events))
+    try:
+        results = state_of(request).writer.write(body.events, key.name, field_prefix="events")
+    except IngestError as exc:
+        raise ApiError(422, str(exc), field=exc.field) from None
+    created = sum(1 for _, s in results if s == "created")
+    return BatchResult(results=[EventResult(id=i, status=s)  # type: ignore[arg-type]
+                                for i, s in results],
+                       created=created, duplicates=len(results) - created)
+
+
+@router.get("/whoami", summary="Check a key", response_model=dict[str, str])
+def whoami(key: Key) -> dict[str, str]:
+    return {"key": key.name}

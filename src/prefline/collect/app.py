@@ -1,0 +1,102 @@
+"""The FastAPI app: annotation UI, admin pages and the ingest API on one store."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import prefline.store.collect_models  # noqa: F401  (registers the collection tables)
+from prefline.collect import admin, api, ui
+from prefline.collect.state import (
+    HERE,
+    ApiError,
+    LoginRequired,
+    UiError,
+    field_path,
+    make_state,
+    state_of,
+)
+from prefline.store.db import open_store
+
+
+def create_app(db_url: str | None = None, *, secure_cookies: bool = False) -> FastAPI:
+    """Build the app on the store at ``db_url`` (migrated on first use).
+
+    ``secure_cookies`` marks cookies HTTPS-only; turn it on behind TLS.
+    """
+    engine = open_store(db_url)
+    app = FastAPI(title="prefline collect",
+                  description="Annotation UI and production-feedback ingest API.",
+                  version="1")
+    app.state.collect = make_state(engine, secure_cookies=secure_cookies)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(api.router)
+    app.include_router(ui.router)
+    app.include_router(admin.router)
+    _handlers(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        if not request.url.path.startswith("/api/"):
+            # No inline scripts anywhere, so a strict CSP is a second wall behind escaping.
+            response.headers["Content-Security-Policy"] = (
+                "default-src 'self'; script-src 'self'; style-src 'self'; "
+                "object-src 'none'; frame-ancestors 'none'; base-uri 'none'")
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Referrer-Policy"] = "same-origin"
+        return response
+
+    return app
+
+
+def _error(status: int, message: str, field: str | None = None, detail: object = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"message": message, "field": field, "detail": detail},
+                        status_code=status, headers=headers)
+
+
+def _handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> Response:
+        return _error(exc.status, exc.message, exc.field, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        first = errors[0] if errors else {}
+        field = field_path(first.get("loc", ()))
+        message = f"{field or 'body'}: {first.get('msg', 'invalid request')}"
+        detail = [{"field": field_path(e.get("loc", ())), "message": e.get("msg"),
+                   "type": e.get("type")} for e in errors]
+        if not request.url.path.startswith("/api/"):
+            return _ui_error(request, 400, message)
+        return _error(422, message, field or None, detail)
+
+    @app.exception_handler(UiError)
+    async def ui_error(request: Request, exc: UiError) -> Response:
+        return _ui_error(request, exc.status, exc.message)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _: LoginRequired) -> Response:
+        return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith("/api/") or request.url.path.startswith("/static/"):
+            return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        return _ui_error(request, exc.status_code, str(exc.detail))
+
+
+def _ui_error(request: Request, status: int, message: str) -> Response:
+    templates = state_of(request).templates
+    return templates.TemplateResponse(request, "error.html",
+                                      {"status": status, "message": message},
+                                      status_code=status)

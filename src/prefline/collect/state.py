@@ -1,0 +1,80 @@
+"""What one running app holds (engine, caches, templates) and the errors routes raise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.engine import Engine
+
+from prefline.collect.auth import KeyCache, RateLimiter
+from prefline.collect.ingest import FeedbackWriter
+from prefline.collect.render import render_markdown
+from prefline.store.models import FEEDBACK_KINDS
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class CollectState:
+    engine: Engine
+    keys: KeyCache
+    limiter: RateLimiter
+    writer: FeedbackWriter
+    templates: Jinja2Templates
+    secure_cookies: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def make_state(engine: Engine, secure_cookies: bool = False) -> CollectState:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["markdown"] = render_markdown
+    return CollectState(engine=engine, keys=KeyCache(engine), limiter=RateLimiter(),
+                        writer=FeedbackWriter(engine), templates=templates,
+                        secure_cookies=secure_cookies)
+
+
+def state_of(request: Request) -> CollectState:
+    return request.app.state.collect  # type: ignore[no-any-return]
+
+
+class ApiError(Exception):
+    """A JSON error: ``{"message", "field", "detail"}`` with this status."""
+
+    def __init__(self, status: int, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field, self.headers = status, message, field, headers
+
+
+class UiError(Exception):
+    """An HTML error page (403, 404, 400) for the annotation UI."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class LoginRequired(Exception):
+    """Raised by UI routes without a session: the app redirects to the login page."""
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """Pydantic's error location as a readable path: ``events[3].choice``.
+
+    Drops the ``body`` root, the union tag pydantic inserts (``pairwise``) and validator
+    labels, none of which the caller wrote.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "body" and not out or part in FEEDBACK_KINDS or "[" in part or "(" in part:
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out
