@@ -1,0 +1,257 @@
+"""Reward model: a Hugging Face backbone + named scalar heads, with a small scoring API.
+
+``RewardModel.load(path).score(prompt, responses)`` returns normalised rewards (mean 0, std 1
+on the reference set recorded at training time); ``preference_prob(prompt, a, b)`` returns
+the calibrated ``σ((r_a - r_b) / T)``. Several heads (e.g. helpfulness, harmlessness) are
+combined as ``Σ_h w_h · s_h``; a head scoring below its guardrail threshold vetoes the
+response (its combined score becomes :data:`VETO`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from prefline.errors import PreflineError
+from prefline.formats.examples import Messages, as_messages
+from prefline.models.backbone import InputBuilder, load_backbone, pool, resolve_backbone
+from prefline.models.buckets import Buckets, make_buckets
+
+CARD = "model_card.json"
+VETO = -100.0
+"""Normalised score given to a response that a guardrail head vetoes."""
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """Named heads, operator weights and guardrail thresholds (raw head-score units)."""
+
+    names: tuple[str, ...] = ("reward",)
+    weights: dict[str, float] = field(default_factory=dict)
+    """Missing names weigh 1.0."""
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.names or len(set(self.names)) != len(self.names):
+            raise PreflineError("heads must be a non-empty list of distinct names", field="heads")
+        for key in (*self.weights, *self.thresholds):
+            if key not in self.names:
+                raise PreflineError(f"unknown head {key!r}; heads are {list(self.names)}",
+                                    field="heads")
+
+    def weight_vector(self) -> Tensor:
+        return torch.tensor([float(self.weights.get(n, 1.0)) for n in self.names])
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild the architecture; stored in the model card."""
+
+    backbone: str
+    kind: str = "encoder"
+    pooling: str = "mean"
+    max_length: int = 512
+    head_dropout: float = 0.1
+    heads: HeadSpec = field(default_factory=HeadSpec)
+    lora: dict[str, Any] | None = None
+    """peft LoRA settings (r, alpha, dropout) or None for full fine-tuning."""
+
+
+class PairwiseScoring:
+    """``score`` and ``preference_prob`` for anything with ``score_items`` and a temperature."""
+
+    temperature: float
+
+    def score_items(self, items: Sequence[tuple[Messages | str, str]]) -> list[float]:
+        raise NotImplementedError
+
+    def score(self, prompt: Messages | str, responses: Sequence[str]) -> list[float]:
+        """Normalised rewards of ``responses`` to ``prompt`` (all scored in one pass)."""
+        return self.score_items([(prompt, r) for r in responses])
+
+    def preference_prob(self, prompt: Messages | str, a: str, b: str) -> float:
+        """Calibrated P(a ≻ b) = σ((r_a - r_b) / T)."""
+        ra, rb = self.score(prompt, [a, b])
+        return 1.0 / (1.0 + math.exp(-(ra - rb) / self.temperature))
+
+
+class RewardModel(nn.Module, PairwiseScoring):
+    """``forward(buckets) -> [N, H]`` raw head scores; scoring helpers on top."""
+
+    weights: Tensor
+    backbone: Any
+
+    def __init__(self, backbone: nn.Module, tokenizer: Any, spec: ModelSpec) -> None:
+        super().__init__()
+        self.backbone, self.tokenizer, self.spec = backbone, tokenizer, spec
+        hidden = int(self.backbone.config.hidden_size)
+        self.dropout = nn.Dropout(spec.head_dropout)
+        self.head = nn.Linear(hidden, len(spec.heads.names))
+        nn.init.normal_(self.head.weight, std=1.0 / math.sqrt(hidden + 1))
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("weights", spec.heads.weight_vector(), persistent=False)
+        self.builder = InputBuilder(tokenizer, spec.kind, spec.max_length)
+        self.norm_mean, self.norm_std, self.temperature = 0.0, 1.0, 1.0
+        self.card: dict[str, Any] = {}
+
+    # ----- construction -------------------------------------------------------------------
+    @classmethod
+    def create(cls, backbone: str | None = None, *, pooling: str | None = None,
+               max_length: int = 512, heads: HeadSpec | None = None,
+               lora: dict[str, Any] | None = None, dropout: float | None = None,
+               head_dropout: float = 0.1, seed: int = 0) -> RewardModel:
+        """A fresh model on ``backbone`` (default: embedded all-MiniLM-L6-v2)."""
+        name = resolve_backbone(backbone)
+        model, tok, kind = load_backbone(name, dropout)
+        pooling = pooling or ("mean" if kind == "encoder" else "last")
+        if pooling not in ("mean", "cls", "last"):
+            raise PreflineError("pooling must be mean, cls or last", field="pooling")
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit and max_length > limit:
+            max_length = int(limit)  # positions beyond the table would crash the forward
+        spec = ModelSpec(name, kind, pooling, max_length, head_dropout, heads or HeadSpec(), lora)
+        if lora:
+            model = _add_lora(model, lora)
+        torch.manual_seed(seed)
+        return cls(model, tok, spec)
+
+    # ----- forward ----------------------------------------------------------------------------
+    def encode(self, prompt: Messages, responses: Sequence[str]) -> list[tuple[list[int], int]]:
+        """Token ids for each response to one prompt; the prompt is tokenised once."""
+        p = self.builder.prompt_ids(prompt)
+        return [self.builder.build(p, self.builder.response_ids(r)) for r in responses]
+
+    def bucket(self, encoded: Sequence[tuple[list[int], int]]) -> Buckets:
+        return make_buckets([e[0] for e in encoded], int(self.tokenizer.pad_token_id),
+                            [e[1] for e in encoded])
+
+    def forward(self, batch: Buckets) -> Tensor:
+        """Raw head scores ``[N, H]`` (fp32) in the order the sequences were bucketed."""
+        out = None
+        use_types = self.spec.kind == "encoder" and _takes_token_types(self.backbone)
+        for b in batch.buckets:
+            kwargs: dict[str, Tensor] = {"input_ids": b.input_ids, "attention_mask": b.attention_mask}
+            if use_types:
+                kwargs["token_type_ids"] = b.token_type_ids
+            hidden = self.backbone(**kwargs).last_hidden_state
+            pooled = pool(hidden, b.attention_mask, self.spec.pooling)
+            # The head runs in fp32 even under bf16 autocast: bf16 keeps ~3 significant
+            # digits, enough for hidden states but too coarse to order close rewards.
+            with torch.autocast(pooled.device.type, enabled=False):
+                scores = self.head(self.dropout(pooled.float()))
+            if out is None:
+                out = scores.new_zeros((batch.n, scores.size(-1)))
+            out = out.index_copy(0, b.index, scores)
+        assert out is not None, "empty batch"
+        return out
+
+    def combine(self, heads: Tensor) -> Tensor:
+        """Weighted sum of head scores ``[N, H] -> [N]`` (raw, not normalised)."""
+        # elementwise, not matmul: autocast would run a matmul in bf16
+        return (heads * self.weights.to(heads.dtype)).sum(-1)
+
+    # ----- scoring API ------------------------------------------------------------------------
+    @torch.no_grad()
+    def head_scores(self, items: Sequence[tuple[Messages | str, str]]) -> Tensor:
+        """Raw ``[N, H]`` scores of (prompt, response) items, in bucketed passes."""
+        self.eval()
+        encoded: list[tuple[list[int], int]] = []
+        for prompt, response in items:
+            encoded.extend(self.encode(as_messages(prompt), [response]))
+        from prefline.train.precision import autocast_context, resolve_precision
+
+        with autocast_context(resolve_precision("auto")):
+            return self(self.bucket(encoded))
+
+    def normalised(self, heads: Tensor) -> Tensor:
+        """Combined, normalised scores ``[N]`` with guardrail vetoes applied."""
+        z = (self.combine(heads) - self.norm_mean) / self.norm_std
+        for i, name in enumerate(self.spec.heads.names):
+            t = self.spec.heads.thresholds.get(name)
+            if t is not None:
+                z = torch.where(heads[:, i] < t, torch.full_like(z, VETO), z)
+        return z
+
+    def score_items(self, items: Sequence[tuple[Messages | str, str]]) -> list[float]:
+        return [float(x) for x in self.normalised(self.head_scores(items))] if items else []
+
+    # ----- persistence ------------------------------------------------------------------------
+    def save(self, path: str | Path, card: dict[str, Any] | None = None) -> Path:
+        """Weights as safetensors + ``model_card.json``; LoRA saves only adapter + head."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.spec.lora:
+            self.backbone.save_pretrained(path / "adapter")
+        else:
+            self.backbone.save_pretrained(path / "backbone")
+            self.tokenizer.save_pretrained(path / "backbone")
+        heads = {k: v.detach().contiguous() for k, v in self.head.state_dict().items()}
+        save_file(heads, str(path / "head.safetensors"))
+        full = {**self.card, **(card or {}), "format": "prefline-reward/1",
+                "spec": asdict(self.spec), "backbone": self.spec.backbone,
+                "normalisation": {"mean": self.norm_mean, "std": self.norm_std},
+                "temperature": self.temperature,
+                "truncation": dict(self.builder.counts)}
+        (path / CARD).write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+        self.card = full
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RewardModel:
+        """A model saved by :meth:`save`; PreflineError if ``path`` is not one."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        card = read_card(path)
+        if card.get("format") != "prefline-reward/1":
+            raise PreflineError("not a single reward model (is it an ensemble? use "
+                                "load_reward_model)", path=str(path))
+        raw = dict(card["spec"])
+        raw["heads"] = HeadSpec(**{**raw["heads"], "names": tuple(raw["heads"]["names"])})
+        spec = ModelSpec(**raw)
+        if spec.lora:
+            from peft import PeftModel
+
+            base, tok, _ = load_backbone(spec.backbone)
+            backbone = PeftModel.from_pretrained(base, str(path / "adapter"))
+        else:
+            backbone, tok, _ = load_backbone(str(path / "backbone"))
+        model = cls(backbone, tok, spec)
+        model.head.load_state_dict(load_file(str(path / "head.safetensors")))
+        model.norm_mean = float(card["normalisation"]["mean"])
+        model.norm_std = float(card["normalisation"]["std"])
+        model.temperature = float(card["temperature"])
+        model.card = card
+        return model.eval()
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """The parsed ``model_card.json`` of a saved model; PreflineError when absent/invalid."""
+    try:
+        return dict(json.loads((path / CARD).read_text()))
+    except FileNotFoundError:
+        raise PreflineError(f"no {CARD} here: not a saved reward model", path=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise PreflineError(f"{CARD} is not valid JSON ({exc.msg})", path=str(path)) from None
+
+
+def _takes_token_types(backbone: nn.Module) -> bool:
+    return int(getattr(getattr(backbone, "config", None), "type_vocab_size", 0) or 0) > 1
+
+
+def _add_lora(model: nn.Module, lora: dict[str, Any]) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=int(lora.get("r", 8)), lora_alpha=int(lora.get("alpha", 16)),
+                     lora_dropout=float(lora.get("dropout", 0.05)),
+                     target_modules=lora.get("target_modules", "all-linear"))
+    return get_peft_model(model, cfg)  # type: ignore[arg-type]

@@ -1,0 +1,173 @@
+"""The reward-model Task for the shared engine: tokenised items, bucketed batches, summed loss.
+
+Examples are tokenised ONCE (prompt shared by its responses, truncated from the left) into
+:class:`Item`; ``collate`` flattens a micro-batch's sequences into length buckets, and
+``loss`` scores them all in as few padded-token-free passes as possible, then applies the
+loss that fits each item: Bradley-Terry for strict pairs, a ties model for ties,
+Plackett-Luce for rankings, squared error for ratings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from prefline.errors import PreflineError
+from prefline.formats.examples import PreferencePair, RankingExample, RatingExample
+from prefline.losses.reward import (
+    LOSSES,
+    bradley_terry,
+    plackett_luce,
+    rating_mse,
+    reward_centering,
+)
+from prefline.models.buckets import Buckets
+from prefline.models.reward import RewardModel
+from prefline.train.engine import unwrap
+
+Encoded = tuple[list[int], int]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One training example as token ids.
+
+    kind 'pair' (seqs = chosen, rejected), 'tie', 'ranking' (best first) or 'rating'
+    (one seq; ``targets`` per head, NaN where the criterion was not rated). ``head`` is the
+    criterion head a pair compares on (None: the weighted combination).
+    """
+
+    kind: str
+    seqs: tuple[Encoded, ...]
+    margin: float = 0.0
+    head: int | None = None
+    targets: tuple[float, ...] = ()
+
+
+@dataclass
+class Batch:
+    items: list[Item]
+    buckets: Buckets
+    offsets: list[int]
+    """offsets[i]: index of item i's first sequence in the flattened order."""
+    tokens: int
+
+
+def tokenize(model: RewardModel, examples: Sequence[object],
+             rating_stats: dict[str, tuple[float, float]] | None = None) -> list[Item]:
+    """Examples → Items. Ratings are standardised per criterion with ``rating_stats``
+    (mean, std); unknown criteria or unsupported example types raise PreflineError."""
+    names = model.spec.heads.names
+    out: list[Item] = []
+    for ex in examples:
+        if isinstance(ex, PreferencePair):
+            crit = ex.meta.get("criterion") if ex.meta else None
+            head = _head_index(names, crit)
+            seqs = tuple(model.encode(ex.prompt, [ex.chosen, ex.rejected]))
+            margin = float(ex.strength) if ex.strength is not None else 0.0
+            out.append(Item("tie" if ex.tie else "pair", seqs, margin, head))
+        elif isinstance(ex, RankingExample):
+            out.append(Item("ranking", tuple(model.encode(ex.prompt, list(ex.responses)))))
+        elif isinstance(ex, RatingExample):
+            stats = rating_stats or {}
+            targets = tuple(
+                (ex.scores[n] - stats.get(n, (0.0, 1.0))[0]) / stats.get(n, (0.0, 1.0))[1]
+                if n in ex.scores else math.nan for n in names)
+            for crit in ex.scores:
+                _head_index(names, crit)
+            out.append(Item("rating", tuple(model.encode(ex.prompt, [ex.response])),
+                            targets=targets))
+        else:
+            raise PreflineError(f"reward training cannot use {type(ex).__name__} examples; "
+                                "give pairs, rankings or ratings")
+    return out
+
+
+def _head_index(names: tuple[str, ...], criterion: object) -> int | None:
+    if criterion is None or (len(names) == 1 and criterion not in names):
+        return None
+    if criterion not in names:
+        raise PreflineError(f"criterion {criterion!r} has no head; heads are {list(names)}",
+                            field="heads")
+    return names.index(str(criterion))
+
+
+@dataclass
+class RewardTask:
+    """Task protocol for :class:`prefline.train.engine.Trainer`."""
+
+    pad_id: int
+    pair_loss: str = "bradley_terry"
+    tie_loss: str = "davidson"
+    label_smoothing: float = 0.0
+    use_margin: bool = False
+    center_coef: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.pair_loss != "bradley_terry":
+            raise PreflineError("pair_loss must be bradley_terry", field="pair_loss")
+        if self.tie_loss not in ("davidson", "rao_kupper"):
+            raise PreflineError("tie_loss must be davidson or rao_kupper", field="tie_loss")
+
+    def collate(self, items: Sequence[Item]) -> Batch:
+        from prefline.models.buckets import make_buckets
+
+        seqs: list[Encoded] = []
+        offsets = []
+        for it in items:
+            offsets.append(len(seqs))
+            seqs.extend(it.seqs)
+        buckets = make_buckets([s[0] for s in seqs], self.pad_id, [s[1] for s in seqs])
+        return Batch(list(items), buckets, offsets, buckets.real_tokens)
+
+    def count(self, batch: Batch) -> int:
+        return len(batch.items)
+
+    def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, float, dict[str, float]]:
+        heads = model(batch.buckets)  # [N, H]; through the (maybe DDP) wrapper for grad sync
+        combined = unwrap(model).combine(heads)  # type: ignore[operator]
+        total = heads.new_zeros(())
+        correct = 0.0
+        margin_sum = 0.0
+        pairs = [(i, it) for i, it in enumerate(batch.items) if it.kind in ("pair", "tie")]
+        if pairs:
+            c, r = self._pair_scores(heads, combined, batch, pairs)
+            strict = torch.tensor([it.kind == "pair" for _, it in pairs])
+            loss = self._pair_loss(c, r, strict, [it.margin for _, it in pairs])
+            if self.center_coef:
+                loss = loss + reward_centering(c, r, self.center_coef)
+            total = total + loss.sum()
+            correct = float(((c > r) & strict).sum())
+            margin_sum = float((c - r).detach()[strict].sum())
+        for i, it in enumerate(batch.items):
+            s = batch.offsets[i]
+            if it.kind == "ranking":
+                total = total + plackett_luce(combined[s:s + len(it.seqs)].unsqueeze(0)).sum()
+            elif it.kind == "rating":
+                t = torch.tensor(it.targets, dtype=heads.dtype)
+                known = ~torch.isnan(t)
+                total = total + rating_mse(heads[s][known], t[known]).sum()
+        return total, float(len(batch.items)), {
+            "accuracy": correct, "margin": margin_sum, "tokens": float(batch.tokens)}
+
+    def _pair_scores(self, heads: Tensor, combined: Tensor, batch: Batch,
+                     pairs: list[tuple[int, Item]]) -> tuple[Tensor, Tensor]:
+        cols = []
+        for i, it in pairs:
+            s = batch.offsets[i]
+            src = combined if it.head is None else heads[:, it.head]
+            cols.append(torch.stack([src[s], src[s + 1]]))
+        both = torch.stack(cols)  # [P, 2]
+        return both[:, 0], both[:, 1]
+
+    def _pair_loss(self, c: Tensor, r: Tensor, strict: Tensor, margins: list[float]) -> Tensor:
+        margin = torch.tensor(margins, dtype=c.dtype) if self.use_margin else None
+        bt = bradley_terry(c, r, margin, self.label_smoothing)
+        if bool(strict.all()):
+            return bt
+        tie = LOSSES[self.tie_loss](c, r, ~strict)
+        return torch.where(strict, bt, tie)
