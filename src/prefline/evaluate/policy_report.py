@@ -1,0 +1,192 @@
+"""Figures and an HTML page for a policy evaluation (used by ``eval policy`` and the demo).
+
+Figures are real PNGs drawn with matplotlib's Agg backend (no display needed). The page
+either embeds them as data URIs (one self-contained file) or links PNG files saved beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Figure = Any
+
+
+def _new_figure(width: float = 6.0, height: float = 3.2) -> tuple[Figure, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    return fig, ax
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """Render and close ``fig``; PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def fig_win_rates(result: dict[str, Any]) -> bytes:
+    """Judge, length-controlled and proxy win rates with 95% CIs against the 50%/60% lines."""
+    j = result["judge"]
+    names, rates, lows, highs = ["judge"], [j["win_rate"]], [j["ci"][0]], [j["ci"][1]]
+    names.append("judge, length-\ncontrolled")
+    rates.append(j["length_controlled_win_rate"])
+    lows.append(rates[-1])
+    highs.append(rates[-1])
+    if "proxy" in result:
+        p = result["proxy"]
+        names.append("proxy\n(reward model)")
+        rates += [p["win_rate"]]
+        lows += [p["ci"][0]]
+        highs += [p["ci"][1]]
+    fig, ax = _new_figure()
+    err = [[r - lo for r, lo in zip(rates, lows, strict=True)],
+           [hi - r for r, hi in zip(rates, highs, strict=True)]]
+    ax.bar(names, rates, yerr=err, capsize=6, color=["#3b6ea8", "#7fa7d4", "#c77c2e"][:len(names)])
+    ax.axhline(0.5, color="grey", lw=1, ls="--", label="no difference (50%)")
+    ax.axhline(0.6, color="green", lw=1, ls=":", label="target (60%)")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("win rate of policy over baseline")
+    ax.legend(loc="lower right", fontsize=8)
+    return png_bytes(fig)
+
+
+def fig_lengths(result: dict[str, Any]) -> bytes:
+    """Histogram of response lengths (words), baseline vs policy."""
+    fig, ax = _new_figure()
+    la, lb = result["policy"]["lengths"], result["baseline"]["lengths"]
+    top = max([*la, *lb, 1])
+    bins = list(range(0, top + 5, max(1, top // 20)))
+    ax.hist(lb, bins=bins, alpha=0.6, label="baseline (reference)", color="#999999")
+    ax.hist(la, bins=bins, alpha=0.6, label="policy", color="#3b6ea8")
+    ax.set_xlabel("response length (words)")
+    ax.set_ylabel("responses")
+    ax.legend(fontsize=8)
+    return png_bytes(fig)
+
+
+def fig_refusals(result: dict[str, Any]) -> bytes:
+    """Refusal rate per slice, before (baseline) and after (policy)."""
+    slices = ["should_refuse", "should_not_refuse", "all"]
+    fig, ax = _new_figure()
+    xs = range(len(slices))
+    for k, (side, color) in enumerate((("baseline", "#999999"), ("policy", "#3b6ea8"))):
+        vals = [result[side]["refusal_rate"].get(s) or 0.0 for s in slices]
+        ax.bar([x + (k - 0.5) * 0.38 for x in xs], vals, width=0.38, label=side, color=color)
+    ax.set_xticks(list(xs), slices)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("refusal rate")
+    ax.legend(fontsize=8)
+    return png_bytes(fig)
+
+
+def fig_categories(result: dict[str, Any]) -> bytes:
+    """Judge win rate per prompt category."""
+    cats = result["judge"]["per_category"]
+    fig, ax = _new_figure(6.5, 3.4)
+    ax.barh(list(cats), list(cats.values()), color="#3b6ea8")
+    ax.axvline(0.5, color="grey", lw=1, ls="--")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("judge win rate")
+    return png_bytes(fig)
+
+
+POLICY_FIGURES: dict[str, Callable[[dict[str, Any]], bytes]] = {
+    "win_rates": fig_win_rates, "lengths": fig_lengths, "refusals": fig_refusals,
+    "categories": fig_categories,
+}
+
+
+def image_sources(figures: dict[str, bytes], folder: Path | None) -> dict[str, str]:
+    """``<img src>`` per figure: PNG files written into ``folder``, or data URIs when None."""
+    out = {}
+    for name, data in figures.items():
+        if folder is None:
+            out[name] = "data:image/png;base64," + base64.b64encode(data).decode()
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{name}.png").write_bytes(data)
+            out[name] = f"{folder.name}/{name}.png"
+    return out
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def metrics_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(metric, baseline, policy)`` rows for the before/after table."""
+    b, a = result["baseline"], result["policy"]
+    rows = [("mean length (words)", f"{b['mean_length_words']:.1f}", f"{a['mean_length_words']:.1f}"),
+            ("distinct-1", f"{b['distinct_1']:.3f}", f"{a['distinct_1']:.3f}"),
+            ("distinct-2", f"{b['distinct_2']:.3f}", f"{a['distinct_2']:.3f}")]
+    for s in ("should_refuse", "should_not_refuse"):
+        rows.append((f"refusal rate: {s}", pct(b["refusal_rate"][s]), pct(a["refusal_rate"][s])))
+    return rows
+
+
+def policy_section(result: dict[str, Any], img: dict[str, str]) -> str:
+    """HTML fragment: verdict, win-rate table, figures, before/after table, examples."""
+    e = html.escape
+    j = result["judge"]
+    lines = [f"<p class='verdict {'ok' if result['verdict']['target_met'] else 'miss'}'>"
+             f"{e(result['verdict']['text'])}</p>", "<table><tr><th>measure</th><th>value</th></tr>",
+             f"<tr><td>judge win rate (95% CI)</td><td>{pct(j['win_rate'])} "
+             f"[{pct(j['ci'][0])}, {pct(j['ci'][1])}] over {j['n']} comparisons</td></tr>",
+             f"<tr><td>length-controlled judge win rate</td><td>{pct(j['length_controlled_win_rate'])}</td></tr>"]
+    if "proxy" in result:
+        p = result["proxy"]
+        lines.append(f"<tr><td>proxy (reward model) win rate (95% CI)</td><td>{pct(p['win_rate'])} "
+                     f"[{pct(p['ci'][0])}, {pct(p['ci'][1])}]</td></tr>")
+    lines.append(f"<tr><td>KL(policy ‖ baseline), nats per response</td><td>{result['kl']:.3f}</td></tr></table>")
+    lines += [f"<figure><img src='{img[k]}' alt='{k}'><figcaption>{cap}</figcaption></figure>"
+              for k, cap in (("win_rates", "Win rates with 95% bootstrap CIs (over prompts)"),
+                             ("categories", "Judge win rate per prompt category"),
+                             ("lengths", "Response lengths before and after"),
+                             ("refusals", "Refusal rates per slice")) if k in img]
+    lines.append("<table><tr><th>metric</th><th>baseline</th><th>policy</th></tr>")
+    lines += [f"<tr><td>{e(m)}</td><td>{e(b)}</td><td>{e(a)}</td></tr>" for m, b, a in metrics_rows(result)]
+    lines.append("</table><h3>Side by side (held-out prompts)</h3>")
+    for ex in result["examples"]:
+        outcome = {1.0: "policy wins", 0.0: "baseline wins"}.get(ex["judge_score"], "tie")
+        lines.append(f"<div class='ex'><p><b>[{e(str(ex['category']))}]</b> {e(ex['prompt'])} "
+                     f"<i>({outcome})</i></p><div class='cols'><pre>{e(ex['baseline'])}</pre>"
+                     f"<pre>{e(ex['policy'])}</pre></div></div>")
+    return "\n".join(lines)
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
+figure{display:inline-block;margin:.5em}img{max-width:460px}.verdict{padding:.6em;border-radius:4px}
+.ok{background:#e3f4e1}.miss{background:#fbe6d5}.cols{display:grid;grid-template-columns:1fr 1fr;gap:8px}
+pre{white-space:pre-wrap;background:#f6f6f6;padding:6px;font-size:12px;margin:0}
+.cols:before{content:'baseline (reference)      |      policy';grid-column:1/3;font-size:11px;color:#666}"""
+
+
+def page(title: str, body: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>")
+
+
+def write_policy_report(result: dict[str, Any], path: str | Path) -> Path:
+    """One self-contained HTML file (figures embedded as PNG data URIs)."""
+    path = Path(path)
+    figures = {name: fn(result) for name, fn in POLICY_FIGURES.items()}
+    body = policy_section(result, image_sources(figures, None))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(page("Policy evaluation", body), encoding="utf-8")
+    tmp.replace(path)
+    return path
