@@ -1,0 +1,206 @@
+"""``prefline train dpo`` and ``prefline bench dpo``.
+
+Settings come from, lowest priority first: the dataclass defaults, ``--config FILE`` (JSON
+or TOML, flat or with ``[dpo]``/``[train]`` tables), ``key=value`` / ``--key value``
+overrides after the options, then the explicit flags. Every key is validated against
+``DPOConfig`` or ``TrainConfig`` before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tomllib
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from prefline.cli.common import (
+    DbOption,
+    JsonOption,
+    bench_app,
+    parse_overrides,
+    print_json,
+    train_app,
+)
+from prefline.errors import PreflineError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Turn a string from the command line into the field's type."""
+    if not isinstance(value, str):
+        return value
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if args and value.lower() in ("none", "null"):
+        return None
+    target = args[0] if args else hint
+    try:
+        if target is bool:
+            if value.lower() not in _TRUE | _FALSE:
+                raise ValueError(value)
+            return value.lower() in _TRUE
+        return target(value) if target in (int, float, str) else value
+    except ValueError:
+        raise PreflineError(f"expected {getattr(target, '__name__', target)}, got {value!r}",
+                            field=key) from None
+
+
+def _split_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Route each key to DPOConfig or TrainConfig, typed; unknown keys are an error."""
+    from prefline.train.dpo import DPOConfig
+    from prefline.train.engine import TrainConfig
+
+    hints = {cls: typing.get_type_hints(cls) for cls in (DPOConfig, TrainConfig)}
+    dpo: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    for key, value in raw.items():
+        key = key.replace("-", "_")
+        if key in hints[DPOConfig]:
+            dpo[key] = _coerce(value, hints[DPOConfig][key], key)
+        elif key in hints[TrainConfig]:
+            train[key] = _coerce(value, hints[TrainConfig][key], key)
+        else:
+            raise PreflineError("unknown setting; see `prefline train dpo --help`", field=key)
+    return dpo, train
+
+
+def _read_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise PreflineError(f"cannot read config ({exc})", path=str(path)) from None
+    if not isinstance(data, dict):
+        raise PreflineError("a config file must hold an object of settings", path=str(path))
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(value if key in ("dpo", "train") and isinstance(value, dict) else {key: value})
+    return flat
+
+
+def load_dpo_pairs(data: str | None, snapshot: str | None, db: str | None,
+                   ) -> tuple[list[Any], str]:
+    """(preference pairs, content hash of their source) from a file or a store snapshot."""
+    from prefline.hashing import content_hash
+
+    if (data is None) == (snapshot is None):
+        raise PreflineError("give exactly one of --data FILE or --snapshot ID", field="data")
+    if data is not None:
+        from prefline.formats.load import load_pairs
+
+        pairs = load_pairs(data)
+    else:
+        from prefline.formats.examples import PreferencePair, RankingExample
+        from prefline.formats.load import ranking_pairs
+        from prefline.store import snapshots  # type: ignore[attr-defined]
+
+        pairs = []
+        for ex in snapshots.snapshot_examples(int(str(snapshot)), db=db):
+            if isinstance(ex, PreferencePair):
+                pairs.append(ex)
+            elif isinstance(ex, RankingExample):
+                pairs.extend(ranking_pairs(ex))
+        if not pairs:
+            raise PreflineError(f"snapshot {snapshot} holds no preference pairs", field="snapshot")
+    return pairs, content_hash([[p.prompt, p.chosen, p.rejected, p.tie] for p in pairs])
+
+
+def _as_flag_pairs(args: list[str]) -> list[str]:
+    """``lr=1e-3`` -> ``--lr 1e-3``: parse_overrides keeps values intact only in that form."""
+    out: list[str] = []
+    for item in args:
+        if "=" in item:
+            key, value = item.split("=", 1)
+            out += ["--" + key.lstrip("-"), value]
+        else:
+            out.append(item)
+    return out
+
+
+def _default_out() -> str:
+    from prefline.paths import data_dir
+
+    return str(data_dir() / "runs" / time.strftime("dpo-%Y%m%d-%H%M%S"))
+
+
+@train_app.command(
+    "dpo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_dpo_cmd(
+    ctx: typer.Context,
+    data: Annotated[str | None, typer.Option("--data", help="Pairs file (jsonl, hh, csv, parquet, hf).")] = None,
+    snapshot: Annotated[str | None, typer.Option("--snapshot", help="Store snapshot id.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Hub id or folder (default: embedded SmolLM2-135M-Instruct).")] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="sigmoid|ipo|cdpo|robust|hinge|simpo|orpo|kto")] = None,
+    beta: Annotated[float | None, typer.Option("--beta")] = None,
+    lora: Annotated[bool | None, typer.Option("--lora/--full", help="LoRA adapters or full fine-tuning.")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Run folder (default: under the data dir).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="JSON/TOML settings file.")] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", help="Prompt + response tokens.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a policy with DPO (or IPO, cDPO, rDPO, hinge, SimPO, ORPO, KTO).
+
+    Extra `key=value` or `--key value` pairs set any DPOConfig/TrainConfig field,
+    e.g. `lr=1e-6 batch_size=4 max_steps=50 precision=bf16`.
+    """
+    raw = _read_config(config)
+    raw.update(parse_overrides(_as_flag_pairs(ctx.args)))
+    flags = {"model": model, "loss": loss, "beta": beta, "lora": lora, "max_length": max_length,
+             "out_dir": out}
+    raw.update({k: v for k, v in flags.items() if v is not None})
+    dpo_kw, train_kw = _split_settings(raw)
+    train_kw.setdefault("out_dir", _default_out())
+    train_kw.setdefault("progress", not as_json)
+    from prefline.train.dpo import DPOConfig, train_dpo
+    from prefline.train.engine import TrainConfig
+
+    cfg, train_cfg = DPOConfig(**dpo_kw), TrainConfig(**train_kw)
+    pairs, source_hash = load_dpo_pairs(data, snapshot, db)
+    result = train_dpo(pairs, cfg, train_cfg, db=db, snapshot_hash=source_hash)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if as_json:
+        print_json(result.summary)
+        return
+    s = result.summary
+    held = s.get("heldout") or {}
+    typer.echo(f"trained {s['steps']} steps on {s['pairs']['train']} pairs; held-out implicit "
+               f"reward accuracy {held.get('accuracy', float('nan')):.3f} on "
+               f"{s['pairs']['heldout']} pairs")
+    for note in result.report.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"model: {s['model']}  (artifact {s.get('artifact_id')})")
+
+
+@bench_app.command("dpo")
+def bench_dpo_cmd(
+    against: Annotated[str, typer.Option("--against", help="Peer to compare with (trl).")] = "trl",
+    data: Annotated[str | None, typer.Option("--data", help="HH pairs file (default: ../shared/data).")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Timed steps per run after warm-up.")] = 3,
+    no_lora: Annotated[bool, typer.Option("--no-lora", help="Skip the LoRA row.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """prefline vs TRL DPOTrainer on SmolLM2-135M, 8 HH pairs/step, max length 256."""
+    from prefline.bench_dpo import run_benchmark
+
+    result = run_benchmark(against=against, data=data, steps=steps, lora=not no_lora,
+                           progress=not as_json)
+    if as_json:
+        print_json(result)
+        return
+    from prefline.bench_dpo import render_table
+
+    typer.echo(render_table(result))
+
+
+def register(app: typer.Typer) -> None:
+    """Commands are added to the shared train/bench groups at import time."""
