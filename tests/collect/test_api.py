@@ -136,3 +136,13 @@ def test_rate_limit_per_key(client: TestClient, store: Any) -> None:
     too_big = client.post("/api/v1/feedback/batch", json={"events": [ev] * 4},
                           headers={"X-API-Key": slow})
     assert too_big.status_code == 429 and too_big.json()["field"] == "events"
+
+
+def test_text_postgres_cannot_store_is_a_422(client: TestClient, store: Any) -> None:
+    nul = {"prompt": {"text": "hi"}, "responses": [{"text": "a\x00b"}]}
+    resp = client.post("/api/v1/log", json=nul, headers=_auth(store))
+    assert resp.status_code == 422 and resp.json()["field"] == "responses[0].text"
+    nan = '{"prompt": {"text": "hi", "context": {"x": NaN}}, "responses": [{"text": "a"}]}'
+    resp = client.post("/api/v1/log", content=nan, headers={
+        **_auth(store), "Content-Type": "application/json"})
+    assert resp.status_code == 422 and resp.json()["field"] == "prompt.context"

@@ -70,7 +70,9 @@ def log(body: LogRequest, request: Request, key: Key) -> LogResult:
 
 
 @router.post("/feedback", response_model=EventResult, status_code=201,
-             summary="Attach one feedback event to logged responses")
+             summary="Attach one feedback event to logged responses",
+             responses={200: {"model": EventResult,
+                              "description": "already stored under this idempotency key"}})
 def feedback(body: Event, request: Request, response: Response, key: Key) -> EventResult:
     """Answers 200 with the existing id when the idempotency key was seen before."""
     _spend(request, key, 1)

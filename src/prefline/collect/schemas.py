@@ -6,14 +6,42 @@ path (``events[3].choice``), which the API returns in its 422 body.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from prefline.store.models import IMPLICIT_SIGNALS
 
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL bytes; refuse them here as a 422, not a 500 later.
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    return value
+
+
+def _plain_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Python's JSON parser lets NaN/Infinity through; PostgreSQL's json type does not.
+    if value is not None:
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise ValueError("numbers must be finite (no NaN or Infinity)") from None
+    return value
+
+
+Str = Annotated[str, AfterValidator(_no_nul)]
+JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_plain_json)]
 Id = Annotated[int, Field(ge=1, le=2**62)]
-ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+ShortText = Annotated[Str, Field(min_length=1, max_length=200)]
 MAX_BATCH = 1000
 
 
@@ -23,15 +51,15 @@ class Strict(BaseModel):
 
 class Message(Strict):
     role: Literal["system", "user", "assistant", "tool"]
-    content: Annotated[str, Field(max_length=200_000)]
+    content: Annotated[Str, Field(max_length=200_000)]
 
 
 class PromptIn(Strict):
     """A prompt as plain ``text`` or as chat ``messages`` (exactly one of them)."""
 
-    text: Annotated[str, Field(min_length=1, max_length=200_000)] | None = None
+    text: Annotated[Str, Field(min_length=1, max_length=200_000)] | None = None
     messages: Annotated[list[Message], Field(min_length=1, max_length=500)] | None = None
-    context: dict[str, Any] | None = None
+    context: JsonObject = None
     tags: Annotated[list[ShortText], Field(max_length=50)] = []
 
     @model_validator(mode="after")
@@ -42,10 +70,10 @@ class PromptIn(Strict):
 
 
 class ResponseIn(Strict):
-    text: Annotated[str, Field(max_length=200_000)]
-    model: Annotated[str, Field(max_length=300)] | None = None
-    model_version: Annotated[str, Field(max_length=200)] | None = None
-    gen_params: dict[str, Any] | None = None
+    text: Annotated[Str, Field(max_length=200_000)]
+    model: Annotated[Str, Field(max_length=300)] | None = None
+    model_version: Annotated[Str, Field(max_length=200)] | None = None
+    gen_params: JsonObject = None
 
 
 class LogRequest(Strict):
@@ -61,11 +89,11 @@ class LogResult(BaseModel):
 
 
 class EventBase(Strict):
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=90)] | None = Field(
+    idempotency_key: Annotated[Str, Field(min_length=1, max_length=90)] | None = Field(
         None, description="Retries with the same key never create a second row.")
-    user: Annotated[str, Field(min_length=1, max_length=80)] | None = Field(
+    user: Annotated[Str, Field(min_length=1, max_length=80)] | None = Field(
         None, description="End-user id; explicit feedback is stored under one annotator per user.")
-    rationale: Annotated[str, Field(max_length=20_000)] | None = None
+    rationale: Annotated[Str, Field(max_length=20_000)] | None = None
     time_spent_ms: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
 
 
