@@ -1,0 +1,71 @@
+"""``prefline import`` and ``prefline export``: files in and out of the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from prefline.cli.common import DbOption, JsonOption, print_json
+
+
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="File (.jsonl/.json/.csv/.parquet, .gz ok) or saved HF dataset folder.")],
+    format: Annotated[str, typer.Option("--format", help="auto|jsonl|json|hh|csv|parquet|hf")] = "auto",
+    source: Annotated[str | None, typer.Option(help="Source label (default: the file name).")] = None,
+    annotator: Annotated[str | None, typer.Option(help="Annotator name (default: import:<source>).")] = None,
+    annotator_kind: Annotated[str, typer.Option(help="human|ai_judge|implicit")] = "human",
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Validate a whole file, then store it in one transaction; re-importing adds nothing."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from prefline.store.ingest import import_file
+
+    with Progress(TextColumn("reading {task.description}"), BarColumn(),
+                  TextColumn("{task.completed} records"), transient=True, disable=json) as bar:
+        task = bar.add_task(path.name, total=None)
+        summary = import_file(path, db, format=format, source=source, annotator=annotator,
+                              annotator_kind=annotator_kind,
+                              progress=lambda n: bar.update(task, completed=n))
+    out = {"path": summary.path, "source": summary.source, "records": summary.records,
+           "prompts_added": summary.prompts_added, "responses_added": summary.responses_added,
+           "feedback_added": summary.feedback_added, "feedback_existing": summary.feedback_existing,
+           "by_kind": summary.by_kind, "seconds": round(summary.seconds, 3)}
+    if json:
+        print_json(out)
+        return
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary.by_kind.items()))
+    typer.echo(f"{summary.records} records ({kinds}) from {summary.source}: added "
+               f"{summary.feedback_added} feedback, {summary.prompts_added} prompts, "
+               f"{summary.responses_added} responses; {summary.feedback_existing} already stored "
+               f"({summary.seconds:.1f}s)")
+
+
+def export_cmd(
+    out: Annotated[Path, typer.Argument(help="Output JSONL file.")],
+    task: Annotated[str, typer.Option("--task", help="dpo|reward|kto|ranking")],
+    snapshot: Annotated[str | None, typer.Option(help="Snapshot id, name or hash prefix (default: latest).")] = None,
+    split: Annotated[str, typer.Option(help="train|test|all")] = "all",
+    style: Annotated[str, typer.Option(help="conversational (message lists) or standard (strings).")] = "conversational",
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Write a snapshot as TRL-compatible JSONL for one training task."""
+    from prefline.formats.export import export_snapshot
+
+    n, snap = export_snapshot(out, task, snapshot, split, db, style)
+    result = {"out": str(out), "task": task, "split": split, "rows": n, "snapshot_id": snap.id,
+              "snapshot_hash": snap.content_hash}
+    if json:
+        print_json(result)
+    else:
+        typer.echo(f"wrote {n} {task} rows ({split}) from snapshot {snap.id} "
+                   f"[{snap.content_hash[:12]}] to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import")(import_cmd)
+    app.command("export")(export_cmd)
