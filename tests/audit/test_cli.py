@@ -1,0 +1,119 @@
+"""``prefline audit`` end to end: JSON, HTML report, --fail-on exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from prefline.cli import main
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _biased_store(store, n: int = 20) -> None:  # type: ignore[no-untyped-def]
+    """Two annotators who agree on every pair; the left-shown response always wins."""
+    for i in range(n):
+        pid, (a, b) = store.prompt_with(2, text=f"question number {i} about topic {i * 7}")
+        for who in ("ann1", "ann2"):
+            store.pairwise(who, pid, a, b, "a", shown_left_id=a)
+
+
+def test_fail_on_exit_codes(any_store, capsys) -> None:  # type: ignore[no-untyped-def]
+    _biased_store(any_store)
+    db = any_store.url
+    code, out, err = run(["audit", "--db", db, "--json", "--fail-on", "position_bias>0.6,duplicates>0"], capsys)
+    assert code == 1
+    assert "position_bias>0.6 (value 1)" in err and "duplicates" not in err.split("audit failed:")[1]
+    result = json.loads(out)
+    assert result["checks"]["breached"] == ["position_bias>0.6 (value 1)"]
+    assert result["checks"]["passed"] == ["duplicates>0 (value 0)"]
+    code, _, _ = run(["audit", "--db", db, "--json", "--fail-on", "position_bias>1,alpha<0.4"], capsys)
+    assert code == 0
+    code, _, err = run(["audit", "--db", db, "--fail-on", "position_bias>>1"], capsys)
+    assert code == 2 and "cannot read rule" in err
+    code, _, err = run(["audit", "--db", db, "--fail-on", "bogus>1"], capsys)
+    assert code == 2 and "unknown metric 'bogus'" in err
+
+
+def test_not_evaluable_rule_does_not_breach_but_is_reported(store, capsys) -> None:  # type: ignore[no-untyped-def]
+    _biased_store(store, 3)
+    code, _, err = run(["audit", "--db", store.url, "--fail-on", "leakage>0"], capsys)
+    assert code == 0
+    assert "not evaluated: leakage>0 (not defined: no snapshot selected" in err
+
+
+def test_html_report_renders_with_plots(store, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    _biased_store(store)
+    report = tmp_path / "audit.html"
+    code, out, _ = run(["audit", "--db", store.url, "--report", str(report)], capsys)
+    assert code == 0 and "report written to" in out and "position_bias" in out
+    html = report.read_text()
+    images = re.findall(r'<img alt="[^"]+" src="data:image/png;base64,([A-Za-z0-9+/=]{200,})">', html)
+    assert len(images) >= 3  # labels, biases, agreement with consensus
+    import base64
+
+    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    assert "Krippendorff" in html and "position_bias" in html
+
+
+def test_report_into_missing_folder_is_refused(store, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    _biased_store(store, 2)
+    code, _, err = run(["audit", "--db", store.url, "--report", str(tmp_path / "no" / "r.html")], capsys)
+    assert code == 2 and "does not exist" in err
+
+
+def test_empty_store_is_one_clear_sentence(any_store, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run(["audit", "--db", any_store.url, "--json"], capsys)
+    assert code == 2 and out == ""
+    assert err.strip() == ("error: nothing to audit: the store has no feedback events "
+                           "(add some with `prefline import` or the annotation UI)")
+
+
+def test_missing_sqlite_file_is_not_created(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "absent.db"
+    code, _, err = run(["audit", "--db", str(path)], capsys)
+    assert code == 2 and "there is no store at" in err
+    assert not path.exists()
+
+
+def test_unknown_snapshot(store, capsys) -> None:  # type: ignore[no-untyped-def]
+    _biased_store(store, 2)
+    code, _, err = run(["audit", "--db", store.url, "--snapshot", "99"], capsys)
+    assert code == 2 and "snapshot 99 does not exist" in err
+
+
+def test_single_annotator_snapshot_says_not_defined(any_store, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A snapshot labelled by one annotator: agreement is "not defined: only one annotator"
+    in JSON and HTML, never NaN; the other checks still run."""
+    pids = []
+    for i in range(6):
+        pid, (a, b) = any_store.prompt_with(2, text=f"prompt {i}")
+        any_store.pairwise("solo", pid, a, b, "a" if i % 3 else "b")
+        pids.append(pid)
+    sid = any_store.snapshot({"train": pids[:4], "test": pids[4:]})
+    report = tmp_path / "r.html"
+    code, out, _ = run(["audit", "--db", any_store.url, "--snapshot", str(sid), "--json",
+                        "--report", str(report), "--fail-on", "alpha<0.4"], capsys)
+    assert code == 0
+    assert "NaN" not in out and "nan" not in out.lower().replace("annotator", "")
+    r = json.loads(out)
+    pw = r["agreement"]["pairwise"]
+    assert pw["alpha"] == pw["raw_agreement"] == "not defined: only one annotator"
+    assert pw["kappa"]["mean"] == "not defined: only one annotator"
+    assert pw["annotators_vs_consensus"][0]["agreement_with_consensus"] == "not defined: only one annotator"
+    assert r["metrics"]["alpha"] == "not defined: only one annotator"
+    assert r["checks"]["not_evaluated"] == [{"rule": "alpha<0.4", "reason": "not defined: only one annotator"}]
+    assert r["metrics"]["leakage"] == 0 and r["scope"]["feedback"] == 6
+    html = report.read_text()
+    assert "not defined: only one annotator" in html and "nan" not in html.lower().replace("annotator", "")
