@@ -139,3 +139,29 @@ def test_pairwise_agreement_ignores_which_side_was_called_a(store) -> None:  # t
     out = run_audit(store.url)["agreement"]["pairwise"]
     assert out["items_with_2plus"] == 4
     assert out["raw_agreement"] == pytest.approx(0.75)
+
+
+def test_rankings_binary_and_judges_from_the_store(store) -> None:  # type: ignore[no-untyped-def]
+    """Rankings become the ordered pairs they imply; thumbs are a two-category question; an
+    AI judge is compared with the human majority on the pairs both labelled."""
+    pid, (a, b, c) = store.prompt_with(3)
+    store.feedback([{"who": "h1", "kind": "ranking", "prompt_id": pid, "payload": {"order": [a, b, c]}},
+                    {"who": "h2", "kind": "ranking", "prompt_id": pid, "payload": {"order": [a, c, b]}}])
+    store.feedback([{"who": who, "kind": "binary", "prompt_id": pid, "response_id": r,
+                     "payload": {"value": up}} for who, r, up in
+                    [("h1", a, True), ("h2", a, True), ("h1", b, False), ("h2", b, True)]])
+    for i in range(4):
+        p, (x, y) = store.prompt_with(2)
+        store.pairwise("h1", p, x, y, "a")
+        store.pairwise("h2", p, x, y, "a")
+        store.feedback([{"who": "judge", "who_kind": "ai_judge", "kind": "pairwise", "prompt_id": p,
+                         "response_a_id": x, "response_b_id": y, "choice": "a" if i else "b"}])
+    r = run_audit(store.url)
+    ranking = r["agreement"]["ranking"]
+    assert (ranking["items"], ranking["items_with_2plus"]) == (3, 3)
+    assert ranking["raw_agreement"] == pytest.approx(2 / 3)  # a>b, a>c agree; b vs c differs
+    assert r["agreement"]["binary"]["raw_agreement"] == pytest.approx(0.5)
+    jv = r["judge_vs_human"]["pairwise"]
+    assert jv["judges"] == [{"judge": "judge", "n": 4, "agreement": 0.75, "kappa": 0.0}]
+    assert r["metrics"]["judge_agreement"] == 0.75
+    assert r["scope"]["annotator_kinds"] == {"ai_judge": 1, "human": 2}

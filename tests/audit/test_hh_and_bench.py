@@ -36,7 +36,7 @@ def test_hh_audit_reports_length_bias_and_duplicates(hh_file: Path, sqlite_url: 
 def test_bench_audit_small(capsys: pytest.CaptureFixture[str]) -> None:
     """``prefline bench audit --n 3000 --json``: the synthetic store shows the biases it was
     built with (left +0.05 and longer +0.1 in P(win)) and the snapshot's planted leaks."""
-    main(["bench", "audit", "--n", "3000", "--json"])
+    main(["bench", "audit", "--n", "3000", "--repeat", "1", "--json"])
     r = json.loads(capsys.readouterr().out)
     assert r["n_feedback"] == 3000 and r["within_budget"]
     assert 0.5 < r["headline"]["position_bias"] < 0.6

@@ -9,8 +9,10 @@ bias, some fast labels, 1% exact and 1% near-duplicate prompts, and one snapshot
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,25 +103,36 @@ def fill_store(engine: Engine, n: int = 100_000, seed: int = 0) -> dict[str, int
     return {"feedback": n, "prompts": n_prompts, "responses": n_prompts * 3, "annotators": 12}
 
 
-def bench_audit(n: int = 100_000, seed: int = 0, workdir: Path | None = None) -> dict[str, Any]:
-    """Fill a fresh SQLite store with ``n`` events, then time ``run_audit`` on the whole
-    store and on its snapshot. Returns seconds per phase and the per-stage timings."""
+def bench_audit(n: int = 100_000, seed: int = 0, repeat: int = 3, workdir: Path | None = None,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Fill a fresh SQLite store with ``n`` events, then time ``run_audit`` ``repeat`` times
+    on the whole store and on its snapshot. Returns median seconds per phase (and all runs)
+    plus the per-stage timings of the last whole-store run. ``progress`` gets phase names."""
     from prefline.audit.run import run_audit
     from prefline.store.db import open_store
 
+    say = progress or (lambda _msg: None)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         engine = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        say(f"filling a fresh store with {n} events")
         t0 = time.perf_counter()
         counts = fill_store(engine, n, seed)
-        t1 = time.perf_counter()
-        whole = run_audit(engine)
-        t2 = time.perf_counter()
-        snap = run_audit(engine, snapshot_id=1)
-        t3 = time.perf_counter()
+        fill_s = time.perf_counter() - t0
+        whole_s, snap_s = [], []
+        for i in range(repeat):
+            say(f"audit run {i + 1}/{repeat}")
+            t1 = time.perf_counter()
+            whole = run_audit(engine)
+            t2 = time.perf_counter()
+            snap = run_audit(engine, snapshot_id=1)
+            whole_s.append(t2 - t1)
+            snap_s.append(time.perf_counter() - t2)
         engine.dispose()
-    return {"n_feedback": n, "counts": counts, "fill_s": round(t1 - t0, 2),
-            "audit_s": round(t2 - t1, 2), "audit_snapshot_s": round(t3 - t2, 2),
+    audit_s, audit_snap_s = statistics.median(whole_s), statistics.median(snap_s)
+    return {"n_feedback": n, "counts": counts, "fill_s": round(fill_s, 2), "repeat": repeat,
+            "audit_s": round(audit_s, 2), "audit_snapshot_s": round(audit_snap_s, 2),
+            "audit_runs_s": [round(t, 2) for t in whole_s], "snapshot_runs_s": [round(t, 2) for t in snap_s],
             "stages_s": whole["timings_s"], "snapshot_stages_s": snap["timings_s"],
-            "budget_s": 30.0, "within_budget": (t2 - t1) < 30.0 and (t3 - t2) < 30.0,
+            "budget_s": 30.0, "within_budget": max(whole_s + snap_s) < 30.0,
             "headline": {k: whole["metrics"][k] for k in ("position_bias", "length_bias", "alpha", "duplicates")},
             "snapshot_leakage": snap["metrics"]["leakage"]}

@@ -78,17 +78,24 @@ def audit_cmd(
 def bench_audit_cmd(
     n: Annotated[int, typer.Option("--n", min=10, help="Number of synthetic feedback events.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
+    repeat: Annotated[int, typer.Option(min=1, help="Audit runs; the median is reported.")] = 3,
     json_out: JsonOption = False,
 ) -> None:
     """Fill a fresh SQLite store with N synthetic events and time the audit (budget: 30 s)."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from prefline.audit.bench import bench_audit
 
-    result = bench_audit(n, seed)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("bench audit", total=None)
+        result = bench_audit(n, seed, repeat, progress=lambda msg: bar.update(task, description=msg))
     if json_out:
         print_json(result)
         return
     typer.echo(f"{n} events: fill {result['fill_s']} s, audit {result['audit_s']} s "
-               f"(snapshot {result['audit_snapshot_s']} s), budget {result['budget_s']} s, "
+               f"(snapshot {result['audit_snapshot_s']} s; medians of {repeat}), budget {result['budget_s']} s, "
                f"within budget: {result['within_budget']}")
     typer.echo(f"stages: {result['stages_s']}")
 
