@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from prefline.audit.checks import METRIC_HELP
 from prefline.audit.stats import is_number
 
 TEMPLATE = """<!doctype html>
@@ -23,15 +24,26 @@ img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 </style></head><body>
 <h1>prefline data audit</h1>
 <p>Store <code>{{ r.scope.db }}</code>{% if r.scope.snapshot is not none %}, snapshot {{ r.scope.snapshot }}{% endif %}:
-{{ r.scope.feedback }} feedback events, {{ r.scope.prompts }} prompts, {{ r.scope.annotators }} annotators.</p>
+{{ r.scope.feedback }} feedback events, {{ r.scope.prompts }} prompts, {{ r.scope.annotators }} annotator(s).</p>
 {% if checks %}<h2>Rules</h2><table><tr><th>result</th><th>rule</th></tr>
 {% for b in checks.breached %}<tr><td class="bad">breached</td><td>{{ b }}</td></tr>{% endfor %}
 {% for p in checks.passed %}<tr><td>passed</td><td>{{ p }}</td></tr>{% endfor %}
 {% for n in checks.not_evaluated %}<tr><td class="nd">not evaluated</td><td>{{ n.rule }}: {{ n.reason }}</td></tr>{% endfor %}
 </table>{% endif %}
-<h2>Headline metrics</h2><table><tr><th>metric</th><th>value</th></tr>
-{% for k, v in r.metrics | dictsort %}<tr><td>{{ k }}</td><td{% if v is string %} class="nd"{% endif %}>{{ v }}</td></tr>{% endfor %}
+<h2>Headline metrics</h2><table><tr><th>metric</th><th>value</th><th>meaning</th></tr>
+{% for k, v in r.metrics | dictsort %}<tr><td>{{ k }}</td><td{% if v is string %} class="nd"{% endif %}>{{ v }}</td>
+<td>{{ help.get(k, "Krippendorff's alpha of " ~ k[6:] ~ " labels") }}</td></tr>{% endfor %}
 </table>
+<h2>Biases</h2>
+{% macro share(p) %}{{ p.share }}{% if p.ci95 is not string %} (95% CI {{ p.ci95[0] }}–{{ p.ci95[1] }}, n={{ p.n }}){% endif %}{% endmacro %}
+<p>Left-shown response wins: {{ share(r.position_bias) }}.<br>
+Longer response wins (unequal lengths): {{ share(r.length_bias.longer_wins) }}.<br>
+Chosen response is longer: {{ share(r.length_bias.chosen_longer) }}{% if r.length_bias.mean_chars_chosen %};
+mean length chosen {{ r.length_bias.mean_chars_chosen }} vs rejected {{ r.length_bias.mean_chars_rejected }} characters{% endif %}.<br>
+Ties: {{ share(r.choices.tie) }}; both bad: {{ share(r.choices.both_bad) }}.</p>
+{% if r.labels.by_tag %}<h3>Labels per slice (prompt tag)</h3><table><tr><th>tag</th><th>labels</th></tr>
+{% for tag, counts in r.labels.by_tag | dictsort %}<tr><td>{{ tag }}</td><td>{% for k, v in counts | dictsort %}{{ k }}: {{ v }} {% endfor %}</td></tr>{% endfor %}
+</table>{% endif %}
 <h2>Agreement</h2>
 {% for q, a in r.agreement | dictsort %}<h3>{{ q }} ({{ a.level }})</h3>
 <table><tr><th>items</th><th>items with 2+ labels</th><th>annotators</th><th>raw agreement</th><th>Krippendorff's α</th><th>mean Cohen's κ</th></tr>
@@ -44,7 +56,9 @@ img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 {% for name, img in plots %}<h3>{{ name }}</h3><img alt="{{ name }}" src="data:image/png;base64,{{ img }}">{% endfor %}
 <h2>Duplicates and leakage</h2>
 <p>{{ r.duplicates.exact.groups }} exact-duplicate groups ({{ r.duplicates.exact.extra_copies }} extra copies);
-{{ r.duplicates.near.pairs }} near-duplicate pairs at Jaccard ≥ {{ r.duplicates.near.threshold }}; leakage: {{ r.leakage.leaked }}.</p>
+{{ r.duplicates.near.pairs }} near-duplicate pairs at Jaccard ≥ {{ r.duplicates.near.threshold }};
+{{ r.duplicates.same_opening.extra_copies }} distinct conversations reuse another's opening user message;
+leakage: {{ r.leakage.leaked }}.</p>
 {% for g in r.duplicates.exact.examples + r.duplicates.near.examples %}<p><code>{{ g.prompt_ids }}</code> {{ g.text }}</p>{% endfor %}
 <h2>Intransitive cycles</h2><p>{{ r.cycles.cycles }} consensus cycles in {{ r.cycles.prompts_with_cycles }} of
 {{ r.cycles.prompts_compared }} prompts with three or more compared pairs.</p>
@@ -134,7 +148,7 @@ def render_html(result: dict[str, Any], checks: dict[str, Any] | None = None) ->
     import jinja2
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
-    return env.from_string(TEMPLATE).render(r=result, checks=checks, plots=plots(result))
+    return env.from_string(TEMPLATE).render(r=result, checks=checks, plots=plots(result), help=METRIC_HELP)
 
 
 def write_report(result: dict[str, Any], path: str | Path, checks: dict[str, Any] | None = None) -> Path:

@@ -8,8 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
+from prefline.audit.checks import METRIC_HELP
 from prefline.cli.common import DbOption, JsonOption, bench_app, print_json
 from prefline.errors import PreflineError
+
+FAIL_ON_HELP = ("Comma-separated rules <metric><op><number> with op in > < >= <= == !=, e.g. "
+                "'position_bias>0.6,alpha<0.4,duplicates>0,leakage>0'; exit 1 listing the breached "
+                "ones. Metrics: " + ", ".join(METRIC_HELP) + ", alpha.<question type>.")
 
 
 def _summary(result: dict[str, Any]) -> str:
@@ -42,7 +47,7 @@ def audit_cmd(
     snapshot: Annotated[int | None, typer.Option("--snapshot", help="Audit one snapshot's prompts (default: the whole store).")] = None,
     json_out: JsonOption = False,
     report: Annotated[Path | None, typer.Option("--report", "--out", help="Write an HTML report with plots here.")] = None,
-    fail_on: Annotated[str | None, typer.Option("--fail-on", help="Comma-separated rules, e.g. 'position_bias>0.6,alpha<0.4,duplicates>0,leakage>0'; exit 1 if any is breached.")] = None,
+    fail_on: Annotated[str | None, typer.Option("--fail-on", help=FAIL_ON_HELP)] = None,
 ) -> None:
     """Agreement, bias, duplicate, leakage and hygiene checks on the collected feedback."""
     from prefline.audit.checks import evaluate, parse_rules
