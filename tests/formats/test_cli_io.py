@@ -1,0 +1,105 @@
+"""The CLI: import/export/snapshot/registry commands, and one sentence + exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from prefline.cli import main
+from prefline.store.db import open_store
+from prefline.store.models import Base
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def counts(url: str) -> dict[str, int]:
+    with open_store(url).connect() as conn:
+        return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                for t in Base.metadata.sorted_tables}
+
+
+def test_import_snapshot_export_via_cli(sqlite_url: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
+    code, out, _ = run(["import", str(data), "--db", sqlite_url, "--json"], capsys)
+    assert code == 0 and json.loads(out)["feedback_added"] == 1
+    code, out, _ = run(["import", str(data), "--db", sqlite_url], capsys)
+    assert code == 0 and "added 0 feedback" in out and "1 already stored" in out
+    code, out, _ = run(["snapshot", "create", "--name", "s1", "--db", sqlite_url, "--json"], capsys)
+    snap = json.loads(out)
+    assert code == 0 and snap["stats"]["items"] == 1
+    code, out, _ = run(["snapshot", "list", "--db", sqlite_url], capsys)
+    assert snap["content_hash"][:12] in out
+    code, out, _ = run(["snapshot", "show", snap["content_hash"][:8], "--db", sqlite_url, "--json"], capsys)
+    assert json.loads(out)["name"] == "s1"
+    dest = tmp_path / "dpo.jsonl"
+    code, out, _ = run(["export", str(dest), "--task", "dpo", "--snapshot", "s1", "--db", sqlite_url], capsys)
+    assert code == 0 and json.loads(dest.read_text())["chosen"][0]["content"] == "a"
+
+
+BAD = {
+    "malformed": ('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": \n', "line 2", "malformed JSON"),
+    "missing": ('{"prompt": "q", "chosen": "a"}\n', "field 'rejected'", "missing required field"),
+    "mistyped": ('{"prompt": ["q"], "chosen": "a", "rejected": "b"}\n', "field 'prompt'", "message 0"),
+    "identical": ('{"prompt": "q", "chosen": "same", "rejected": "same"}\n', "field 'chosen'", "identical"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_file_exits_2_names_file_line_field_and_writes_nothing(
+        case: str, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    content, where, what = BAD[case]
+    before = counts(db_url)
+    path = tmp_path / f"{case}.jsonl"
+    path.write_text(content)
+    code, _, err = run(["import", str(path), "--db", db_url], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and str(path) in err and where in err and what in err
+    assert counts(db_url) == before
+
+
+def test_unknown_format_and_unreadable_file_exit_2(sqlite_url: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    before = counts(sqlite_url)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
+    code, _, err = run(["import", str(data), "--format", "yaml", "--db", sqlite_url], capsys)
+    assert code == 2 and "unknown format 'yaml'" in err and "field 'format'" in err
+    code, _, err = run(["import", str(tmp_path / "nope.jsonl"), "--db", sqlite_url], capsys)
+    assert code == 2 and "nope.jsonl" in err and "cannot read file" in err
+    assert counts(sqlite_url) == before
+
+
+def test_unreachable_database_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
+    url = "postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2"
+    code, _, err = run(["import", str(data), "--db", url], capsys)
+    assert code == 2 and "cannot reach database" in err
+
+
+def test_registry_list_and_show_lineage(sqlite_url: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from prefline.registry import register_artifact
+
+    base = register_artifact("reward", tmp_path / "rm", db=sqlite_url, snapshot_hash="ab" * 32)
+    child = register_artifact("policy", tmp_path / "pol", db=sqlite_url, parent_id=base)
+    code, out, _ = run(["registry", "list", "--db", sqlite_url], capsys)
+    assert code == 0 and "reward" in out and "policy" in out and "abababababab" in out
+    code, out, _ = run(["registry", "show", str(child), "--db", sqlite_url, "--json"], capsys)
+    info = json.loads(out)
+    assert [a["id"] for a in info["lineage"]] == [child, base]
+    code, _, err = run(["registry", "show", "999", "--db", sqlite_url], capsys)
+    assert code == 2 and "no artifact with id 999" in err
