@@ -165,6 +165,8 @@ class DPOResult:
     report: EncodeReport
     ref_cache_hit: bool
     summary: dict[str, Any] = field(default_factory=dict)
+    policy: Any = None
+    """The trained model in memory (a PeftModel under LoRA, before any merge)."""
 
 
 def _load_policy(cfg: DPOConfig, model: Any, tokenizer: Any) -> tuple[Any, Any]:
@@ -250,7 +252,7 @@ def train_dpo(pairs: Sequence[PreferencePair], cfg: DPOConfig, train_cfg: TrainC
                       evaluate=evaluate if held_enc else None)
     fit = trainer.fit()
     out = Path(train_cfg.out_dir)
-    result = DPOResult(out, None, None, fit.history, fit.evals, report, hit)
+    result = DPOResult(out, None, None, fit.history, fit.evals, report, hit, policy=lm)
     if trainer.rank != 0:
         return result
     result.model_path = export_policy(lm, tok, out, cfg.export)
