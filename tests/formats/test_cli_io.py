@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
 from prefline.cli import main
+from prefline.store.bulk import table_counts
 from prefline.store.db import open_store
-from prefline.store.models import Base
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -25,8 +24,7 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 def counts(url: str) -> dict[str, int]:
     with open_store(url).connect() as conn:
-        return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                for t in Base.metadata.sorted_tables}
+        return table_counts(conn)
 
 
 def test_import_snapshot_export_via_cli(sqlite_url: str, tmp_path: Path,

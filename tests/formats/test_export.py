@@ -10,15 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prefline.errors import PreflineError
-from prefline.formats.export import export_snapshot
+from prefline.formats.export import export_snapshot, write_jsonl
 from prefline.formats.load import load_examples, load_pairs
 from prefline.store.ingest import import_file
 from prefline.store.snapshots import create_snapshot
-
-
-def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def read_jsonl(path: Path) -> list[dict[str, object]]:

@@ -15,6 +15,7 @@ from prefline.formats.examples import (
     RatingExample,
     UnpairedExample,
 )
+from prefline.formats.export import write_jsonl
 from prefline.formats.hh import parse_transcript
 from prefline.formats.load import load_examples, load_pairs
 from prefline.formats.records import prompt_key
@@ -22,10 +23,6 @@ from prefline.formats.records import prompt_key
 USER = [{"role": "user", "content": "2+2?"}]
 PAIR = {"prompt": "2+2?", "chosen": "4", "rejected": "5"}
 
-
-def write_jsonl(path: Path, rows: list[object]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def test_jsonl_strings_and_messages_give_the_same_pair(tmp_path: Path) -> None:

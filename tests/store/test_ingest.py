@@ -6,25 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from prefline.errors import PreflineError
+from prefline.formats.export import write_jsonl
+from prefline.store import bulk
 from prefline.store.db import open_store
 from prefline.store.ingest import import_file
-from prefline.store.models import Annotator, AuditLog, Base, Feedback, Prompt, Response
-
-
-def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+from prefline.store.models import Annotator, AuditLog, Feedback, Prompt, Response
 
 
 def table_counts(url: str) -> dict[str, int]:
-    """Rows per table: the fingerprint that "store unchanged" compares."""
-    engine = open_store(url)
-    with engine.connect() as conn:
-        return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                for t in Base.metadata.sorted_tables}
+    with open_store(url).connect() as conn:
+        return bulk.table_counts(conn)
 
 
 MIXED = [

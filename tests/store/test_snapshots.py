@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from prefline.errors import PreflineError
 from prefline.formats.examples import PreferencePair
+from prefline.formats.export import write_jsonl
 from prefline.store.ingest import import_file
 from prefline.store.snapshots import (
     Filters,
@@ -17,11 +17,6 @@ from prefline.store.snapshots import (
     snapshot_examples,
     snapshot_items,
 )
-
-
-def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def votes_file(tmp_path: Path) -> Path:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,21 +64,19 @@ def task_rows(task: str, items: list[dict[str, Any]], style: str = "conversation
                    "order": list(range(len(d["responses"])))}
 
 
-def write_jsonl(out: Path, rows: Iterator[dict[str, Any]]) -> int:
-    """Write rows atomically (temp file + rename); return how many were written."""
+def write_jsonl(out: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write rows as JSON Lines atomically (temp file + rename); return ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    n = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n += 1
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return n
+    return out
 
 
 def export_snapshot(out: str | Path, task: str, snapshot: str | int | None = None,
@@ -100,4 +98,5 @@ def export_snapshot(out: str | Path, task: str, snapshot: str | int | None = Non
     if not rows:
         raise PreflineError(f"snapshot {snap.id} has no {split} items usable for task '{task}'",
                             field="task")
-    return write_jsonl(Path(out), iter(rows)), snap
+    write_jsonl(Path(out), rows)
+    return len(rows), snap

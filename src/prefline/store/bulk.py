@@ -111,3 +111,13 @@ def upsert_ids(conn: Connection, table: str, columns: Sequence[str],
     """Insert the rows (``{key value: row}``) not yet stored; return every id and the new count."""
     added = insert_ignore(conn, table, columns, list(rows.values()), key)
     return lookup_ids(conn, table, key, rows), added
+
+
+def table_counts(conn: Connection) -> dict[str, int]:
+    """Rows per store table: a cheap fingerprint to check that a failed write left no trace."""
+    from sqlalchemy import func, select
+
+    from prefline.store.models import Base
+
+    return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+            for t in Base.metadata.sorted_tables}
