@@ -90,7 +90,7 @@ def test_missing_sqlite_file_is_not_created(tmp_path: Path, capsys) -> None:  # 
 def test_unknown_snapshot(store, capsys) -> None:  # type: ignore[no-untyped-def]
     _biased_store(store, 2)
     code, _, err = run(["audit", "--db", store.url, "--snapshot", "99"], capsys)
-    assert code == 2 and "snapshot 99 does not exist" in err
+    assert code == 2 and "no snapshot matches '99'" in err
 
 
 def test_single_annotator_snapshot_says_not_defined(any_store, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -117,3 +117,31 @@ def test_single_annotator_snapshot_says_not_defined(any_store, tmp_path: Path, c
     assert r["metrics"]["leakage"] == 0 and r["scope"]["feedback"] == 6
     html = report.read_text()
     assert "not defined: only one annotator" in html and "nan" not in html.lower().replace("annotator", "")
+
+
+def test_audit_of_a_real_snapshot_follows_its_recipe(store, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A snapshot built by ``create_snapshot`` from human feedback on tagged prompts: auditing
+    it by name leaves out the AI judge and the untagged prompt, keeps the 3 pairs whose split
+    votes the consensus dropped (their disagreement is the point of an audit), and its hash
+    split leaks nothing."""
+    from prefline.store.snapshots import Filters, create_snapshot
+
+    for i in range(12):
+        pid, (a, b) = store.prompt_with(2, text=f"a distinct question {i} " + "word " * i, tags=["x"])
+        store.pairwise("h1", pid, a, b, "a")
+        store.pairwise("h2", pid, a, b, "a" if i % 4 else "b")
+        store.feedback([{"who": "judge", "who_kind": "ai_judge", "kind": "pairwise", "prompt_id": pid,
+                         "response_a_id": a, "response_b_id": b, "choice": "b"}])
+    pid, (a, b) = store.prompt_with(2, text="untagged")
+    store.pairwise("h1", pid, a, b, "a")
+    create_snapshot(store.url, "humans", filters=Filters(annotator_kind="human", tag="x"), test_fraction=0.3)
+    store.pairwise("h1", pid, a, b, "b")  # after the snapshot: not part of it
+    code, out, _ = run(["audit", "--db", store.url, "--snapshot", "humans", "--json"], capsys)
+    assert code == 0
+    r = json.loads(out)
+    assert r["scope"]["feedback"] == 24 and r["scope"]["annotator_kinds"] == {"human": 2}
+    assert r["scope"]["prompts"] == 12
+    assert r["agreement"]["pairwise"]["raw_agreement"] == pytest.approx(9 / 12)
+    assert r["metrics"]["leakage"] == 0 and sum(r["leakage"]["splits"].values()) == 9
+    whole = run(["audit", "--db", store.url, "--json"], capsys)[1]
+    assert json.loads(whole)["scope"]["feedback"] == 38

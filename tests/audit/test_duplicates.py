@@ -68,7 +68,7 @@ def test_leakage_between_train_and_test(any_store) -> None:  # type: ignore[no-u
         any_store.pairwise("h", pids[name], a, b, "a")
     sid = any_store.snapshot({"train": [pids["t1"], pids["t2"], pids["t3"]],
                               "test": [pids["e1"], pids["e2"], pids["e3"], pids["t3"]]})
-    r = run_audit(any_store.url, snapshot_id=sid)
+    r = run_audit(any_store.url, snapshot=sid)
     leak = r["leakage"]
     assert leak["test"] == {"same_prompt": 1, "similar_text": 2}
     assert r["metrics"]["leakage"] == 3

@@ -124,7 +124,7 @@ def bench_audit(n: int = 100_000, seed: int = 0, repeat: int = 3, workdir: Path 
             t1 = time.perf_counter()
             whole = run_audit(engine)
             t2 = time.perf_counter()
-            snap = run_audit(engine, snapshot_id=1)
+            snap = run_audit(engine, snapshot=1)
             whole_s.append(t2 - t1)
             snap_s.append(time.perf_counter() - t2)
         engine.dispose()

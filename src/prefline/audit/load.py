@@ -8,12 +8,13 @@ feedback kinds that keep their label there (ranking, rating, binary). That keeps
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from prefline.errors import PreflineError
@@ -84,23 +85,56 @@ def _codes(values: Sequence[Any], vocab: Sequence[str]) -> np.ndarray:
     return np.fromiter((index.get(v, -1) for v in values), np.int8, len(values))
 
 
-def _scoped(stmt: Select[Any], column: Any, snapshot_id: int | None) -> Select[Any]:
-    """Restrict a query to the prompts of one snapshot (a sub-select, no Python-side IN)."""
-    if snapshot_id is None:
-        return stmt
-    sub = select(SnapshotItem.prompt_id).where(SnapshotItem.snapshot_id == snapshot_id)
-    return stmt.where(column.in_(sub))
+@dataclass(frozen=True)
+class Scope:
+    """Which feedback an audit reads. ``feedback``: SQL conditions on the feedback table;
+    ``tag``: keep only prompts carrying this tag (JSON lists are filtered in Python, which
+    is portable); ``snapshot_id``: also read that snapshot's prompts and splits."""
+
+    feedback: tuple[Any, ...] = ()
+    tag: str | None = None
+    snapshot_id: int | None = None
+
+    def prompts(self, column: Any) -> Any | None:
+        """A condition on a prompt-id column: prompts with in-scope feedback or in the
+        snapshot (None = every prompt)."""
+        if self.snapshot_id is None:
+            return None
+        f = Feedback.__table__.c
+        items = select(SnapshotItem.prompt_id).where(SnapshotItem.snapshot_id == self.snapshot_id)
+        return column.in_(select(f.prompt_id).where(*self.feedback)) | column.in_(items)
 
 
-def _load_feedback(conn: Connection, snapshot_id: int | None) -> dict[str, Any]:
+def snapshot_scope(conn: Connection, snapshot_id: int) -> Scope:
+    """The feedback a snapshot was built from: its recipe's filters (source, annotator kind,
+    time range, tag), and nothing added after it was created. Pairs the consensus dropped
+    (e.g. split votes under ``ties=drop``) stay in, so their disagreement is audited too."""
+    row = conn.execute(select(Snapshot.recipe, Snapshot.created_at).where(Snapshot.id == snapshot_id)).first()
+    if row is None:
+        raise PreflineError(f"snapshot {snapshot_id} does not exist in this store", field="--snapshot")
+    filters = (row[0] or {}).get("filters") or {}
+    f = Feedback.__table__.c
+    conds: list[Any] = [f.created_at <= row[1]]
+    if filters.get("source"):
+        conds.append(f.source == filters["source"])
+    if filters.get("annotator_kind"):
+        conds.append(f.annotator_id.in_(select(Annotator.id).where(Annotator.kind == filters["annotator_kind"])))
+    if filters.get("since"):
+        conds.append(f.created_at >= dt.datetime.fromisoformat(filters["since"]))
+    if filters.get("until"):
+        conds.append(f.created_at < dt.datetime.fromisoformat(filters["until"]))
+    return Scope(tuple(conds), filters.get("tag") or None, snapshot_id)
+
+
+def _load_feedback(conn: Connection, scope: Scope) -> dict[str, Any]:
     f = Feedback.__table__.c
     stmt = select(f.id, f.kind, f.annotator_id, f.prompt_id, f.response_a_id, f.response_b_id,
-                  f.response_id, f.choice, f.shown_left_id, f.time_spent_ms).order_by(f.id)
-    rows = conn.execute(_scoped(stmt, f.prompt_id, snapshot_id)).all()
+                  f.response_id, f.choice, f.shown_left_id, f.time_spent_ms).where(*scope.feedback)
+    rows = conn.execute(stmt.order_by(f.id)).all()
     cols = list(zip(*rows, strict=True)) if rows else [()] * 10
     times = np.array([np.nan if v is None else v for v in cols[9]], dtype=np.float64)
-    payload_stmt = select(f.id, f.payload).where(f.kind.in_(("ranking", "rating", "binary")))
-    by_id: dict[int, dict[str, Any]] = dict(conn.execute(_scoped(payload_stmt, f.prompt_id, snapshot_id)).all())
+    payload_stmt = select(f.id, f.payload).where(f.kind.in_(("ranking", "rating", "binary")), *scope.feedback)
+    by_id: dict[int, dict[str, Any]] = dict(conn.execute(payload_stmt).all())
     fid = _ids(cols[0])
     payloads = {i: by_id[int(x)] for i, x in enumerate(fid) if int(x) in by_id}
     return {
@@ -109,6 +143,18 @@ def _load_feedback(conn: Connection, snapshot_id: int | None) -> dict[str, Any]:
         "response": _ids(cols[6]), "choice": _codes(cols[7], PAIRWISE_CHOICES),
         "shown_left": _ids(cols[8]), "time_ms": times, "payloads": payloads,
     }
+
+
+def _keep_tagged(fb: dict[str, Any], prompts: dict[str, Any], tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Drop prompts without ``tag`` and the feedback on them (payload keys re-indexed)."""
+    has = np.array([tag in tags for tags in prompts["prompt_tags"]], dtype=bool)
+    kept = {k: (v[has] if isinstance(v, np.ndarray) else [x for x, h in zip(v, has, strict=True) if h])
+            for k, v in prompts.items()}
+    keep = np.isin(fb["prompt_id"], kept["prompt_ids"])
+    new_index = np.cumsum(keep) - 1
+    out: dict[str, Any] = {k: v[keep] for k, v in fb.items() if isinstance(v, np.ndarray)}
+    out["payloads"] = {int(new_index[i]): v for i, v in fb["payloads"].items() if keep[i]}
+    return out, kept
 
 
 def _prompt_text(text: str | None, messages: list[Any] | None) -> str:
@@ -127,10 +173,11 @@ def _opening(text: str, messages: list[Any] | None) -> str:
     return text
 
 
-def _load_prompts(conn: Connection, snapshot_id: int | None) -> dict[str, Any]:
+def _load_prompts(conn: Connection, scope: Scope) -> dict[str, Any]:
     p = Prompt.__table__.c
-    rows = conn.execute(_scoped(select(p.id, p.text, p.messages, p.tags).order_by(p.id), p.id,
-                                snapshot_id)).all()
+    stmt = select(p.id, p.text, p.messages, p.tags).order_by(p.id)
+    where = scope.prompts(p.id)
+    rows = conn.execute(stmt if where is None else stmt.where(where)).all()
     texts = [_prompt_text(r[1], r[2]) for r in rows]
     return {"prompt_ids": np.fromiter((r[0] for r in rows), np.int64, len(rows)),
             "prompt_texts": texts,
@@ -138,10 +185,12 @@ def _load_prompts(conn: Connection, snapshot_id: int | None) -> dict[str, Any]:
             "prompt_tags": [[str(t) for t in (r[3] or [])] for r in rows]}
 
 
-def _load_lengths(conn: Connection, snapshot_id: int | None) -> dict[int, int]:
+def _load_lengths(conn: Connection, scope: Scope) -> dict[int, int]:
     """Response length in characters, computed by the database so texts never travel."""
     r = Response.__table__.c
-    stmt = _scoped(select(r.id, func.length(r.text)), r.prompt_id, snapshot_id)
+    stmt = select(r.id, func.length(r.text))
+    where = scope.prompts(r.prompt_id)
+    stmt = stmt if where is None else stmt.where(where)
     return {int(i): int(n or 0) for i, n in conn.execute(stmt)}
 
 
@@ -155,16 +204,13 @@ def _load_splits(conn: Connection, snapshot_id: int) -> dict[str, np.ndarray]:
 
 
 def load_audit_data(conn: Connection, snapshot_id: int | None = None) -> AuditData:
-    """Everything the checks read, restricted to one snapshot's prompts when given.
-
-    Raises PreflineError if the snapshot does not exist.
-    """
-    if snapshot_id is not None:
-        found = conn.execute(select(Snapshot.id).where(Snapshot.id == snapshot_id)).first()
-        if found is None:
-            raise PreflineError(f"snapshot {snapshot_id} does not exist in this store",
-                                field="--snapshot")
-    fb = _load_feedback(conn, snapshot_id)
+    """Everything the checks read: the whole store, or what :func:`snapshot_scope` says a
+    snapshot was built from. Raises PreflineError if the snapshot does not exist."""
+    scope = Scope() if snapshot_id is None else snapshot_scope(conn, snapshot_id)
+    fb = _load_feedback(conn, scope)
+    prompts = _load_prompts(conn, scope)
+    if scope.tag is not None:
+        fb, prompts = _keep_tagged(fb, prompts, scope.tag)
     a = Annotator.__table__.c
     ann_rows = conn.execute(select(a.id, a.name, a.kind).order_by(a.id)).all()
     position = {int(r[0]): i for i, r in enumerate(ann_rows)}
@@ -172,8 +218,7 @@ def load_audit_data(conn: Connection, snapshot_id: int | None = None) -> AuditDa
                             fb["feedback_id"].shape[0])
     return AuditData(
         annotator=annotator, annotator_names=[str(r[1]) for r in ann_rows],
-        annotator_kinds=[str(r[2]) for r in ann_rows], response_length=_load_lengths(conn, snapshot_id),
-        **_load_prompts(conn, snapshot_id),
-        splits=_load_splits(conn, snapshot_id) if snapshot_id is not None else {},
+        annotator_kinds=[str(r[2]) for r in ann_rows], response_length=_load_lengths(conn, scope),
+        **prompts, splits=_load_splits(conn, snapshot_id) if snapshot_id is not None else {},
         snapshot_id=snapshot_id, **fb,
     )

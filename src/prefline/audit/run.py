@@ -1,6 +1,6 @@
 """Run every audit check on the store (or one snapshot) and collect one JSON-able result.
 
-    result = run_audit("sqlite:///store.db", snapshot_id=None)
+    result = run_audit("sqlite:///store.db", snapshot=None)
     result["metrics"]        # flat headline numbers that --fail-on rules read
     result["agreement"]      # per question type: raw agreement, alpha, kappa, consensus
 """
@@ -108,10 +108,11 @@ def _existing_store(db: str | None) -> Engine:
     return open_store(url)
 
 
-def run_audit(db: str | Engine | None = None, snapshot_id: int | None = None,
+def run_audit(db: str | Engine | None = None, snapshot: int | str | None = None,
               config: AuditConfig | None = None,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Audit the whole store, or the prompts of one snapshot, and return the result dict.
+    """Audit the whole store, or one snapshot (id, name or content-hash prefix), and
+    return the result dict.
 
     ``progress`` is called with each stage name in ``STAGES`` as it finishes. Raises
     PreflineError when there is no feedback to audit or the snapshot does not exist.
@@ -129,10 +130,14 @@ def run_audit(db: str | Engine | None = None, snapshot_id: int | None = None,
         if progress is not None:
             progress(stage)
 
+    if snapshot is not None:  # an id, a name or a content-hash prefix, as everywhere else
+        from prefline.store.snapshots import get_snapshot
+
+        snapshot = int(get_snapshot(snapshot, engine.url.render_as_string(hide_password=False)).id)
     with engine.connect() as conn:
-        data = load_audit_data(conn, snapshot_id)
+        data = load_audit_data(conn, snapshot)
     if data.n_events == 0:
-        where = f"snapshot {snapshot_id} has" if snapshot_id is not None else "the store has"
+        where = f"snapshot {snapshot} has" if snapshot is not None else "the store has"
         raise PreflineError(f"nothing to audit: {where} no feedback events "
                             "(add some with `prefline import` or the annotation UI)")
     done("load")

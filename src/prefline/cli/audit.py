@@ -28,7 +28,7 @@ def _summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _run_with_progress(db: str | None, snapshot: int | None, quiet: bool) -> dict[str, Any]:
+def _run_with_progress(db: str | None, snapshot: str | None, quiet: bool) -> dict[str, Any]:
     from prefline.audit.run import STAGES, run_audit
 
     if quiet:
@@ -44,7 +44,7 @@ def _run_with_progress(db: str | None, snapshot: int | None, quiet: bool) -> dic
 
 def audit_cmd(
     db: DbOption = None,
-    snapshot: Annotated[int | None, typer.Option("--snapshot", help="Audit one snapshot's prompts (default: the whole store).")] = None,
+    snapshot: Annotated[str | None, typer.Option("--snapshot", help="Audit one snapshot (id, name or content-hash prefix) instead of the whole store.")] = None,
     json_out: JsonOption = False,
     report: Annotated[Path | None, typer.Option("--report", "--out", help="Write an HTML report with plots here.")] = None,
     fail_on: Annotated[str | None, typer.Option("--fail-on", help=FAIL_ON_HELP)] = None,
