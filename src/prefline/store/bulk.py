@@ -106,10 +106,32 @@ def lookup_ids(conn: Connection, table: str, key: str, values: Iterable[str]) ->
     return found
 
 
+def _sqlite_new_ids(raw: Any, table: str, key: str, keys: list[str], before: int) -> dict[str, int] | None:
+    """Ids of ``keys`` just inserted, all of them, into an SQLite table whose largest id was
+    ``before``: SQLite gives each new row the largest rowid + 1, so they are consecutive in
+    insertion order. Checked on the first and last key; None when that does not hold."""
+    first, last = before + 1, before + len(keys)
+    got = dict(raw.execute(f"SELECT {key}, id FROM {table} WHERE {key} IN (?, ?)",
+                           (keys[0], keys[-1])).fetchall())
+    if got.get(keys[0]) != first or got.get(keys[-1]) != last:
+        return None
+    return {k: first + i for i, k in enumerate(keys)}
+
+
 def upsert_ids(conn: Connection, table: str, columns: Sequence[str],
                rows: dict[str, tuple[Any, ...]], key: str) -> tuple[dict[str, int], int]:
-    """Insert the rows (``{key value: row}``) not yet stored; return every id and the new count."""
+    """Insert the rows (``{key value: row}``) not yet stored; return every id and the new count.
+
+    The common case of a first import (nothing already stored) on SQLite skips the id
+    lookup, which otherwise costs about a tenth of the import."""
+    raw: Any = conn.connection.driver_connection
+    sqlite = _check(conn) == "sqlite"
+    before = raw.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0] if sqlite else 0
     added = insert_ignore(conn, table, columns, list(rows.values()), key)
+    if sqlite and rows and added == len(rows):
+        ids = _sqlite_new_ids(raw, table, key, list(rows), int(before))
+        if ids is not None:
+            return ids, added
     return lookup_ids(conn, table, key, rows), added
 
 

@@ -98,7 +98,7 @@ def _prompt_rows(records: Sequence[Record], now: Any) -> dict[str, tuple[Any, ..
     rows = {}
     for key, msgs in prompts.items():
         text = msgs[0]["content"] if len(msgs) == 1 and msgs[0]["role"] == "user" else None
-        rows[key] = (key, text, dumps(msgs), None, dumps(tags[key]), now)
+        rows[key] = (key, text, dumps(msgs), None, dumps(tags[key]) if tags[key] else "[]", now)
     return rows
 
 
@@ -115,14 +115,17 @@ def _feedback_cols(ex: Example, rids: list[int]) -> tuple[Any, ...]:
     return ("rating", None, None, rids[0], None, {"scores": ex.scores})
 
 
-def _feedback_key(annotator: str, ex: Example, seen: Counter[str]) -> str:
-    """Same annotator + same judgment → same key; the n-th repeat in a file gets n."""
+def _feedback_key(annotator: str, ex: Example, response_hashes: list[str],
+                  seen: Counter[tuple[str, ...]]) -> str:
+    """Same annotator + same judgment → same key; the n-th repeat in a file gets n.
+
+    Response hashes already cover the prompt, so they stand in for prompt and texts."""
     scores = getattr(ex, "scores", None)
     extra = (f"{getattr(ex, 'tie', None)}|{getattr(ex, 'strength', None)}|"
              f"{getattr(ex, 'label', None)}|{canonical_json(scores) if scores else ''}")
-    base = _sha(annotator, type(ex).__name__, ex.prompt_key, extra, *_texts(ex))
+    base = (annotator, type(ex).__name__, extra, *response_hashes)
     seen[base] += 1
-    return "import:" + _sha(base, str(seen[base]))
+    return "import:" + _sha(*base, str(seen[base]))
 
 
 def _annotator_ids(conn: Connection, records: Sequence[Record], default: str, default_kind: str,
@@ -157,14 +160,21 @@ def write_records(conn: Connection, records: Sequence[Record], *, source: str,
                 responses[h] = (h, pid, text, None, None, None, now)
     response_ids, summary.responses_added = upsert_ids(
         conn, "responses", _RESPONSE_COLS, responses, "content_hash")
-    seen: Counter[str] = Counter()
+    seen: Counter[tuple[str, ...]] = Counter()
     feedback: dict[str, tuple[Any, ...]] = {}
+    payloads: dict[str, str | None] = {}  # most payloads repeat ({"choice": "a", ...}): encode once
     for rec, hs in zip(records, hashes, strict=True):
         ex, name = rec.example, rec.annotator or annotator
         kind, a, b, r, choice, payload = _feedback_cols(ex, [response_ids[h] for h in hs])
-        key = _feedback_key(name, ex, seen)
+        key = _feedback_key(name, ex, hs, seen)
+        memo = f"{choice}|{payload.get('strength')}" if kind == "pairwise" else ""
+        encoded = payloads.get(memo) if memo else None
+        if encoded is None:
+            encoded = dumps(payload)
+            if memo:
+                payloads[memo] = encoded
         feedback[key] = (kind, annotator_ids[name], prompt_ids[ex.prompt_key], a, b, r, choice,
-                         dumps(payload), key, source, now)
+                         encoded, key, source, now)
     summary.feedback_added = insert_ignore(conn, "feedback", _FEEDBACK_COLS,
                                            list(feedback.values()), "idempotency_key")
     summary.feedback_existing = len(feedback) - summary.feedback_added
