@@ -66,12 +66,18 @@ def test_leakage_between_train_and_test(any_store) -> None:  # type: ignore[no-u
                        ("e3", "a new question nobody asked")]:
         pids[name], (a, b) = any_store.prompt_with(2, text=text)
         any_store.pairwise("h", pids[name], a, b, "a")
-    sid = any_store.snapshot({"train": [pids["t1"], pids["t2"], pids["t3"]],
-                              "test": [pids["e1"], pids["e2"], pids["e3"], pids["t3"]]})
+    for name, reply in [("c1", "sure, here is how"), ("c2", "I would rather not")]:
+        pids[name] = any_store.prompt("", messages=[
+            {"role": "user", "content": "How do I pick a lock?"}, {"role": "assistant", "content": reply},
+            {"role": "user", "content": f"follow-up after: {reply}"}])
+        a, b = any_store.response(pids[name], "x"), any_store.response(pids[name], "yy")
+        any_store.pairwise("h", pids[name], a, b, "a")
+    sid = any_store.snapshot({"train": [pids["t1"], pids["t2"], pids["t3"], pids["c1"]],
+                              "test": [pids["e1"], pids["e2"], pids["e3"], pids["t3"], pids["c2"]]})
     r = run_audit(any_store.url, snapshot=sid)
     leak = r["leakage"]
-    assert leak["test"] == {"same_prompt": 1, "similar_text": 2}
-    assert r["metrics"]["leakage"] == 3
+    assert leak["test"] == {"same_prompt": 1, "similar_text": 2, "same_opening": 1}
+    assert r["metrics"]["leakage"] == 3 and r["metrics"]["opening_leakage"] == 1
     assert {e["prompt_id"] for e in leak["examples"]} == {pids["e1"], pids["e2"], pids["t3"]}
     whole = run_audit(any_store.url)
     assert whole["metrics"]["leakage"].startswith("not defined: no snapshot")

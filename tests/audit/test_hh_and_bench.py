@@ -31,6 +31,15 @@ def test_hh_audit_reports_length_bias_and_duplicates(hh_file: Path, sqlite_url: 
     assert m["opening_duplicates"] == 20
     assert m["alpha"] == "not defined: only one annotator"
     assert re.search(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', report.read_text())
+    # A snapshot of it (prompt-grouped hash split): no prompt leaks; a few held-out
+    # conversations open with a question that also opens a train conversation.
+    from prefline.store.snapshots import create_snapshot
+
+    sid = create_snapshot(sqlite_url, "hh").id
+    main(["audit", "--db", sqlite_url, "--snapshot", str(sid), "--json", "--fail-on", "leakage>0"])
+    snap = json.loads(capsys.readouterr().out)
+    assert snap["metrics"]["leakage"] == 0 and snap["checks"]["breached"] == []
+    assert 0 <= snap["metrics"]["opening_leakage"] <= 20
 
 
 def test_bench_audit_small(capsys: pytest.CaptureFixture[str]) -> None:

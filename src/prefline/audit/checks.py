@@ -38,6 +38,7 @@ METRIC_HELP = {
     "near_duplicates": "pairs of distinct prompts above the near-duplicate threshold",
     "opening_duplicates": "distinct conversations that open with the same user message",
     "leakage": "held-out prompts of the snapshot that also occur in train",
+    "opening_leakage": "held-out conversations opening with a train conversation's user message",
     "fast_share": "share of timed human labels that were suspiciously fast",
     "fast_annotations": "number of suspiciously fast human labels",
     "outliers": "annotators flagged for low agreement with consensus",

@@ -35,6 +35,8 @@ class Duplicates:
 
     summary: dict[str, Any]
     cluster: np.ndarray
+    opening: np.ndarray | None = None
+    """Group id of each prompt's normalised opening user message, when openings were given."""
 
 
 def _shingle_hashes(docs: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -172,24 +174,32 @@ def find_duplicates(ids: np.ndarray, texts: list[str], *, openings: list[str] | 
         groups = {k: v for k, v in _groups(first, first_sizes).items() if distinct[k] > 1}
         summary["same_opening"] = {"groups": len(groups), "extra_copies": int((distinct[distinct > 1] - 1).sum()),
                                    "examples": _examples(groups, ids, openings, examples)}
+        return Duplicates(summary, cluster, first)
     return Duplicates(summary, cluster)
 
 
-def leakage(ids: np.ndarray, texts: list[str], cluster: np.ndarray, splits: dict[str, np.ndarray],
+def leakage(ids: np.ndarray, texts: list[str], dups: Duplicates, splits: dict[str, np.ndarray],
             *, examples: int = 10) -> dict[str, Any]:
     """Prompts of a snapshot's evaluation splits that also occur in its train split.
 
-    ``ids``/``texts``/``cluster`` describe the snapshot's prompts (as from
-    :func:`find_duplicates`); ``splits`` maps split name → prompt ids. A held-out prompt
-    leaks when the same prompt row is in train (``same_prompt``), or its duplicate group
-    (exact or near text) contains a train prompt (``similar_text``). ``leaked`` counts
-    distinct held-out prompts that leak, over all non-train splits.
+    ``ids``/``texts`` are the audited prompts and ``dups`` their :func:`find_duplicates`
+    result; ``splits`` maps split name → prompt ids. A held-out prompt leaks when the same
+    prompt row is in train (``same_prompt``) or its exact/near duplicate group contains a
+    train prompt (``similar_text``); ``leaked`` counts those over all non-train splits.
+    ``same_opening`` counts further held-out conversations whose opening user message
+    starts a train conversation: reported, not counted as leaked.
     """
     if not splits:
         return {"leaked": "not defined: no snapshot selected (use --snapshot)"}
     train = splits.get("train", np.zeros(0, np.int64))
     pos = {int(p): i for i, p in enumerate(ids.tolist())}
-    train_clusters = {int(cluster[pos[p]]) for p in train.tolist() if p in pos}
+
+    def shares_group(held: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        if labels is None:
+            return np.zeros(len(held), dtype=bool)
+        in_train = {int(labels[pos[p]]) for p in train.tolist() if p in pos}
+        return np.array([p in pos and int(labels[pos[p]]) in in_train for p in held.tolist()], dtype=bool)
+
     out: dict[str, Any] = {"splits": {k: int(len(v)) for k, v in sorted(splits.items())}}
     leaked_total = 0
     shown: list[dict[str, Any]] = []
@@ -197,9 +207,10 @@ def leakage(ids: np.ndarray, texts: list[str], cluster: np.ndarray, splits: dict
         if name == "train":
             continue
         same = np.isin(held, train)
-        similar = np.array([not s and int(p) in pos and int(cluster[pos[int(p)]]) in train_clusters
-                            for p, s in zip(held.tolist(), same.tolist(), strict=True)], dtype=bool)
-        out[name] = {"same_prompt": int(same.sum()), "similar_text": int(similar.sum())}
+        similar = shares_group(held, dups.cluster) & ~same
+        opening = shares_group(held, dups.opening) & ~same & ~similar
+        out[name] = {"same_prompt": int(same.sum()), "similar_text": int(similar.sum()),
+                     "same_opening": int(opening.sum())}
         leaked_total += int(same.sum() + similar.sum())
         for p in held[same | similar][: max(0, examples - len(shown))].tolist():
             shown.append({"split": name, "prompt_id": int(p), "text": texts[pos[p]][:160] if p in pos else ""})

@@ -75,7 +75,7 @@ def _metrics(result: dict[str, Any]) -> dict[str, Any]:
         "cycles": result["cycles"]["cycles"], "duplicates": dup["duplicates"],
         "exact_duplicates": dup["exact"]["extra_copies"], "near_duplicates": dup["near"]["pairs"],
         "opening_duplicates": dup["same_opening"]["extra_copies"],
-        "leakage": result["leakage"]["leaked"], "fast_share": result["fast_annotations"]["share"],
+        "leakage": result["leakage"]["leaked"], "opening_leakage": _opening_leakage(result["leakage"]), "fast_share": result["fast_annotations"]["share"],
         "fast_annotations": result["fast_annotations"]["count"], "outliers": len(outliers),
         "judge_agreement": result["judge_vs_human"].get(primary, {}).get(
             "agreement", not_defined("no item was labelled by both a judge and humans")),
@@ -83,6 +83,12 @@ def _metrics(result: dict[str, Any]) -> dict[str, Any]:
     for question, row in agree.items():
         m[f"alpha.{question}"] = row["alpha"]
     return m
+
+
+def _opening_leakage(leak: dict[str, Any]) -> int | str:
+    if not isinstance(leak["leaked"], int):
+        return str(leak["leaked"])
+    return sum(v["same_opening"] for v in leak.values() if isinstance(v, dict) and "same_opening" in v)
 
 
 def _scope(data: AuditData, url: str) -> dict[str, Any]:
@@ -155,7 +161,7 @@ def run_audit(db: str | Engine | None = None, snapshot: int | str | None = None,
     dups = duplicates.find_duplicates(data.prompt_ids, data.prompt_texts, openings=data.prompt_openings,
                                        threshold=cfg.near_threshold)
     result["duplicates"] = dups.summary
-    result["leakage"] = duplicates.leakage(data.prompt_ids, data.prompt_texts, dups.cluster, data.splits)
+    result["leakage"] = duplicates.leakage(data.prompt_ids, data.prompt_texts, dups, data.splits)
     done("duplicates")
     result["metrics"] = _metrics(result)
     result["config"] = asdict(cfg)

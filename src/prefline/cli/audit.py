@@ -22,8 +22,8 @@ def _summary(result: dict[str, Any]) -> str:
     lines = [f"audited {s['feedback']} feedback events on {s['prompts']} prompts "
              f"from {s['annotators']} annotators"]
     for key in ("alpha", "raw_agreement", "kappa", "position_bias", "length_bias", "chosen_longer",
-                "tie_rate", "both_bad_rate", "cycles", "duplicates", "leakage", "fast_annotations",
-                "outliers", "judge_agreement"):
+                "tie_rate", "both_bad_rate", "cycles", "duplicates", "opening_duplicates", "leakage",
+                "opening_leakage", "fast_annotations", "outliers", "judge_agreement"):
         lines.append(f"  {key:<17} {m[key]}")
     return "\n".join(lines)
 
