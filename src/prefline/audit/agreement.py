@@ -83,8 +83,11 @@ def _alpha(counts: np.ndarray, domain: np.ndarray, level: Any) -> float | str:
 
 
 def kappa_pairs(table: LabelTable, names: list[str], *, min_overlap: int = 10,
-                max_annotators: int = 300) -> dict[str, Any]:
+                max_annotators: int = 300, max_listed: int = 200) -> dict[str, Any]:
     """Cohen's κ for every annotator pair that shares at least ``min_overlap`` items.
+
+    ``mean`` averages all such pairs; ``pairs`` lists the ``max_listed`` with the most
+    shared items (``pairs_total`` says how many there were).
 
     Confusion matrices for all pairs come from sparse products of per-category indicator
     matrices (annotators × items), so no Python loop runs over items. Only the
@@ -117,7 +120,8 @@ def kappa_pairs(table: LabelTable, names: list[str], *, min_overlap: int = 10,
     values = [p["kappa"] for p in pairs if isinstance(p["kappa"], float)]
     mean: float | str = round(float(np.mean(values)), 6) if values else not_defined(
         f"no annotator pair shares {min_overlap} or more items")
-    return {"pairs": pairs, "mean": mean, "min_overlap": min_overlap}
+    return {"pairs": pairs[:max_listed], "pairs_total": len(pairs), "mean": mean,
+            "min_overlap": min_overlap}
 
 
 def majority(counts: np.ndarray) -> np.ndarray:

@@ -117,12 +117,28 @@ def _labels_plot(r: dict[str, Any]) -> Any:
     return fig
 
 
+def _position_plot(rows: list[dict[str, Any]]) -> Any:
+    """Each annotator's (or judge's) left-side win share with its 95% interval."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    for y, p in enumerate(rows):
+        lo, hi = p["ci95"]
+        ax.errorbar(p["share"], y, xerr=[[p["share"] - lo], [hi - p["share"]]], fmt="o", capsize=3,
+                    color="#b00020" if lo > 0.5 or hi < 0.5 else "#4c72b0")
+    ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(rows)), [f"{p['annotator']} (n={p['n']})" for p in rows])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of wins by the left-shown response (red: interval excludes 0.5)")
+    return fig
+
+
 def _agreement_plot(rows: list[dict[str, Any]]) -> Any:
     import matplotlib.pyplot as plt
 
     rows = [x for x in rows if is_number(x["agreement_with_consensus"])]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
-    ax.barh([x["annotator"] for x in rows], [x["agreement_with_consensus"] for x in rows],
+    ax.barh([f"{x['annotator']} (n={x['compared']})" for x in rows], [x["agreement_with_consensus"] for x in rows],
             color=["#b00020" if x["outlier"] else "#4c72b0" for x in rows])
     ax.set_xlim(0, 1)
     ax.set_xlabel("agreement with the other annotators' majority (red: outlier)")
@@ -136,6 +152,8 @@ def plots(r: dict[str, Any]) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     out = [("Label distribution per annotator", _png(_labels_plot(r))),
            ("Position, length and tie rates", _png(_bias_plot(r)))]
+    if r["position_bias"]["by_annotator"]:
+        out.append(("Position bias per annotator", _png(_position_plot(r["position_bias"]["by_annotator"][:40]))))
     for question, a in sorted(r["agreement"].items()):
         rows = a.get("annotators_vs_consensus", [])
         if any(is_number(x["agreement_with_consensus"]) for x in rows):
