@@ -1,0 +1,52 @@
+"""AI judges: compare two responses (pairwise) or score one (pointwise).
+
+``make_judge(spec)`` builds one from a short spec string, as used by ``prefline judge``:
+
+- ``rules`` / ``rules:CONFIG.json`` — the deterministic principle judge (optional weights file);
+- ``openai:URL[#model]`` — any OpenAI-compatible chat-completions server (vLLM, llama.cpp,
+  Ollama, hosted APIs); ``options`` carries the rest (api_key_env, template, timeout, ...);
+- ``reward:DIR`` — a trained prefline reward model;
+- ``lm:PATH`` — any local causal LM, asked "A or B?" in both orders.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefline.errors import PreflineError
+from prefline.judges.base import Judge, Verdict
+
+SPECS = "rules, rules:CONFIG.json, openai:URL[#model], reward:DIR, lm:PATH"
+
+
+def make_judge(spec: str, options: dict[str, Any] | None = None) -> Judge:
+    """Build the judge named by ``spec``; ``options`` are extra keyword arguments for it."""
+    kind, _, arg = spec.partition(":")
+    options = dict(options or {})
+    if kind == "rules":
+        from prefline.judges.principles import PrincipleConfig, PrincipleJudge
+
+        cfg = PrincipleConfig.from_file(arg) if arg else PrincipleConfig(**options)
+        return PrincipleJudge(cfg)
+    if kind not in ("openai", "reward", "lm"):
+        raise PreflineError(f"unknown judge {spec!r}; expected one of {SPECS}", field="judge")
+    if not arg:
+        raise PreflineError(f"judge spec {spec!r} needs an argument after ':'; expected one of {SPECS}",
+                            field="judge")
+    if kind == "openai":
+        from prefline.judges.http import HttpJudge
+
+        url, _, model = arg.partition("#")
+        if model:
+            options["model"] = model
+        return HttpJudge(base_url=url, **options)
+    if kind == "reward":
+        from prefline.judges.reward_model import RewardModelJudge
+
+        return RewardModelJudge(arg, **options)
+    from prefline.judges.local_lm import LocalLMJudge
+
+    return LocalLMJudge(arg, **options)
+
+
+__all__ = ["Judge", "Verdict", "make_judge", "SPECS"]

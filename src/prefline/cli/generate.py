@@ -1,0 +1,79 @@
+"""``prefline generate``: sample K responses per prompt from a policy and store them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from prefline.cli.common import DbOption, JsonOption, print_json
+
+
+def advance(bar: Any) -> Callable[[int], None]:
+    """A callback that moves a StepProgress bar on by k items."""
+    def step(k: int) -> None:
+        for _ in range(k):
+            bar.update({})
+    return step
+
+
+def generate_cmd(
+    prompts: Annotated[Path, typer.Option("--prompts", help="JSONL with 'prompt' (+ tags/category) or one prompt per line.")],
+    out: Annotated[Path, typer.Option("--out", help="Output JSONL: one line per prompt with its responses.")],
+    policy: Annotated[str | None, typer.Option("--policy", help="Model folder, .gguf file or Hub id (default: embedded SmolLM2-135M-Instruct).")] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="Responses per prompt.")] = 4,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 192,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy.")] = 0.8,
+    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)] = 0.95,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per generate call.")] = 16,
+    precision: Annotated[str, typer.Option("--precision", help="auto | bf16 | fp32 (weights).")] = "auto",
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N prompts.")] = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Only write --out; do not store.")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sample --n responses per prompt (batched, KV cache, seeded) and store them."""
+    import time
+
+    from prefline.generate.io import generation_record, read_prompts, write_jsonl
+    from prefline.generate.sampling import count_new_tokens, generate, load_policy
+    from prefline.generate.store import Generation, store_generations
+    from prefline.models.embedded import DEFAULT_POLICY
+    from prefline.train.progress import StepProgress
+
+    rows = read_prompts(prompts)[:limit]
+    if not out.parent.exists():
+        from prefline.errors import PreflineError
+
+        raise PreflineError(f"output folder {out.parent} does not exist", path=str(out))
+    model, tok = load_policy(policy, precision)
+    params = {"n": n, "max_new_tokens": max_new_tokens, "temperature": temperature,
+              "top_p": top_p, "seed": seed, "batch_size": batch_size,
+              "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+    start = time.perf_counter()
+    with StepProgress(len(rows), enabled=not as_json, description="generating") as bar:
+        texts = generate(model, tok, [r.prompt for r in rows], n=n, max_new_tokens=max_new_tokens,
+                         temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                         on_batch=advance(bar))
+    seconds = time.perf_counter() - start
+    name = policy or DEFAULT_POLICY
+    gens = [Generation(r.prompt, t, name, params, r.tags) for r, t in zip(rows, texts, strict=True)]
+    write_jsonl(out, (generation_record(g) for g in gens))
+    tokens = count_new_tokens(tok, texts)
+    result = {"prompts": len(gens), "responses": sum(len(t) for t in texts), "out": str(out),
+              "new_tokens": tokens, "seconds": round(seconds, 2),
+              "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
+    if not no_store:
+        result["stored"] = store_generations(db, gens, actor="cli:generate")
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(f"{result['responses']} responses for {result['prompts']} prompts -> {out} "
+                   f"({result['tokens_per_s']} new tokens/s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate_cmd)

@@ -1,0 +1,122 @@
+"""Files of the RLAIF loop: prompt lists in, generations and labelled pairs out.
+
+- prompts: JSONL with ``prompt`` (text or chat messages) and optional ``tags``/``category``,
+  or plain text with one prompt per line;
+- generations (written by ``prefline generate``, read by ``prefline judge``): JSONL, one
+  object per prompt: ``{"prompt": messages, "responses": [...], "tags", "model", "gen_params"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from prefline.errors import PreflineError
+from prefline.formats.examples import as_messages
+from prefline.generate.store import Generation
+
+
+def _json_lines(path: Path) -> Iterable[tuple[int, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PreflineError(f"cannot read file: {exc.strerror}", path=str(path)) from None
+    for no, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                yield no, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise PreflineError(f"invalid JSON ({exc.msg})", path=str(path), line=no) from None
+
+
+def _checked_prompt(value: Any, path: Path, line: int) -> list[dict[str, str]]:
+    ok = isinstance(value, str) and value.strip() or (
+        isinstance(value, list) and value and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in value))
+    if not ok:
+        raise PreflineError("expected a non-empty string or a list of {role, content} messages",
+                            path=str(path), line=line, field="prompt")
+    return as_messages(value)
+
+
+def _tags(rec: dict[str, Any], path: Path, line: int) -> tuple[str, ...]:
+    tags = rec.get("tags") or []
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise PreflineError("expected a list of strings", path=str(path), line=line, field="tags")
+    if isinstance(rec.get("category"), str):
+        tags = [*tags, rec["category"]]
+    return tuple(dict.fromkeys(tags))
+
+
+def read_prompts(path: str | Path) -> list[Generation]:
+    """Prompts from JSONL (detected by a first line starting with ``{``) or plain text lines;
+    returned as Generations with no responses yet."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise PreflineError(f"cannot read prompts file: {exc.strerror}", path=str(path)) from None
+    first = next((ln for ln in lines if ln.strip()), None)
+    if first is None:
+        raise PreflineError("prompts file is empty", path=str(path))
+    if not first.lstrip().startswith("{"):
+        return [Generation(prompt=as_messages(ln.strip()), responses=[]) for ln in lines if ln.strip()]
+    out = []
+    for no, rec in _json_lines(path):
+        if not isinstance(rec, dict) or "prompt" not in rec:
+            raise PreflineError("expected an object with a 'prompt'", path=str(path), line=no,
+                                field="prompt")
+        out.append(Generation(prompt=_checked_prompt(rec["prompt"], path, no), responses=[],
+                              tags=_tags(rec, path, no)))
+    return out
+
+
+def read_generations(path: str | Path) -> list[Generation]:
+    """Read a ``prefline generate`` output file (each line needs ``prompt`` and ``responses``)."""
+    path = Path(path)
+    out = []
+    for no, rec in _json_lines(path):
+        if not isinstance(rec, dict):
+            raise PreflineError("expected a JSON object", path=str(path), line=no)
+        responses = rec.get("responses")
+        if not isinstance(responses, list) or not all(isinstance(r, str) for r in responses):
+            raise PreflineError("expected a list of response strings", path=str(path), line=no,
+                                field="responses")
+        gp = rec.get("gen_params")
+        out.append(Generation(prompt=_checked_prompt(rec.get("prompt"), path, no),
+                              responses=responses, tags=_tags(rec, path, no),
+                              model=rec.get("model"), gen_params=gp if isinstance(gp, dict) else None))
+    if not out:
+        raise PreflineError("no generations in file", path=str(path))
+    return out
+
+
+def generation_record(g: Generation) -> dict[str, Any]:
+    return {"prompt": g.prompt, "responses": g.responses, "tags": list(g.tags),
+            "model": g.model, "gen_params": g.gen_params}
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write records atomically (temp file + rename: a crash never leaves half a file)."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise PreflineError(f"output folder {path.parent} does not exist", path=str(path))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n

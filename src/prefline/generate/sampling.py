@@ -1,0 +1,138 @@
+"""Batched sampling of K responses per prompt from a causal LM (HF ``generate`` + KV cache).
+
+Prompts are rendered with the tokenizer's chat template and left-padded, so each batch is one
+``generate`` call whose KV cache grows from the right. Prompts are sorted by length before
+batching (less padding), and each batch is seeded from ``(seed, batch index)``, so the same
+prompts, seed and batch size always give the same outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from prefline.errors import PreflineError
+from prefline.formats.examples import Messages, as_messages, prompt_text
+
+
+def load_policy(path: str | None, precision: str = "auto") -> tuple[Any, Any]:
+    """Load a causal LM + tokenizer for generation (Hub id, folder, GGUF, or None for the
+    embedded SmolLM2-135M-Instruct). ``precision`` auto|bf16|fp32: auto keeps bf16 *weights*
+    on CPUs with native bf16 (no per-step weight casts, unlike autocast; see
+    docs/benchmarks/generation.md)."""
+    from prefline.models.hub import load_causal_lm
+    from prefline.train.precision import resolve_precision
+
+    dtype = resolve_precision(precision) or "float32"
+    return load_causal_lm(path, dtype=dtype)
+
+
+def render_prompts(tokenizer: Any, prompts: Sequence[str | Messages]) -> list[str]:
+    """Chat-template each prompt with the assistant turn opened (plain transcript without one)."""
+    out = []
+    for p in prompts:
+        messages = as_messages(p)
+        if getattr(tokenizer, "chat_template", None):
+            out.append(tokenizer.apply_chat_template(messages, tokenize=False,
+                                                     add_generation_prompt=True))
+        else:
+            out.append(prompt_text(messages) + "\nAssistant:")
+    return out
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """EOS plus the chat end-of-turn token (``<|im_end|>``), whichever the model knows."""
+    ids: set[int] = set()
+    for tid in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        if isinstance(tid, int):
+            ids.add(tid)
+        elif isinstance(tid, list):
+            ids.update(tid)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+        ids.add(im_end)
+    return sorted(ids)
+
+
+def _batches(order: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(order), size):
+        yield order[i:i + size]
+
+
+def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: int = 4,
+             max_new_tokens: int = 128, temperature: float = 0.8, top_p: float = 0.95,
+             seed: int = 0, batch_size: int = 16, precision: str = "fp32",
+             on_batch: Callable[[int], None] | None = None) -> list[list[str]]:
+    """``n`` sampled responses per prompt: a list (one per prompt, input order) of ``n`` strings.
+
+    ``batch_size`` counts sequences per ``generate`` call (prompts per call = batch_size // n,
+    at least 1). ``temperature`` 0 means greedy (then the n responses are identical).
+    ``precision`` bf16|auto autocasts an fp32 model (prefer loading bf16 weights instead).
+    ``on_batch(k)`` is called after each batch with the number of prompts finished.
+    """
+    import torch
+
+    if n < 1 or max_new_tokens < 1:
+        raise PreflineError("need n >= 1 and max_new_tokens >= 1")
+    texts = render_prompts(tokenizer, prompts)
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:  # decoder-only tokenizers often lack one; EOS is safe under a mask
+        pad_id = tokenizer.eos_token_id
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    per_call = max(1, batch_size // n)
+    results: list[list[str]] = [[] for _ in texts]
+    stops = stop_token_ids(model, tokenizer)
+    device = next(model.parameters()).device
+    sample = temperature > 0
+    for b, idx in enumerate(_batches(order, per_call)):
+        enc = _encode_left(tokenizer, [texts[i] for i in idx], pad_id)
+        torch.manual_seed(seed * 1_000_003 + b)
+        with torch.inference_mode(), _autocast(model, precision):
+            out = model.generate(
+                input_ids=enc["input_ids"].to(device),
+                attention_mask=enc["attention_mask"].to(device),
+                max_new_tokens=max_new_tokens, do_sample=sample, num_return_sequences=n,
+                temperature=temperature if sample else None, top_p=top_p if sample else None,
+                top_k=0 if sample else None,
+                eos_token_id=stops, pad_token_id=pad_id, use_cache=True,
+            )
+        new = out[:, enc["input_ids"].shape[1]:]
+        decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
+        for j, i in enumerate(idx):
+            results[i] = [d.strip() for d in decoded[j * n:(j + 1) * n]]
+        if on_batch is not None:
+            on_batch(len(idx))
+    return results
+
+
+def _encode_left(tokenizer: Any, texts: list[str], pad_id: int) -> dict[str, Any]:
+    """Tokenise with left padding (the chat template already added any special tokens)."""
+    import torch
+
+    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, r in enumerate(rows):
+        ids[k, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[k, width - len(r):] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _autocast(model: Any, precision: str) -> Any:
+    """bf16 autocast for an fp32 model when asked (or auto on CPUs with native bf16)."""
+    import torch
+
+    from prefline.train.precision import autocast_context, resolve_precision
+
+    if next(model.parameters()).dtype != torch.float32:
+        return contextlib.nullcontext()
+    return autocast_context(resolve_precision(precision))
+
+
+def count_new_tokens(tokenizer: Any, responses: list[list[str]]) -> int:
+    """Total tokens across all responses (for throughput figures)."""
+    return sum(len(tokenizer(r, add_special_tokens=False)["input_ids"])
+               for rs in responses for r in rs)

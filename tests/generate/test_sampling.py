@@ -1,0 +1,58 @@
+"""Batched sampling on the tiny causal model: counts, determinism, prompt files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prefline.errors import PreflineError
+from prefline.generate.io import read_generations, read_prompts
+from prefline.generate.sampling import generate, load_policy, render_prompts
+
+PROMPTS = ["Hello there", [{"role": "user", "content": "Write a longer question about lists?"}], "Hi"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_causal_dir: Path):  # type: ignore[no-untyped-def]
+    return load_policy(str(tiny_causal_dir), precision="fp32")
+
+
+def test_counts_and_seeded_determinism(tiny) -> None:  # type: ignore[no-untyped-def]
+    model, tok = tiny
+    kw = dict(n=3, max_new_tokens=8, temperature=1.0, batch_size=4)
+    out = generate(model, tok, PROMPTS, seed=7, **kw)
+    assert len(out) == 3 and all(len(r) == 3 for r in out)
+    assert out == generate(model, tok, PROMPTS, seed=7, **kw)
+    assert out != generate(model, tok, PROMPTS, seed=8, **kw)
+    assert len({r for rs in out for r in rs}) > 3  # sampling gives distinct responses
+
+
+def test_greedy_batched_equals_one_at_a_time(tiny) -> None:  # type: ignore[no-untyped-def]
+    """Left padding + attention mask: a prompt's greedy output does not depend on its batch."""
+    model, tok = tiny
+    batched = generate(model, tok, PROMPTS, n=1, max_new_tokens=6, temperature=0.0, batch_size=8)
+    single = [generate(model, tok, [p], n=1, max_new_tokens=6, temperature=0.0)[0] for p in PROMPTS]
+    assert batched == single
+
+
+def test_chat_template_opens_the_assistant_turn(tiny) -> None:  # type: ignore[no-untyped-def]
+    _, tok = tiny
+    text = render_prompts(tok, ["Hi"])[0]
+    assert text.endswith("<|im_start|>assistant\n") and "<|im_start|>user\nHi<|im_end|>" in text
+
+
+def test_prompt_files(tmp_path: Path) -> None:
+    plain = tmp_path / "p.txt"
+    plain.write_text("first prompt\n\nsecond prompt\n")
+    assert [g.prompt[0]["content"] for g in read_prompts(plain)] == ["first prompt", "second prompt"]
+    jl = tmp_path / "p.jsonl"
+    jl.write_text('{"prompt": "a", "category": "maths", "tags": ["x"]}\n{"prompt": 3}\n')
+    with pytest.raises(PreflineError, match=r"line 2, field 'prompt'"):
+        read_prompts(jl)
+    jl.write_text('{"prompt": "a", "category": "maths", "tags": ["x"]}\n')
+    assert read_prompts(jl)[0].tags == ("x", "maths")
+    gen = tmp_path / "g.jsonl"
+    gen.write_text('{"prompt": "a", "responses": "oops"}\n')
+    with pytest.raises(PreflineError, match="field 'responses'"):
+        read_generations(gen)
