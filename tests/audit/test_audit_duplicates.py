@@ -53,7 +53,7 @@ def test_near_duplicates_scale_to_100k_prompts() -> None:
     texts[500] = texts[400] + " thanks"
     start = time.perf_counter()
     d = find_duplicates(np.arange(len(texts)), texts)
-    assert time.perf_counter() - start < 20
+    assert time.perf_counter() - start < 30  # the whole audit's budget; ~4-10 s here
     assert d.cluster[400] == d.cluster[500]
     assert d.summary["duplicates"] == 1
 
