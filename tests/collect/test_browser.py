@@ -77,14 +77,18 @@ def test_browser_annotates_pairwise_and_rating(sqlite_store: Any, server: str,
             page.keyboard.press("e")  # ... much better
             assert page.is_checked("#choice-right") and page.is_checked("#strength-strong")
             page.fill("#rationale", "right one is <b>clearer</b>")
+            first_task = page.url
             page.keyboard.press("Control+Enter")
-            page.wait_for_url(f"{server}/tasks/*")  # the next pairwise item
+            page.wait_for_url(lambda url: url != first_task)  # on to the next pairwise item
+            page.wait_for_load_state()
             page.goto(f"{server}/campaigns/{rid}/next")
             page.wait_for_selector("fieldset.likert")
             page.keyboard.press("4")
             page.keyboard.press("2")
+            rating_task = page.url
             page.click("#submit")
-            page.wait_for_url(f"{server}/tasks/*")
+            page.wait_for_url(lambda url: url != rating_task)
+            page.wait_for_load_state()
         finally:
             browser.close()
     assert dialogs == []  # the <script>alert(...)</script> in the responses never ran

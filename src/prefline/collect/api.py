@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from prefline.collect.auth import KeyInfo
@@ -35,13 +36,16 @@ ERRORS: dict[int | str, dict[str, object]] = {
 router = APIRouter(prefix="/api/v1", tags=["ingest"], responses=ERRORS)
 
 
-def api_key(request: Request,
-            bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-            header: Annotated[str | None, Depends(_header)]) -> KeyInfo:
+async def api_key(request: Request,
+                  bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                  header: Annotated[str | None, Depends(_header)]) -> KeyInfo:
     """The caller's key; 401 unless it exists and is not revoked."""
     given = bearer.credentials if bearer is not None else header
-    info = state_of(request).keys.lookup(given)
-    if info is None:
+    keys = state_of(request).keys
+    info = keys.cached(given)
+    if info is False:  # not cached: the database lookup runs off the event loop
+        info = await run_in_threadpool(keys.lookup, given)
+    if not isinstance(info, KeyInfo):
         raise ApiError(401, "a valid API key is required (Authorization: Bearer pk_...)",
                        headers={"WWW-Authenticate": "Bearer"})
     return info
@@ -73,11 +77,11 @@ def log(body: LogRequest, request: Request, key: Key) -> LogResult:
              summary="Attach one feedback event to logged responses",
              responses={200: {"model": EventResult,
                               "description": "already stored under this idempotency key"}})
-def feedback(body: Event, request: Request, response: Response, key: Key) -> EventResult:
+async def feedback(body: Event, request: Request, response: Response, key: Key) -> EventResult:
     """Answers 200 with the existing id when the idempotency key was seen before."""
     _spend(request, key, 1)
     try:
-        fid, status = state_of(request).writer.write([body], key.name)[0]
+        fid, status = (await state_of(request).committer.write([body], key.name))[0]
     except IngestError as exc:
         raise ApiError(422, str(exc), field=exc.field) from None
     if status == "duplicate":
@@ -87,11 +91,12 @@ def feedback(body: Event, request: Request, response: Response, key: Key) -> Eve
 
 @router.post("/feedback/batch", response_model=BatchResult,
              summary="Attach up to 1000 feedback events in one transaction")
-def feedback_batch(body: BatchRequest, request: Request, key: Key) -> BatchResult:
+async def feedback_batch(body: BatchRequest, request: Request, key: Key) -> BatchResult:
     """All or nothing: one bad event rejects the batch with its path (``events[3].choice``)."""
     _spend(request, key, len(body.events))
     try:
-        results = state_of(request).writer.write(body.events, key.name, field_prefix="events")
+        results = await state_of(request).committer.write(body.events, key.name,
+                                                          field_prefix="events")
     except IngestError as exc:
         raise ApiError(422, str(exc), field=exc.field) from None
     created = sum(1 for _, s in results if s == "created")
@@ -101,5 +106,5 @@ def feedback_batch(body: BatchRequest, request: Request, key: Key) -> BatchResul
 
 
 @router.get("/whoami", summary="Check a key", response_model=dict[str, str])
-def whoami(key: Key) -> dict[str, str]:
+async def whoami(key: Key) -> dict[str, str]:
     return {"key": key.name}

@@ -160,15 +160,24 @@ class KeyCache:
         self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
         self._lock = threading.Lock()
 
-    def lookup(self, key: str | None) -> KeyInfo | None:
+    def cached(self, key: str | None) -> KeyInfo | None | bool:
+        """The cached answer for ``key`` (None: invalid), or False if it must be looked up."""
         if not key or not key.startswith("pk_") or key.count("_") < 2:
             return None
+        with self._lock:
+            hit = self._cache.get(sha256(key))
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        return False
+
+    def lookup(self, key: str | None) -> KeyInfo | None:
+        """Check ``key`` against the database (blocking) and cache the answer."""
+        hit = self.cached(key)
+        if hit is not False:
+            return hit  # type: ignore[return-value]
+        assert key is not None
         digest = sha256(key)
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
         info = self._load(key.split("_", 2)[1], digest)
         with self._lock:
             self._cache[digest] = (now, info)

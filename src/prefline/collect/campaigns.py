@@ -102,7 +102,7 @@ def _responses_by_prompt(session: Session, sel: Selection) -> list[tuple[int, li
     if sel.prompt_ids:
         stmt = stmt.where(Response.prompt_id.in_(sel.prompt_ids))
     groups: dict[int, list[int]] = {}
-    for rid, pid, tags in session.execute(stmt).tuples():
+    for rid, pid, tags in session.execute(stmt):
         if sel.tags and not set(sel.tags) <= set(tags or []):
             continue
         groups.setdefault(int(pid), []).append(int(rid))
@@ -188,7 +188,7 @@ def progress(session: Session, campaign: Campaign) -> dict[str, Any]:
     per_user = session.execute(select(User.username, func.count()).join(
         Assignment, Assignment.user_id == User.id).where(
         Assignment.campaign_id == campaign.id, Assignment.status == "done").group_by(
-        User.username).order_by(User.username)).tuples().all()
+        User.username).order_by(User.username)).all()
     needed = items * campaign.overlap
     return {"items": int(items), "labels_done": int(done), "labels_needed": needed,
             "items_complete": int(complete),
@@ -215,7 +215,7 @@ def campaign_labels(session: Session, campaign: Campaign) -> list[dict[str, Any]
         .join(Feedback, Feedback.id == Assignment.feedback_id)
         .join(User, User.id == Assignment.user_id)
         .join(CampaignItem, CampaignItem.id == Assignment.item_id)
-        .where(Assignment.campaign_id == campaign.id).order_by(Feedback.id)).tuples().all()
+        .where(Assignment.campaign_id == campaign.id).order_by(Feedback.id)).all()
     return [{"campaign": campaign.name, "item": pos, "annotator": username,
              "feedback_id": fb.id, "kind": fb.kind, "prompt_id": fb.prompt_id,
              "response_a_id": fb.response_a_id, "response_b_id": fb.response_b_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table, insert, select
@@ -71,9 +72,18 @@ def log_interaction(engine: Engine, req: LogRequest) -> tuple[int, list[int]]:
             "model_version": r.model_version, "gen_params": r.gen_params, "created_at": now,
         } for h, r in zip(hashes, req.responses, strict=True)], "content_hash")
         found = dict(conn.execute(select(Response.content_hash, Response.id)
-                                  .where(Response.content_hash.in_(set(hashes)))).tuples().all())
+                                  .where(Response.content_hash.in_(set(hashes)))).all())
     assert prompt_id is not None
     return int(prompt_id), [int(found[h]) for h in hashes]
+
+
+@dataclass(frozen=True)
+class Job:
+    """The events of one request, written under one API key."""
+
+    events: Sequence[AnyEvent]
+    key_name: str
+    field_prefix: str = ""
 
 
 class FeedbackWriter:
@@ -98,15 +108,34 @@ class FeedbackWriter:
         Raises IngestError naming ``{field_prefix}[i].field`` when a reference is unknown;
         nothing is written then.
         """
+        result = self.write_group([Job(events, key_name, field_prefix)])[0]
+        if isinstance(result, IngestError):
+            raise result
+        return result
+
+    def write_group(self, jobs: Sequence[Job]) -> list[list[tuple[int, str]] | IngestError]:
+        """Several requests' events in ONE transaction (group commit), result per job.
+
+        A job with an unknown reference gets its IngestError and contributes no rows; the
+        others are still written.
+        """
         new_annotators: dict[str, int] = {}
+        prepared: list[list[dict[str, Any]] | IngestError] = []
         with self.engine.begin() as conn:
-            prompt_of = self._prompts_for(conn, events, field_prefix)
-            rows = [self._row(conn, ev, key_name, prompt_of, new_annotators) for ev in events]
-            result = self._insert(conn, rows)
+            for job in jobs:
+                try:
+                    prompt_of = self._prompts_for(conn, job.events, job.field_prefix)
+                    prepared.append([self._row(conn, ev, job.key_name, prompt_of,
+                                               new_annotators) for ev in job.events])
+                except IngestError as exc:
+                    prepared.append(exc)
+            flat = [row for rows in prepared if isinstance(rows, list) for row in rows]
+            results = iter(self._insert(conn, flat))
         # Cached only after commit: a rolled-back annotator row must not be remembered.
         with self._lock:
             self._annotators.update(new_annotators)
-        return result
+        return [rows if isinstance(rows, IngestError) else [next(results) for _ in rows]
+                for rows in prepared]
 
     def _prompts_for(self, conn: Connection, events: Sequence[AnyEvent],
                      prefix: str) -> dict[int, int]:
@@ -116,7 +145,7 @@ class FeedbackWriter:
         missing = wanted - known.keys()
         if missing:
             fetched = dict(conn.execute(select(Response.id, Response.prompt_id)
-                                        .where(Response.id.in_(missing))).tuples().all())
+                                        .where(Response.id.in_(missing))).all())
             known.update(fetched)
             with self._lock:
                 if len(self._prompt_of) > self.CACHE_MAX:
@@ -180,12 +209,12 @@ class FeedbackWriter:
             stmt = dialect.insert(table).on_conflict_do_nothing(
                 index_elements=["idempotency_key"]).returning(table.c.id, table.c.idempotency_key)
             created = dict((k, v) for v, k in conn.execute(
-                stmt, [rows[i] for i in first.values()]).tuples().all())
+                stmt, [rows[i] for i in first.values()]).all())
             existing = {k for k in first if k not in created}
             if existing:
                 created_dupes = dict(conn.execute(select(table.c.idempotency_key, table.c.id)
                                                   .where(table.c.idempotency_key.in_(existing)))
-                                     .tuples().all())
+                                     .all())
             else:
                 created_dupes = {}
             for i in keyed:

@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Engine
 
 from prefline.collect.auth import KeyCache, RateLimiter
+from prefline.collect.committer import GroupCommitter
 from prefline.collect.ingest import FeedbackWriter
 from prefline.collect.render import render_markdown
 from prefline.store.models import FEEDBACK_KINDS
@@ -25,6 +26,7 @@ class CollectState:
     keys: KeyCache
     limiter: RateLimiter
     writer: FeedbackWriter
+    committer: GroupCommitter
     templates: Jinja2Templates
     secure_cookies: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -33,8 +35,9 @@ class CollectState:
 def make_state(engine: Engine, secure_cookies: bool = False) -> CollectState:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["markdown"] = render_markdown
+    writer = FeedbackWriter(engine)
     return CollectState(engine=engine, keys=KeyCache(engine), limiter=RateLimiter(),
-                        writer=FeedbackWriter(engine), templates=templates,
+                        writer=writer, committer=GroupCommitter(writer), templates=templates,
                         secure_cookies=secure_cookies)
 
 

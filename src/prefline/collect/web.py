@@ -32,7 +32,9 @@ def db_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-Db = Annotated[Session, Depends(db_session)]
+# scope="function": commit BEFORE the response is sent, so a redirect never races its
+# own write (the browser would otherwise load the next page before the commit).
+Db = Annotated[Session, Depends(db_session, scope="function")]
 
 
 @dataclass
