@@ -87,7 +87,7 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: i
     device = next(model.parameters()).device
     sample = temperature > 0
     for b, idx in enumerate(_batches(order, per_call)):
-        enc = _encode_left(tokenizer, [texts[i] for i in idx], pad_id)
+        enc = encode_left(tokenizer, [texts[i] for i in idx], pad_id)
         torch.manual_seed(seed * 1_000_003 + b)
         with torch.inference_mode(), _autocast(model, precision):
             out = model.generate(
@@ -107,7 +107,7 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: i
     return results
 
 
-def _encode_left(tokenizer: Any, texts: list[str], pad_id: int) -> dict[str, Any]:
+def encode_left(tokenizer: Any, texts: list[str], pad_id: int) -> dict[str, Any]:
     """Tokenise with left padding (the chat template already added any special tokens)."""
     import torch
 
