@@ -18,7 +18,8 @@ from prefline.formats.examples import (
 from prefline.formats.export import write_jsonl
 from prefline.formats.hh import parse_transcript
 from prefline.formats.load import load_examples, load_pairs
-from prefline.formats.records import prompt_key
+from prefline.formats.records import messages_json, prompt_key
+from prefline.hashing import content_hash
 
 USER = [{"role": "user", "content": "2+2?"}]
 PAIR = {"prompt": "2+2?", "chosen": "4", "rejected": "5"}
@@ -51,6 +52,13 @@ def test_hh_transcripts_gzip_split_into_turns(tmp_path: Path) -> None:
         (pair,) = load_pairs(path, fmt)
         assert [m["role"] for m in pair.prompt] == ["user", "assistant", "user"]
         assert pair.prompt[1]["content"] == "hello" and pair.chosen == "4"
+
+
+def test_prompt_key_is_the_content_hash_of_the_messages() -> None:
+    msgs = [{"role": "system", "content": 'quote " slash \\ tab \t'},
+            {"role": "user", "content": "naïve – 日本 \u2028 😀"}]
+    assert prompt_key(msgs) == content_hash(msgs)
+    assert json.loads(messages_json(msgs)) == msgs
 
 
 def test_hh_trailing_empty_assistant_is_dropped_only_in_prompts() -> None:

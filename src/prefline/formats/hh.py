@@ -14,7 +14,8 @@ _ROLES = {"Human": "user", "Assistant": "assistant"}
 
 def is_transcript(text: object) -> bool:
     """True for a string in HH transcript form (it opens with a Human or Assistant turn)."""
-    return isinstance(text, str) and _TURN.match(text) is not None
+    # startswith first: a cheap rejection for the common plain-text case.
+    return isinstance(text, str) and text.startswith("\n\n") and _TURN.match(text) is not None
 
 
 def parse_transcript(text: str, *, keep_empty_reply: bool = False) -> Messages:

@@ -65,16 +65,25 @@ def insert_ignore(conn: Connection, table: str, columns: Sequence[str],
     return how many were inserted."""
     if not rows:
         return 0
-    cols = ", ".join(columns)
+    if _check(conn) == "postgresql":
+        return _pg_copy_insert(conn, table, columns, rows, key, want_ids=False)[0]
     raw: Any = conn.connection.driver_connection
-    if _check(conn) == "sqlite":
-        marks = ", ".join("?" * len(columns))
-        before = raw.total_changes
-        raw.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks}) "
-                        f"ON CONFLICT ({key}) DO NOTHING", rows)
-        return int(raw.total_changes - before)
+    marks = ", ".join("?" * len(columns))
+    before = raw.total_changes
+    raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                    f"ON CONFLICT ({key}) DO NOTHING", rows)
+    return int(raw.total_changes - before)
+
+
+def _pg_copy_insert(conn: Connection, table: str, columns: Sequence[str],
+                    rows: Sequence[tuple[Any, ...]], key: str,
+                    want_ids: bool) -> tuple[int, dict[str, int]]:
+    """COPY into a temp table, insert what is new, and (``want_ids``) read every row's id
+    back through a join, which beats ``key = ANY(array)`` at 10⁵ keys."""
+    cols = ", ".join(columns)
     tmp = f"_bulk_{table}"
-    with raw.cursor() as cur:
+    ids: dict[str, int] = {}
+    with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
         cur.execute(f"CREATE TEMP TABLE {tmp} ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA")
         with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as copy:
             for row in rows:
@@ -82,8 +91,11 @@ def insert_ignore(conn: Connection, table: str, columns: Sequence[str],
         cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} "
                     f"ON CONFLICT ({key}) DO NOTHING")
         inserted = int(cur.rowcount)
+        if want_ids:
+            cur.execute(f"SELECT t.{key}, t.id FROM {table} t JOIN {tmp} n ON n.{key} = t.{key}")
+            ids.update(cur.fetchall())
         cur.execute(f"DROP TABLE {tmp}")
-    return inserted
+    return inserted, ids
 
 
 def lookup_ids(conn: Connection, table: str, key: str, values: Iterable[str]) -> dict[str, int]:
@@ -123,15 +135,20 @@ def upsert_ids(conn: Connection, table: str, columns: Sequence[str],
     """Insert the rows (``{key value: row}``) not yet stored; return every id and the new count.
 
     The common case of a first import (nothing already stored) on SQLite skips the id
-    lookup, which otherwise costs about a tenth of the import."""
+    lookup, which otherwise costs about a tenth of the import; PostgreSQL reads ids back
+    from the COPY's temp table."""
+    if not rows:
+        return {}, 0
+    if _check(conn) == "postgresql":
+        added, ids = _pg_copy_insert(conn, table, columns, list(rows.values()), key, want_ids=True)
+        return ids, added
     raw: Any = conn.connection.driver_connection
-    sqlite = _check(conn) == "sqlite"
-    before = raw.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0] if sqlite else 0
+    before = raw.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]
     added = insert_ignore(conn, table, columns, list(rows.values()), key)
-    if sqlite and rows and added == len(rows):
-        ids = _sqlite_new_ids(raw, table, key, list(rows), int(before))
-        if ids is not None:
-            return ids, added
+    if added == len(rows):
+        new_ids = _sqlite_new_ids(raw, table, key, list(rows), int(before))
+        if new_ids is not None:
+            return new_ids, added
     return lookup_ids(conn, table, key, rows), added
 
 

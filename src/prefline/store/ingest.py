@@ -27,7 +27,7 @@ from prefline.formats.examples import (
     UnpairedExample,
 )
 from prefline.formats.load import load_records
-from prefline.formats.records import Example, Record
+from prefline.formats.records import Example, Record, messages_json
 from prefline.hashing import canonical_json
 from prefline.store.bulk import (
     bulk_session,
@@ -98,7 +98,7 @@ def _prompt_rows(records: Sequence[Record], now: Any) -> dict[str, tuple[Any, ..
     rows = {}
     for key, msgs in prompts.items():
         text = msgs[0]["content"] if len(msgs) == 1 and msgs[0]["role"] == "user" else None
-        rows[key] = (key, text, dumps(msgs), None, dumps(tags[key]) if tags[key] else "[]", now)
+        rows[key] = (key, text, messages_json(msgs), None, dumps(tags[key]) if tags[key] else "[]", now)
     return rows
 
 
