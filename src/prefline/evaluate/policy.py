@@ -183,7 +183,7 @@ def _load(policy: Any) -> tuple[Any, Any]:
         return policy
     from prefline.generate.sampling import load_policy
 
-    return load_policy(None if policy in (None, "default") else str(policy), precision="fp32")
+    return load_policy(None if policy in (None, "default") else str(policy), precision="auto")
 
 
 def evaluate_policy(

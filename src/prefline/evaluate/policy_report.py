@@ -16,7 +16,7 @@ from typing import Any
 Figure = Any
 
 
-def _new_figure(width: float = 6.0, height: float = 3.2) -> tuple[Figure, Any]:
+def new_figure(width: float = 6.0, height: float = 3.2) -> tuple[Figure, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,7 +51,7 @@ def fig_win_rates(result: dict[str, Any]) -> bytes:
         rates += [p["win_rate"]]
         lows += [p["ci"][0]]
         highs += [p["ci"][1]]
-    fig, ax = _new_figure()
+    fig, ax = new_figure()
     err = [[r - lo for r, lo in zip(rates, lows, strict=True)],
            [hi - r for r, hi in zip(rates, highs, strict=True)]]
     ax.bar(names, rates, yerr=err, capsize=6, color=["#3b6ea8", "#7fa7d4", "#c77c2e"][:len(names)])
@@ -65,7 +65,7 @@ def fig_win_rates(result: dict[str, Any]) -> bytes:
 
 def fig_lengths(result: dict[str, Any]) -> bytes:
     """Histogram of response lengths (words), baseline vs policy."""
-    fig, ax = _new_figure()
+    fig, ax = new_figure()
     la, lb = result["policy"]["lengths"], result["baseline"]["lengths"]
     top = max([*la, *lb, 1])
     bins = list(range(0, top + 5, max(1, top // 20)))
@@ -80,7 +80,7 @@ def fig_lengths(result: dict[str, Any]) -> bytes:
 def fig_refusals(result: dict[str, Any]) -> bytes:
     """Refusal rate per slice, before (baseline) and after (policy)."""
     slices = ["should_refuse", "should_not_refuse", "all"]
-    fig, ax = _new_figure()
+    fig, ax = new_figure()
     xs = range(len(slices))
     for k, (side, color) in enumerate((("baseline", "#999999"), ("policy", "#3b6ea8"))):
         vals = [result[side]["refusal_rate"].get(s) or 0.0 for s in slices]
@@ -95,7 +95,7 @@ def fig_refusals(result: dict[str, Any]) -> bytes:
 def fig_categories(result: dict[str, Any]) -> bytes:
     """Judge win rate per prompt category."""
     cats = result["judge"]["per_category"]
-    fig, ax = _new_figure(6.5, 3.4)
+    fig, ax = new_figure(6.5, 3.4)
     ax.barh(list(cats), list(cats.values()), color="#3b6ea8")
     ax.axvline(0.5, color="grey", lw=1, ls="--")
     ax.set_xlim(0, 1)

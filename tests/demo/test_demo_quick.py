@@ -1,0 +1,71 @@
+"""``prefline demo --quick``: every stage produces its output, and a re-run reuses them all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prefline.cli import main
+from prefline.demo.cache import StageCache
+from prefline.demo.pipeline import STAGES, need
+from prefline.demo.report import SUMMARY_KEYS
+from prefline.errors import PreflineError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_quick_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    main(["demo", "--quick", "--out", str(out)])
+    summary = json.loads((out / "summary.json").read_text())
+    for key in SUMMARY_KEYS:
+        assert key in summary, key
+    assert set(summary["stages_seconds"]) == set(STAGES)
+    for stage in STAGES:
+        manifest = json.loads((out / "stages" / f"{stage}.json").read_text())
+        for rel in manifest["files"]:
+            assert (out / rel).exists(), f"{stage} lost {rel}"
+    # each stage's own output
+    assert (out / "generate" / "candidates.jsonl").read_text().count("\n") == 14
+    assert json.loads((out / "stages" / "label.json").read_text())["outputs"]["pairs"] > 0
+    assert summary["feedback"] > 0 and len(summary["snapshot_hash"]) == 64
+    assert (out / "audit" / "audit.html").exists()
+    assert (out / "reward" / "model" / "model_card.json").exists()
+    assert any((out / "dpo").rglob("adapter_config.json"))
+    eval_json = json.loads((out / "evaluate" / "eval.json").read_text())
+    assert eval_json["n_prompts"] == 7 and 0.0 <= summary["judge_win_rate"] <= 1.0
+    lineage = json.loads((out / "register" / "lineage.json").read_text())
+    assert [a["kind"] for a in lineage][:2] == ["evaluation", "policy"]
+    assert lineage[-1]["snapshot_hash"] == summary["snapshot_hash"]
+    html = (out / "report" / "index.html").read_text()
+    assert "Quick mode" in html and summary["snapshot_hash"][:12] in html
+    pngs = sorted((out / "report" / "img").glob("*.png"))
+    assert len(pngs) >= 5 and all(p.read_bytes()[:8] == PNG_MAGIC for p in pngs)
+    assert not summary["target_met"]  # tiny random models must never claim a result
+
+    main(["demo", "--quick", "--out", str(out)])
+    again = json.loads((out / "summary.json").read_text())
+    assert again["stages_reused"] == sorted(STAGES)
+    assert again["judge_win_rate"] == summary["judge_win_rate"]
+
+
+def test_a_changed_setting_reruns_only_downstream_stages(tmp_path: Path) -> None:
+    cache, calls = StageCache(tmp_path), []
+
+    def stage(name: str, value: int) -> tuple[dict[str, int], list[str]]:
+        calls.append(name)
+        return {"value": value}, []
+
+    a = cache.run("a", {"x": 1}, lambda w: stage("a", 1))
+    cache.run("b", {"dep": a.output_hash, "y": 1}, lambda w: stage("b", 2))
+    assert calls == ["a", "b"]
+    a = cache.run("a", {"x": 1}, lambda w: stage("a", 1))
+    b = cache.run("b", {"dep": a.output_hash, "y": 2}, lambda w: stage("b", 3))
+    assert a.reused and not b.reused and calls == ["a", "b", "b"]
+
+
+def test_a_missing_module_fails_its_stage_loudly() -> None:
+    with pytest.raises(PreflineError, match="stage dpo unavailable: module prefline.nope missing"):
+        need("prefline.nope", "dpo")
