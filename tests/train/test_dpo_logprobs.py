@@ -106,15 +106,21 @@ def test_overlong_response_is_cut_and_counted() -> None:
     assert report.truncated_responses == 1 and len(enc[0].prompt) + len(enc[0].chosen) == 32
 
 
-@pytest.mark.parametrize(("pair", "match"), [
-    (PreferencePair(as_messages("q"), "", "no"), "empty chosen"),
-    (PreferencePair(as_messages("q"), "yes", "  "), "empty rejected"),
-    (PreferencePair(as_messages("q"), "same", "same"), "identical"),
+@pytest.mark.parametrize(("pair", "reason", "counter"), [
+    (PreferencePair(as_messages("q"), "", "no"), "chosen response is empty", "skipped_empty"),
+    (PreferencePair(as_messages("q"), "yes", "  "), "rejected response is empty", "skipped_empty"),
+    (PreferencePair(as_messages("q"), "same", "same"), "identical", "skipped_identical"),
+    (PreferencePair(as_messages("q"), "a", "b", tie=True), "tie", "skipped_ties"),
 ])
-def test_bad_pairs_are_one_clear_sentence(pair: PreferencePair, match: str) -> None:
-    with pytest.raises(PreflineError, match=match) as err:
-        encode_pairs([_pairs(1)[0], pair], tiny_tokenizer(), 64)
-    assert "pair 2" in str(err.value) and "\n" not in str(err.value)
+def test_unusable_pairs_are_skipped_named_and_counted(pair: PreferencePair, reason: str,
+                                                      counter: str) -> None:
+    enc, report = encode_pairs([_pairs(1)[0], pair], tiny_tokenizer(), 64)
+    assert len(enc) == 1 and getattr(report, counter) == 1
+    assert report.notes[0].startswith("skipped pair 2: ") and reason in report.notes[0]
+    assert "skipped 1 pairs" in report.notes[-1]
+    with pytest.raises(PreflineError, match=f"no usable preference pairs.*{reason}") as err:
+        encode_pairs([pair], tiny_tokenizer(), 64)
+    assert "\n" not in str(err.value)
 
 
 def test_chat_prompt_without_template_is_refused_plain_text_is_fine() -> None:
@@ -125,12 +131,6 @@ def test_chat_prompt_without_template_is_refused_plain_text_is_fine() -> None:
         encode_pairs([PreferencePair(chat, "a", "b")], tok, 64)
     enc, _ = encode_pairs([PreferencePair(as_messages("plain"), "a", "b")], tok, 64)
     assert tok.decode(enc[0].prompt) == "plain"
-
-
-def test_ties_are_skipped_and_counted() -> None:
-    pairs = _pairs(2) + [PreferencePair(as_messages("q"), "a", "b", tie=True)]
-    enc, report = encode_pairs(pairs, tiny_tokenizer(), 64)
-    assert len(enc) == 2 and report.skipped_ties == 1
 
 
 @pytest.mark.slow

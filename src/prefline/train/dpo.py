@@ -32,8 +32,10 @@ from prefline.train.engine import TrainConfig, Trainer
 from prefline.train.logprobs import SequenceLogps
 from prefline.train.packing import EncodedPair, EncodeReport, PackedBatch, encode_pairs, pack
 from prefline.train.precision import autocast_context, resolve_precision
+from prefline.train.progress import StepProgress
 from prefline.train.ref_cache import reference_logps, weights_fingerprint
 
+_REF_BATCH = 16  # pairs per no-grad reference batch
 _LOSS_OPTIONS = ("label_smoothing", "gamma", "desirable_weight", "undesirable_weight")
 
 
@@ -118,6 +120,7 @@ class DPOTask:
             "reward_chosen": float(rew_c.sum()), "reward_rejected": float(rew_r.sum()),
             "logps_chosen": float(pc.detach().sum()), "logps_rejected": float(pr.detach().sum()),
             "kl": float(drift.sum()), "tokens": float(batch.tokens),
+            "response_tokens": float(batch.lengths.sum()),
         }
         return losses.sum(), float(batch.n), metrics
 
@@ -185,12 +188,12 @@ def _load_policy(cfg: DPOConfig, model: Any, tokenizer: Any) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, precision: str,
+def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, train_cfg: TrainConfig,
                     sets: list[list[EncodedPair]], pad_id: int) -> tuple[list[list[EncodedPair]], bool]:
     """Fill ``ref`` for each list of pairs; rank 0 computes on a cache miss, others wait."""
     lm: Any = logps_fn.lm
     fingerprint = weights_fingerprint(lm, skip=lambda n: "lora_" in n)
-    dtype = resolve_precision(precision)
+    dtype = resolve_precision(train_cfg.precision)
     tag = "bf16" if dtype is not None else "fp32"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -207,9 +210,13 @@ def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, precision: str,
         if world > 1 and rank != 0:
             dist.barrier()  # wait for rank 0 to fill the cache
         lm.eval()
-        with lm.disable_adapter() if cfg.lora else nullcontext():
+        batches = -(-len(pairs) // _REF_BATCH)
+        with lm.disable_adapter() if cfg.lora else nullcontext(), StepProgress(
+                batches, enabled=train_cfg.progress and rank == 0,
+                description="reference log-probs") as bar:
             filled, hit = reference_logps(logps_fn, pairs, fingerprint, tag, pad_id=pad_id,
-                                          autocast=autocast_context(dtype))
+                                          batch_pairs=_REF_BATCH, autocast=autocast_context(dtype),
+                                          progress=lambda: bar.update({}))
         if world > 1 and rank == 0:
             dist.barrier()
         out.append(filled)
@@ -241,7 +248,7 @@ def train_dpo(pairs: Sequence[PreferencePair], cfg: DPOConfig, train_cfg: TrainC
     train_enc, report = encode_pairs(train_pairs, tok, cfg.max_length)
     held_enc = encode_pairs(held_pairs, tok, cfg.max_length)[0] if held_pairs else []
     logps_fn = SequenceLogps(lm, chunk=cfg.logits_chunk)
-    (train_enc, held_enc), hit = _with_reference(logps_fn, cfg, train_cfg.precision,
+    (train_enc, held_enc), hit = _with_reference(logps_fn, cfg, train_cfg,
                                                  [train_enc, held_enc], pad_id)
 
     def evaluate(module: nn.Module) -> dict[str, float]:
@@ -263,7 +270,7 @@ def train_dpo(pairs: Sequence[PreferencePair], cfg: DPOConfig, train_cfg: TrainC
         "heldout": fit.evals[-1] if fit.evals else None, "ref_cache_hit": hit,
         "pairs": {"train": len(train_enc), "heldout": len(held_enc)},
         "truncated_prompts": report.truncated_prompts,
-        "truncated_responses": report.truncated_responses, "skipped_ties": report.skipped_ties,
+        "truncated_responses": report.truncated_responses, "notes": report.notes,
         "model": str(result.model_path),
     }
     if register:

@@ -41,6 +41,8 @@ class EncodeReport:
     truncated_prompts: int = 0
     truncated_responses: int = 0
     skipped_ties: int = 0
+    skipped_empty: int = 0
+    skipped_identical: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -60,6 +62,21 @@ def _prompt_ids(tokenizer: Any, pair: PreferencePair, i: int) -> list[int]:
             f"{_where(pair, i)} has a {len(messages)}-message chat prompt but the tokenizer has "
             "no chat template; use a chat model or give plain-text prompts", field="prompt")
     return list(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def _unusable(pair: PreferencePair, report: EncodeReport) -> str | None:
+    """Why a pair teaches nothing (and count it), or None when it is usable."""
+    if pair.tie:
+        report.skipped_ties += 1
+        return "a tie carries no preference"
+    for name in ("chosen", "rejected"):
+        if not getattr(pair, name).strip():
+            report.skipped_empty += 1
+            return f"the {name} response is empty"
+    if pair.chosen == pair.rejected:
+        report.skipped_identical += 1
+        return "chosen and rejected are identical"
+    return None
 
 
 def _response_ids(tokenizer: Any, text: str) -> list[int]:
@@ -90,32 +107,35 @@ def encode_pairs(pairs: Sequence[PreferencePair], tokenizer: Any, max_length: in
                  ) -> tuple[list[EncodedPair], EncodeReport]:
     """Token ids for every pair; ``max_length`` bounds prompt + the longer response (tokens).
 
-    Ties are skipped (no preference to learn); empty or identical responses raise.
+    Ties, empty responses and identical chosen/rejected teach nothing: they are skipped,
+    counted and named in ``report.notes``; only a set with no usable pair raises.
     """
     if max_length < 8:
         raise PreflineError("max_length must be at least 8 tokens", field="max_length")
     report = EncodeReport()
     out: list[EncodedPair] = []
     for i, pair in enumerate(pairs):
-        if pair.tie:
-            report.skipped_ties += 1
+        problem = _unusable(pair, report)
+        if problem:
+            if len(report.notes) < 3:  # name the first few so they can be fixed at the source
+                report.notes.append(f"skipped {_where(pair, i)}: {problem}")
             continue
-        for name in ("chosen", "rejected"):
-            if not getattr(pair, name).strip():
-                raise PreflineError(f"{_where(pair, i)} has an empty {name} response", field=name)
-        if pair.chosen == pair.rejected:
-            raise PreflineError(f"{_where(pair, i)} has identical chosen and rejected responses, "
-                                "which carry no preference", field="rejected")
         p, c, r = _truncate(_prompt_ids(tokenizer, pair, i), _response_ids(tokenizer, pair.chosen),
                             _response_ids(tokenizer, pair.rejected), max_length, report)
         out.append(EncodedPair(tuple(p), tuple(c), tuple(r), index=len(out)))
     report.pairs = len(out)
     if not out:
-        raise PreflineError("no usable preference pairs (all were ties)")
+        reason = report.notes[0] if report.notes else "no pairs given"
+        raise PreflineError(f"no usable preference pairs ({reason})")
     if report.truncated_prompts or report.truncated_responses:
         report.notes.append(
             f"{report.truncated_prompts} prompts truncated from the left and "
             f"{report.truncated_responses} pairs' responses cut to fit max_length={max_length}")
+    skipped = report.skipped_ties + report.skipped_empty + report.skipped_identical
+    if skipped:
+        report.notes.append(
+            f"skipped {skipped} pairs: {report.skipped_empty} with an empty response, "
+            f"{report.skipped_identical} with identical responses, {report.skipped_ties} ties")
     return out, report
 
 

@@ -44,7 +44,7 @@ def cache_key(pairs: Sequence[EncodedPair], model_fingerprint: str, precision: s
 
 def _compute(logps_fn: nn.Module, pairs: Sequence[EncodedPair], batch_pairs: int,
              autocast: AbstractContextManager[object] | None, pad_id: int,
-             progress: Callable[[int], None] | None) -> torch.Tensor:
+             progress: Callable[[], None] | None) -> torch.Tensor:
     out = torch.empty(len(pairs), 2, dtype=torch.float64)
     # Similar lengths together: packing is tighter and fewer pad tokens are computed.
     order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i].prompt) - len(pairs[i].chosen))
@@ -54,19 +54,19 @@ def _compute(logps_fn: nn.Module, pairs: Sequence[EncodedPair], batch_pairs: int
             logps = logps_fn(pack([pairs[i] for i in idx], pad_id=pad_id)).double()
         out[idx] = logps.view(-1, 2)
         if progress is not None:
-            progress(len(idx))
+            progress()
     return out
 
 
 def reference_logps(logps_fn: nn.Module, pairs: Sequence[EncodedPair], fingerprint: str,
                     precision: str, *, batch_pairs: int = 16, pad_id: int = 0,
                     autocast: AbstractContextManager[object] | None = None,
-                    progress: Callable[[int], None] | None = None,
+                    progress: Callable[[], None] | None = None,
                     ) -> tuple[list[EncodedPair], bool]:
     """``pairs`` with ``ref`` filled in, and whether the disk cache supplied them.
 
     ``logps_fn`` maps a PackedBatch to ``(2n,)`` summed log-probs under the reference (the
-    caller disables adapters etc.). The file is written atomically so concurrent runs and
+    caller disables adapters etc.); ``progress`` is called once per batch of ``batch_pairs``. The file is written atomically so concurrent runs and
     crashes never leave a partial entry.
     """
     path = cached_path(pairs, fingerprint, precision)
