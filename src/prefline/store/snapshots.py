@@ -28,6 +28,7 @@ from prefline.formats.examples import (
 )
 from prefline.formats.records import Example
 from prefline.hashing import content_hash
+from prefline.store.bulk import dumps, insert_ignore
 from prefline.store.consensus import AGGREGATES, TIES, bradley_terry, bt_outcome, majority
 from prefline.store.db import open_store, session_scope
 from prefline.store.models import (
@@ -42,6 +43,7 @@ from prefline.store.models import (
 )
 
 SPLITS = ("train", "test", "all")
+_ITEM_COLS = ("snapshot_id", "position", "split", "kind", "prompt_id", "data")
 
 
 @dataclass(frozen=True)
@@ -170,15 +172,18 @@ def _other_items(rows: list[Any], texts: dict[int, str]) -> list[dict[str, Any]]
 
 def build_items(conn: Connection, filters: Filters, aggregate: str, ties: str,
                 test_fraction: float, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The snapshot's items (``{"split", "kind", "data", "prompt_id"}``, in canonical order)
-    and stats. Only split, kind and data are content; ``prompt_id`` links into this store."""
+    """The snapshot's items (``{"split", "kind", "data", "prompt_id", "hash"}``, in canonical
+    order) and stats. ``hash`` covers kind and data; ``prompt_id`` links into this store."""
     rows = _feedback_rows(conn, filters)
     texts = _texts(conn, rows)
     pairs, dropped = _pairwise_items([r for r in rows if r.kind == "pairwise"], texts, aggregate, ties)
-    raw = [(d, d.pop("_pid")) for d in pairs + _other_items(rows, texts)]
-    raw.sort(key=lambda t: (t[0]["kind"], t[0]["prompt_key"], content_hash(t[0])))
-    items = [{"split": split_of(d["prompt_key"], test_fraction, seed), "kind": d.pop("kind"),
-              "data": d, "prompt_id": pid} for d, pid in raw]
+    raw = []
+    for d in pairs + _other_items(rows, texts):
+        pid = d.pop("_pid")
+        raw.append((d["kind"], d["prompt_key"], content_hash(d), d, pid))
+    raw.sort(key=lambda t: t[:3])
+    items = [{"split": split_of(key, test_fraction, seed), "kind": d.pop("kind"), "data": d,
+              "prompt_id": pid, "hash": h} for _, key, h, d, pid in raw]
     counts = Counter(f"{i['kind']}/{i['split']}" for i in items)
     stats = {"feedback": len(rows), "items": len(items), "ties_dropped": dropped,
              "prompts": len({i["data"]["prompt_key"] for i in items}), "counts": dict(counts)}
@@ -210,7 +215,9 @@ def create_snapshot(db: str | None = None, name: str | None = None, *,
         items, stats = build_items(conn, filters, aggregate, ties, test_fraction, seed)
         if not items:
             raise PreflineError("no feedback matches the snapshot filters")
-        digest = content_hash([{k: it[k] for k in ("split", "kind", "data")} for it in items])
+        # The items' own hashes (kind + data) with their splits, in order: hashing each item
+        # once serves both the canonical sort and the snapshot's hash.
+        digest = content_hash([[it["split"], it["hash"]] for it in items])
         recipe = {"filters": {k: (str(v) if v is not None else None) for k, v in asdict(filters).items()},
                   "aggregate": aggregate, "ties": ties, "test_fraction": test_fraction, "seed": seed}
         found = conn.execute(select(Snapshot.id).where(Snapshot.content_hash == digest)
@@ -220,9 +227,9 @@ def create_snapshot(db: str | None = None, name: str | None = None, *,
             found = conn.execute(Snapshot.__table__.insert().values(  # type: ignore[attr-defined]
                 name=name, content_hash=digest, recipe=recipe, stats=stats, created_at=utcnow(),
             ).returning(Snapshot.id)).scalar_one()
-            conn.execute(SnapshotItem.__table__.insert(), [  # type: ignore[attr-defined]
-                {"snapshot_id": found, "position": i, "split": it["split"], "kind": it["kind"],
-                 "prompt_id": it["prompt_id"], "data": it["data"]} for i, it in enumerate(items)])
+            insert_ignore(conn, "snapshot_items", _ITEM_COLS, [
+                (found, i, it["split"], it["kind"], it["prompt_id"], dumps(it["data"]))
+                for i, it in enumerate(items)], "snapshot_id, position")
         conn.execute(AuditLog.__table__.insert().values(  # type: ignore[attr-defined]
             actor=actor, action="snapshot.create", target=f"snapshot:{found}", created_at=utcnow(),
             details={"content_hash": digest, "recipe": recipe, "reused": reused}))
