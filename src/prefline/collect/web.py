@@ -15,21 +15,15 @@ from sqlalchemy.orm import Session
 from prefline.collect.auth import SESSION_COOKIE, csrf_ok, session_user
 from prefline.collect.state import LoginRequired, UiError, state_of
 from prefline.store.collect_models import User, UserSession
+from prefline.store.db import session_scope
 
 LOGIN_CSRF_COOKIE = "prefline_login_csrf"
 
 
 def db_session(request: Request) -> Iterator[Session]:
     """One transaction per request: committed when the route returns, rolled back on error."""
-    session = Session(state_of(request).engine, expire_on_commit=False)
-    try:
+    with session_scope(state_of(request).engine) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": commit BEFORE the response is sent, so a redirect never races its
