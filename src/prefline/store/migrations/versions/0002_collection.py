@@ -22,6 +22,11 @@ def _id() -> sa.Column:
 
 
 def upgrade() -> None:
+    _auth_tables()
+    _campaign_tables()
+
+
+def _auth_tables() -> None:
     op.create_table(
         "users",
         _id(),
@@ -64,6 +69,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("name"),
         sa.UniqueConstraint("prefix"),
     )
+
+
+def _campaign_tables() -> None:
     op.create_table(
         "campaigns",
         _id(),
