@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from prefline.cli.common import DbOption, JsonOption, print_json
+from prefline.cli.common import DbOption, JsonOption, bench_app, print_json
 
 
 def advance(bar: Any) -> Callable[[int], None]:
@@ -30,6 +30,7 @@ def generate_cmd(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per generate call.")] = 16,
     precision: Annotated[str, typer.Option("--precision", help="auto | bf16 | fp32 (weights).")] = "auto",
+    threads: Annotated[int, typer.Option("--threads", min=0, help="Torch threads; 0 = the cores not already busy.")] = 0,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N prompts.")] = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Only write --out; do not store.")] = False,
     db: DbOption = None,
@@ -38,8 +39,10 @@ def generate_cmd(
     """Sample --n responses per prompt (batched, KV cache, seeded) and store them."""
     import time
 
+    import torch
+
     from prefline.generate.io import generation_record, read_prompts, write_jsonl
-    from prefline.generate.sampling import count_new_tokens, generate, load_policy
+    from prefline.generate.sampling import auto_threads, count_new_tokens, generate, load_policy
     from prefline.generate.store import Generation, store_generations
     from prefline.models.embedded import DEFAULT_POLICY
     from prefline.train.progress import StepProgress
@@ -49,6 +52,7 @@ def generate_cmd(
         from prefline.errors import PreflineError
 
         raise PreflineError(f"output folder {out.parent} does not exist", path=str(out))
+    torch.set_num_threads(threads or auto_threads())
     model, tok = load_policy(policy, precision)
     params = {"n": n, "max_new_tokens": max_new_tokens, "temperature": temperature,
               "top_p": top_p, "seed": seed, "batch_size": batch_size,
@@ -73,6 +77,27 @@ def generate_cmd(
     else:
         typer.echo(f"{result['responses']} responses for {result['prompts']} prompts -> {out} "
                    f"({result['tokens_per_s']} new tokens/s)")
+
+
+@bench_app.command("generate")
+def bench_generate_cmd(
+    policy: Annotated[str | None, typer.Option("--policy", help="Default: embedded SmolLM2-135M-Instruct.")] = None,
+    prompts: Annotated[int, typer.Option("--prompts", min=1)] = 8,
+    n: Annotated[int, typer.Option("--n", min=1)] = 4,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 64,
+    as_json: JsonOption = False,
+) -> None:
+    """Generation throughput (new tokens/s) across dtype, batch size and thread settings."""
+    from prefline.generate.bench_generation import bench_generation
+
+    rows = bench_generation(policy, prompts, n, max_new_tokens)
+    if as_json:
+        print_json(rows)
+        return
+    typer.echo("dtype     batch  threads  seconds  new_tokens  tokens/s")
+    for r in rows:
+        typer.echo(f"{r['dtype']:<9} {r['batch_size']:>5}  {r['threads']:>7}  {r['seconds']:>7}  "
+                   f"{r['new_tokens']:>10}  {r['tokens_per_s']:>8}")
 
 
 def register(app: typer.Typer) -> None:

@@ -28,6 +28,23 @@ def load_policy(path: str | None, precision: str = "auto") -> tuple[Any, Any]:
     return load_causal_lm(path, dtype=dtype)
 
 
+def auto_threads() -> int:
+    """Torch threads for CPU inference: the cores not already busy (at least 1).
+
+    On a shared machine, more threads than free cores make every matmul wait for preempted
+    workers: measured here with ~10 runnable processes on 2 cores, a SmolLM2 decode step took
+    3.4 s with 2 threads and 0.2 s with 1 (docs/benchmarks/generation.md).
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(cores, round(cores - busy)))
+
+
 def render_prompts(tokenizer: Any, prompts: Sequence[str | Messages]) -> list[str]:
     """Chat-template each prompt with the assistant turn opened (plain transcript without one)."""
     out = []

@@ -1,8 +1,9 @@
 """Write generated prompts and responses into the store (idempotent by content hash).
 
-Hashes follow the store-wide convention: a prompt is keyed by ``content_hash(messages)``, a
-response by its prompt hash, text, model and model version, so the same text sampled from
-another model is another response, and re-storing the same generations adds nothing.
+Hashes are the importer's (``formats.records.prompt_key``, ``store.ingest.response_hash``):
+a response is keyed by its prompt and text, so generated pairs later exported and imported
+again, or judged by ``prefline judge``, land on the same rows, and re-storing adds nothing.
+The model and generation parameters of the first writer are kept on the row.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from prefline.formats.examples import Messages, as_messages, prompt_text
-from prefline.hashing import content_hash
+from prefline.formats.records import prompt_key
 from prefline.store.db import audit, session_scope
+from prefline.store.ingest import response_hash
 from prefline.store.models import Prompt, Response
 
 
@@ -32,17 +34,11 @@ class Generation:
     context: dict[str, Any] | None = field(default=None, compare=False)
 
 
-def response_key(prompt_hash: str, text: str, model: str | None,
-                 version: str | None = None) -> str:
-    return content_hash({"prompt": prompt_hash, "text": text, "model": model,
-                         "model_version": version})
-
-
 def upsert_prompt(session: Session, messages: Messages, tags: Sequence[str] = (),
                   context: dict[str, Any] | None = None) -> tuple[int, str]:
     """``(prompt id, content hash)``, inserting the prompt if new (new tags are merged in)."""
     messages = as_messages(messages)
-    key = content_hash(messages)
+    key = prompt_key(messages)
     row = session.scalar(select(Prompt).where(Prompt.content_hash == key))
     if row is None:
         row = Prompt(content_hash=key, text=prompt_text(messages), messages=messages,
@@ -57,7 +53,7 @@ def upsert_prompt(session: Session, messages: Messages, tags: Sequence[str] = ()
 def upsert_response(session: Session, prompt_id: int, prompt_hash: str, text: str,
                     model: str | None, gen_params: dict[str, Any] | None = None) -> tuple[int, bool]:
     """``(response id, created?)`` for ``text`` answering the prompt, inserting it if new."""
-    key = response_key(prompt_hash, text, model)
+    key = response_hash(prompt_hash, text)
     found = session.scalar(select(Response.id).where(Response.content_hash == key))
     if found is not None:
         return found, False

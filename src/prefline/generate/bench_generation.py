@@ -1,0 +1,51 @@
+"""``prefline bench generate``: sampling throughput of a policy under several settings,
+measured in one run so the ratios are comparable (absolute numbers on a shared CPU are not).
+
+Each setting generates ``n`` responses to the same prompts from the bundled prompt set and
+reports new tokens per second (tokens of the decoded responses, EOS excluded).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+SETTINGS = (  # (weights dtype, batch size in sequences, torch threads; 0 = auto_threads())
+    ("float32", 16, 0),
+    ("bfloat16", 4, 0),
+    ("bfloat16", 16, 0),
+    ("bfloat16", 32, 0),
+    ("bfloat16", 16, 2),
+)
+
+
+def bench_generation(policy: str | None = None, prompts: int = 8, n: int = 4,
+                     max_new_tokens: int = 64, settings: tuple[tuple[str, int, int], ...] = SETTINGS,
+                     seed: int = 0) -> list[dict[str, Any]]:
+    """One result dict per setting: dtype, batch_size, threads, seconds, new_tokens, tokens_per_s."""
+    import torch
+
+    from prefline.data import load_prompts
+    from prefline.generate.sampling import auto_threads, count_new_tokens, generate
+    from prefline.models.hub import load_causal_lm
+
+    texts = [p["prompt"] for p in load_prompts("train")][::7][:prompts]
+    base, tok = load_causal_lm(policy, dtype="float32")
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for dtype, batch, threads in settings:
+            torch.set_num_threads(threads or auto_threads())
+            model = base.to(getattr(torch, dtype))
+            start = time.perf_counter()
+            out = generate(model, tok, texts, n=n, max_new_tokens=max_new_tokens,
+                           temperature=0.8, seed=seed, batch_size=batch)
+            seconds = time.perf_counter() - start
+            tokens = count_new_tokens(tok, out)
+            results.append({"dtype": dtype, "batch_size": batch, "threads": torch.get_num_threads(),
+                            "prompts": len(texts), "n": n, "max_new_tokens": max_new_tokens,
+                            "seconds": round(seconds, 2), "new_tokens": tokens,
+                            "tokens_per_s": round(tokens / seconds, 1)})
+    finally:
+        torch.set_num_threads(before)
+    return results
