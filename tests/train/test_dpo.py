@@ -166,3 +166,26 @@ def test_cli_rejects_unknown_settings_with_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["train", "dpo", "--data", str(tmp_path / "x.jsonl"), "learning_rate=1"])
     assert exc.value.code == 2
+
+
+def test_cli_trains_from_a_store_snapshot(tmp_path: Path, tiny_causal_dir: Path, db_url: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from prefline.cli import main
+    from prefline.registry import get_artifact
+    from prefline.store.db import upgrade
+    from prefline.store.ingest import import_file
+    from prefline.store.snapshots import create_snapshot
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p.prompt[0]["content"], "chosen": p.chosen,
+                                        "rejected": p.rejected}) + "\n" for p in toy_pairs()))
+    upgrade(db_url)
+    import_file(data, db_url)
+    snap = create_snapshot(db_url, "s1", test_fraction=0.2)
+    main(["train", "dpo", "--snapshot", str(snap.id), "--model", str(tiny_causal_dir),
+          "--out", str(tmp_path / "run"), "--db", db_url, "--json", "max_steps=1",
+          "batch_size=4", "precision=fp32"])
+    summary = json.loads(capsys.readouterr().out)
+    art = get_artifact(summary["artifact_id"], db=db_url)
+    assert art is not None and art.snapshot_id == snap.id
+    assert art.snapshot_hash == snap.content_hash

@@ -87,30 +87,33 @@ def _read_config(path: Path | None) -> dict[str, Any]:
 
 
 def load_dpo_pairs(data: str | None, snapshot: str | None, db: str | None,
-                   ) -> tuple[list[Any], str]:
-    """(preference pairs, content hash of their source) from a file or a store snapshot."""
-    from prefline.hashing import content_hash
+                   ) -> tuple[list[Any], str, int | None]:
+    """(pairs, content hash of the source, snapshot id) from a file or a snapshot's train split.
 
+    Rankings expand into their implied pairs; a snapshot's hash is its own content hash.
+    """
     if (data is None) == (snapshot is None):
         raise PreflineError("give exactly one of --data FILE or --snapshot ID", field="data")
     if data is not None:
         from prefline.formats.load import load_pairs
+        from prefline.hashing import content_hash
 
         pairs = load_pairs(data)
-    else:
-        from prefline.formats.examples import PreferencePair, RankingExample
-        from prefline.formats.load import ranking_pairs
-        from prefline.store import snapshots  # type: ignore[attr-defined]
+        return pairs, content_hash([[p.prompt, p.chosen, p.rejected, p.tie] for p in pairs]), None
+    from prefline.formats.examples import PreferencePair, RankingExample
+    from prefline.formats.load import ranking_pairs
+    from prefline.store.snapshots import get_snapshot, snapshot_examples
 
-        pairs = []
-        for ex in snapshots.snapshot_examples(int(str(snapshot)), db=db):
-            if isinstance(ex, PreferencePair):
-                pairs.append(ex)
-            elif isinstance(ex, RankingExample):
-                pairs.extend(ranking_pairs(ex))
-        if not pairs:
-            raise PreflineError(f"snapshot {snapshot} holds no preference pairs", field="snapshot")
-    return pairs, content_hash([[p.prompt, p.chosen, p.rejected, p.tie] for p in pairs])
+    snap = get_snapshot(snapshot, db)
+    pairs = []
+    for ex in snapshot_examples(snap.id, "train", db):
+        if isinstance(ex, PreferencePair):
+            pairs.append(ex)
+        elif isinstance(ex, RankingExample):
+            pairs.extend(ranking_pairs(ex))
+    if not pairs:
+        raise PreflineError(f"snapshot {snapshot} holds no preference pairs", field="snapshot")
+    return pairs, snap.content_hash, snap.id
 
 
 def _as_flag_pairs(args: list[str]) -> list[str]:
@@ -164,8 +167,9 @@ def train_dpo_cmd(
     from prefline.train.engine import TrainConfig
 
     cfg, train_cfg = DPOConfig(**dpo_kw), TrainConfig(**train_kw)
-    pairs, source_hash = load_dpo_pairs(data, snapshot, db)
-    result = train_dpo(pairs, cfg, train_cfg, db=db, snapshot_hash=source_hash)
+    pairs, source_hash, snapshot_id = load_dpo_pairs(data, snapshot, db)
+    result = train_dpo(pairs, cfg, train_cfg, db=db, snapshot_hash=source_hash,
+                       snapshot_id=snapshot_id)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if as_json:

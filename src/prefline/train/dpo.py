@@ -240,7 +240,7 @@ def export_policy(lm: Any, tokenizer: Any, out: Path, how: str) -> Path:
 def train_dpo(pairs: Sequence[PreferencePair], cfg: DPOConfig, train_cfg: TrainConfig, *,
               model: Any = None, tokenizer: Any = None, db: str | None = None,
               register: bool = True, snapshot_hash: str | None = None,
-              parent_id: int | None = None) -> DPOResult:
+              snapshot_id: int | None = None, parent_id: int | None = None) -> DPOResult:
     """Train, evaluate on held-out prompts, export and register. See the module docstring."""
     lm, tok = _load_policy(cfg, model, tokenizer)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -274,14 +274,16 @@ def train_dpo(pairs: Sequence[PreferencePair], cfg: DPOConfig, train_cfg: TrainC
         "model": str(result.model_path),
     }
     if register:
-        result.artifact_id = register_policy(result, cfg, train_cfg, db, snapshot_hash, parent_id)
+        result.artifact_id = register_policy(result, cfg, train_cfg, db, snapshot_hash,
+                                             snapshot_id, parent_id)
         result.summary["artifact_id"] = result.artifact_id
     (out / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str))
     return result
 
 
 def register_policy(result: DPOResult, cfg: DPOConfig, train_cfg: TrainConfig, db: str | None,
-                    snapshot_hash: str | None, parent_id: int | None) -> int:
+                    snapshot_hash: str | None, snapshot_id: int | None,
+                    parent_id: int | None) -> int:
     from prefline.registry import register_artifact
 
     assert result.model_path is not None
@@ -289,4 +291,4 @@ def register_policy(result: DPOResult, cfg: DPOConfig, train_cfg: TrainConfig, d
     return register_artifact(
         "policy", result.model_path, db=db, name=f"dpo-{cfg.loss}",
         config={"dpo": asdict(cfg), "train": asdict(train_cfg)}, snapshot_hash=snapshot_hash,
-        parent_id=parent_id, metrics=metrics)
+        snapshot_id=snapshot_id, parent_id=parent_id, metrics=metrics)
