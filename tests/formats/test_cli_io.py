@@ -101,3 +101,24 @@ def test_registry_list_and_show_lineage(sqlite_url: str, tmp_path: Path,
     assert [a["id"] for a in info["lineage"]] == [child, base]
     code, _, err = run(["registry", "show", "999", "--db", sqlite_url], capsys)
     assert code == 2 and "no artifact with id 999" in err
+
+
+def test_snapshot_time_filters_and_split_export(sqlite_url: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": "a", "rejected": "b"}) + "\n"
+                            for i in range(30)))
+    assert run(["import", str(data), "--db", sqlite_url], capsys)[0] == 0
+    code, _, err = run(["snapshot", "create", "--since", "yesterday", "--db", sqlite_url], capsys)
+    assert code == 2 and "field 'since'" in err
+    code, _, err = run(["snapshot", "create", "--until", "2000-01-01", "--db", sqlite_url], capsys)
+    assert code == 2 and "no feedback matches" in err
+    code, out, _ = run(["snapshot", "create", "--since", "2000-01-01T00:00+00:00",
+                        "--test-fraction", "0.5", "--db", sqlite_url, "--json"], capsys)
+    assert code == 0
+    counts = json.loads(out)["stats"]["counts"]
+    for split in ("train", "test"):
+        dest = tmp_path / f"{split}.jsonl"
+        code, out, _ = run(["export", str(dest), "--task", "dpo", "--split", split,
+                            "--db", sqlite_url, "--json"], capsys)
+        assert json.loads(out)["rows"] == counts[f"pairwise/{split}"] == len(dest.read_text().splitlines())

@@ -143,3 +143,40 @@ def test_shared_hh_file_loads_every_record(hh_file: Path) -> None:
     assert len(pairs) == 800
     assert all(p.prompt[0]["role"] == "user" and p.chosen != p.rejected for p in pairs)
     assert all("\n\nHuman:" not in m["content"] for p in pairs for m in p.prompt)
+
+
+def test_prompt_column_plus_full_conversations_is_not_doubled(tmp_path: Path) -> None:
+    rec = {"prompt": USER, "chosen": [*USER, {"role": "assistant", "content": "4"}],
+           "rejected": [*USER, {"role": "assistant", "content": "5"}]}
+    (pair,) = load_pairs(write_jsonl(tmp_path / "d.jsonl", [rec]))
+    assert pair.prompt == USER and (pair.chosen, pair.rejected) == ("4", "5")
+
+
+@pytest.mark.parametrize(("record", "field", "needle"), [
+    ({"prompt": "q", "responses": ["x", "y"], "order": [0, 0]}, "order", "permutation"),
+    ({"prompt": "q", "responses": ["x", "x"], "order": [0, 1]}, "responses", "distinct"),
+    ({"prompt": "q", "response": "r", "scores": {"helpful": "high"}}, "scores", "criterion: number"),
+    ({"prompt": "q", "chosen": "a", "rejected": "b", "tie": "yes"}, "tie", "true or false"),
+    ({"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+      "rejected": [{"role": "user", "content": "other"}, {"role": "assistant", "content": "b"}]},
+     "rejected", "differ only in their final assistant turn"),
+])
+def test_mistyped_shapes_name_their_field(tmp_path: Path, record: dict[str, object], field: str,
+                                          needle: str) -> None:
+    with pytest.raises(PreflineError, match=needle) as info:
+        load_examples(write_jsonl(tmp_path / "d.jsonl", [record]))
+    assert (info.value.line, info.value.field) == (1, field)
+
+
+def test_hh_format_refuses_non_transcripts(tmp_path: Path) -> None:
+    with pytest.raises(PreflineError, match="expected an HH transcript") as info:
+        load_examples(write_jsonl(tmp_path / "d.jsonl", [PAIR]), "hh")
+    assert info.value.field == "chosen"
+
+
+def test_hf_dataset_dict_reads_every_split(tmp_path: Path) -> None:
+    from datasets import Dataset, DatasetDict
+
+    DatasetDict({"train": Dataset.from_list([PAIR]),
+                 "test": Dataset.from_list([{**PAIR, "chosen": "four"}])}).save_to_disk(str(tmp_path / "dd"))
+    assert sorted(p.chosen for p in load_pairs(tmp_path / "dd", "hf")) == ["4", "four"]

@@ -130,6 +130,13 @@ def _prompt(rec: dict[str, Any], where: Where) -> Messages:
     return _turns(_require(rec, "prompt", where), where, "prompt", as_reply=False)
 
 
+def _after(prompt: Messages, reply: Messages) -> Messages:
+    """``prompt + reply``, unless ``reply`` already repeats the prompt (datasets that ship
+    both a prompt column and full conversations)."""
+    return reply if prompt and reply[:len(prompt)] == prompt and len(reply) > len(prompt) \
+        else prompt + reply
+
+
 def _plain_pair(rec: dict[str, Any], raw_c: str, raw_r: str, where: Where) -> PreferencePair | None:
     """Fast path for the commonest shape: three plain strings, no transcripts, no extras."""
     prompt = rec.get("prompt")
@@ -150,8 +157,8 @@ def _pairwise(rec: dict[str, Any], where: Where) -> PreferencePair:
     if not prompt and not all(isinstance(v, list) or is_transcript(v) for v in (raw_c, raw_r)):
         # Plain strings with no prompt: neither TRL's implicit shape nor an HH transcript.
         raise where.error("missing required field", "prompt")
-    chosen = prompt + _turns(raw_c, where, "chosen", as_reply=True)
-    rejected = prompt + _turns(raw_r, where, "rejected", as_reply=True)
+    chosen = _after(prompt, _turns(raw_c, where, "chosen", as_reply=True))
+    rejected = _after(prompt, _turns(raw_r, where, "rejected", as_reply=True))
     if chosen == rejected:
         raise where.error("chosen is identical to rejected", "chosen")
     k = 0  # shared prefix = prompt (TRL's implicit-prompt rule)

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from prefline.errors import PreflineError
@@ -245,9 +245,10 @@ def get_snapshot(ref: str | int | None = None, db: str | None = None) -> Snapsho
             pass
         elif ref.isdigit():
             q = q.where(Snapshot.id == int(ref))
+        elif len(ref) >= 6:
+            q = q.where((Snapshot.name == ref) | Snapshot.content_hash.startswith(ref.lower()))
         else:
-            q = q.where((Snapshot.name == ref) | (
-                (func.length(ref) >= 6) & Snapshot.content_hash.startswith(ref.lower())))
+            q = q.where(Snapshot.name == ref)
         snap = session.scalars(q.limit(1)).first()
     if snap is None:
         what = "the store has no snapshots (run `prefline snapshot create`)" if ref is None \
