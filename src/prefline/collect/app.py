@@ -39,6 +39,7 @@ def create_app(db_url: str | None = None, *, secure_cookies: bool = False) -> Fa
     app.include_router(ui.router)
     app.include_router(admin.router)
     _handlers(app)
+    api.document_security(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
