@@ -189,3 +189,23 @@ def test_cli_trains_from_a_store_snapshot(tmp_path: Path, tiny_causal_dir: Path,
     art = get_artifact(summary["artifact_id"], db=db_url)
     assert art is not None and art.snapshot_id == snap.id
     assert art.snapshot_hash == snap.content_hash
+
+
+def test_cli_settings_precedence_config_then_overrides_then_flags(
+        tmp_path: Path, tiny_causal_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from prefline.cli import main
+    from prefline.registry import get_artifact
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p.prompt[0]["content"], "chosen": p.chosen,
+                                        "rejected": p.rejected}) + "\n" for p in toy_pairs(8)))
+    config = tmp_path / "dpo.toml"
+    config.write_text('[dpo]\nbeta = 0.3\nloss = "ipo"\n[train]\nlr = 0.01\nmax_steps = 1\n'
+                      'precision = "fp32"\nbatch_size = 4\n')
+    main(["train", "dpo", "--data", str(data), "--model", str(tiny_causal_dir), "--config",
+          str(config), "--out", str(tmp_path / "run"), "--json", "beta=0.4", "lr=0.002",
+          "--beta", "0.6"])
+    art = get_artifact(json.loads(capsys.readouterr().out)["artifact_id"])
+    assert art is not None
+    assert art.config["dpo"]["loss"] == "ipo" and art.config["dpo"]["beta"] == 0.6
+    assert art.config["train"]["lr"] == 0.002 and art.config["train"]["max_steps"] == 1
