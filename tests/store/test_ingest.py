@@ -96,3 +96,18 @@ def test_shared_hh_file_imports_every_pair_once(db_url: str, hh_file: Path) -> N
     assert all(m[0]["role"] == "user" and "\n\nHuman:" not in m[0]["content"] for m in msgs)
     assert any(len(m) > 1 for m in msgs)  # multi-turn dialogues kept as turns
     assert import_file(hh_file, db_url).feedback_added == 0
+
+
+def test_identical_hh_transcripts_are_skipped_and_reported(sqlite_url: str, tmp_path: Path) -> None:
+    """Public HH releases contain pairs with chosen == rejected: those are skipped (with
+    their lines) while plain pairs stay an error unless asked for."""
+    same = "\n\nHuman: hi\n\nAssistant: hello"
+    hh = write_jsonl(tmp_path / "hh.jsonl", [
+        {"chosen": same + "!", "rejected": same + "?"}, {"chosen": same, "rejected": same}])
+    summary = import_file(hh, sqlite_url)
+    assert (summary.feedback_added, summary.skipped_identical) == (1, [2])
+    plain = write_jsonl(tmp_path / "plain.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"},
+                                                   {"prompt": "q", "chosen": "c", "rejected": "c"}])
+    with pytest.raises(PreflineError, match="line 2, field 'chosen': chosen is identical"):
+        import_file(plain, sqlite_url)
+    assert import_file(plain, sqlite_url, skip_identical=True).skipped_identical == [2]

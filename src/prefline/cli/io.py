@@ -16,6 +16,8 @@ def import_cmd(
     source: Annotated[str | None, typer.Option(help="Source label (default: the file name).")] = None,
     annotator: Annotated[str | None, typer.Option(help="Annotator name (default: import:<source>).")] = None,
     annotator_kind: Annotated[str, typer.Option(help="human|ai_judge|implicit")] = "human",
+    skip_identical: Annotated[bool, typer.Option(
+        "--skip-identical", help="Skip pairs whose chosen equals rejected (default: only in HH transcripts).")] = False,
     db: DbOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -28,12 +30,13 @@ def import_cmd(
                   TextColumn("{task.completed} records"), transient=True, disable=json) as bar:
         task = bar.add_task(path.name, total=None)
         summary = import_file(path, db, format=format, source=source, annotator=annotator,
-                              annotator_kind=annotator_kind,
+                              annotator_kind=annotator_kind, skip_identical=skip_identical or None,
                               progress=lambda n: bar.update(task, completed=n))
     out = {"path": summary.path, "source": summary.source, "records": summary.records,
            "prompts_added": summary.prompts_added, "responses_added": summary.responses_added,
            "feedback_added": summary.feedback_added, "feedback_existing": summary.feedback_existing,
-           "by_kind": summary.by_kind, "seconds": round(summary.seconds, 3)}
+           "skipped_identical": summary.skipped_identical, "by_kind": summary.by_kind,
+           "seconds": round(summary.seconds, 3)}
     if json:
         print_json(out)
         return
@@ -42,6 +45,11 @@ def import_cmd(
                f"{summary.feedback_added} feedback, {summary.prompts_added} prompts, "
                f"{summary.responses_added} responses; {summary.feedback_existing} already stored "
                f"({summary.seconds:.1f}s)")
+    if summary.skipped_identical:
+        lines = ", ".join(map(str, summary.skipped_identical[:10]))
+        more = ", ..." if len(summary.skipped_identical) > 10 else ""
+        typer.echo(f"skipped {len(summary.skipped_identical)} pairs whose chosen equals rejected "
+                   f"(lines {lines}{more})")
 
 
 def export_cmd(

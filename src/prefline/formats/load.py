@@ -18,7 +18,7 @@ from prefline.formats.examples import PreferencePair, RankingExample
 from prefline.formats.hf import read_hf
 from prefline.formats.hh import is_transcript
 from prefline.formats.jsonl import read_json, read_jsonl
-from prefline.formats.records import Example, Record, Where, parse_record
+from prefline.formats.records import Example, IdenticalPair, Record, Where, parse_record
 from prefline.formats.tabular import read_csv, read_parquet
 
 Reader = Callable[[Path], Iterator[tuple[int, Any]]]
@@ -36,12 +36,21 @@ def _check_hh(raw: Any, where: Where) -> None:
                               field)
 
 
+def _hh_record(raw: Any) -> bool:
+    return isinstance(raw, dict) and "prompt" not in raw and is_transcript(raw.get("chosen"))
+
+
 def load_records(path: str | Path, format: str = "auto",
-                 progress: Callable[[int], None] | None = None) -> list[Record]:
+                 progress: Callable[[int], None] | None = None, *,
+                 skip_identical: bool | None = None,
+                 skipped: list[int] | None = None) -> list[Record]:
     """Every record of ``path`` validated, in file order.
 
     ``format`` is one of ``FORMATS``; ``progress`` is called with the number of records
-    read so far (every 1,000 records) for progress bars.
+    read so far (every 1,000 records) for progress bars. A pair whose chosen equals its
+    rejected is an error, except with ``skip_identical=True``, or by default (None) in HH
+    transcripts, whose public releases contain such pairs; the line numbers of skipped
+    records are appended to ``skipped``.
     """
     path = Path(path)
     if format not in FORMATS:
@@ -55,11 +64,17 @@ def load_records(path: str | Path, format: str = "auto",
         where = Where(str(path), line)
         if fmt == "hh":
             _check_hh(raw, where)
-        records.append(parse_record(raw, where))
+        try:
+            records.append(parse_record(raw, where))
+        except IdenticalPair:
+            if not (skip_identical or (skip_identical is None and _hh_record(raw))):
+                raise
+            if skipped is not None:
+                skipped.append(line)
         if progress is not None and len(records) % 1000 == 0:
             progress(len(records))
     if not records:
-        raise PreflineError("the file holds no records", path=str(path))
+        raise PreflineError("the file holds no usable records", path=str(path))
     return records
 
 

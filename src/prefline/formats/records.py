@@ -35,6 +35,10 @@ Example = PreferencePair | UnpairedExample | RankingExample | RatingExample
 SHAPES = "prompt/chosen/rejected, prompt/completion/label, prompt/responses/order or prompt/response/scores"
 
 
+class IdenticalPair(PreflineError):
+    """A pair whose chosen and rejected are the same: no preference to learn from."""
+
+
 @dataclass(frozen=True)
 class Where:
     """Where a record came from, for error messages: file and 1-based line (or row)."""
@@ -160,7 +164,8 @@ def _pairwise(rec: dict[str, Any], where: Where) -> PreferencePair:
     chosen = _after(prompt, _turns(raw_c, where, "chosen", as_reply=True))
     rejected = _after(prompt, _turns(raw_r, where, "rejected", as_reply=True))
     if chosen == rejected:
-        raise where.error("chosen is identical to rejected", "chosen")
+        raise IdenticalPair("chosen is identical to rejected", path=where.path, line=where.line,
+                            field="chosen")
     k = 0  # shared prefix = prompt (TRL's implicit-prompt rule)
     while k < min(len(chosen), len(rejected)) - 1 and chosen[k] == rejected[k]:
         k += 1
@@ -169,7 +174,8 @@ def _pairwise(rec: dict[str, Any], where: Where) -> PreferencePair:
     shared, chosen_text = _split_reply(chosen[:k], chosen[k:], where, "chosen")
     _, rejected_text = _split_reply(chosen[:k], rejected[k:], where, "rejected")
     if chosen_text == rejected_text:
-        raise where.error("chosen is identical to rejected", "chosen")
+        raise IdenticalPair("chosen is identical to rejected", path=where.path, line=where.line,
+                            field="chosen")
     tie = rec.get("tie", False)
     if not isinstance(tie, bool):
         raise where.error("expected true or false", "tie")

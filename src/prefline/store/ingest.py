@@ -43,7 +43,8 @@ from prefline.store.models import ANNOTATOR_KINDS, AuditLog, utcnow
 @dataclass
 class ImportSummary:
     """What one import added. ``feedback_existing`` counts records already in the store;
-    ``by_kind`` counts the file's records per feedback kind (pairwise, binary, ...)."""
+    ``by_kind`` counts the file's records per feedback kind (pairwise, binary, ...);
+    ``skipped_identical`` lists the lines of pairs skipped because chosen equals rejected."""
 
     path: str
     source: str
@@ -52,6 +53,7 @@ class ImportSummary:
     responses_added: int = 0
     feedback_added: int = 0
     feedback_existing: int = 0
+    skipped_identical: list[int] = field(default_factory=list)
     by_kind: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -184,17 +186,22 @@ def write_records(conn: Connection, records: Sequence[Record], *, source: str,
 def import_file(path: str | Path, db: str | Engine | None = None, *, format: str = "auto",
                 source: str | None = None, annotator: str | None = None,
                 annotator_kind: str = "human", actor: str = "cli",
-                progress: Callable[[int], None] | None = None) -> ImportSummary:
+                progress: Callable[[int], None] | None = None,
+                skip_identical: bool | None = None) -> ImportSummary:
     """Validate all of ``path``, then store it in one transaction (all or nothing).
 
     ``source`` defaults to the file name and ``annotator`` to ``import:<source>``; records
-    with their own ``annotator``/``annotator_kind`` fields override both. Returns counts.
+    with their own ``annotator``/``annotator_kind`` fields override both. ``skip_identical``
+    is passed to :func:`prefline.formats.load.load_records`. Returns counts.
     """
     start = time.perf_counter()
     path = Path(path)
-    records = load_records(path, format, progress=progress)
+    skipped: list[int] = []
+    records = load_records(path, format, progress=progress, skip_identical=skip_identical,
+                           skipped=skipped)
     source = source or path.name
-    summary = ImportSummary(path=str(path), source=source, records=len(records))
+    summary = ImportSummary(path=str(path), source=source, records=len(records),
+                            skipped_identical=skipped)
     engine = db if isinstance(db, Engine) else open_store(db)
     with engine.begin() as conn, bulk_session(conn):
         write_records(conn, records, source=source, annotator=annotator or f"import:{source}",
@@ -203,6 +210,7 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
             "actor": actor, "action": "import", "target": f"source:{source}", "created_at": utcnow(),
             "details": {"path": str(path.resolve()), "format": format, "records": len(records),
                         "feedback_added": summary.feedback_added,
-                        "feedback_existing": summary.feedback_existing}}])
+                        "feedback_existing": summary.feedback_existing,
+                        "skipped_identical": len(skipped)}}])
     summary.seconds = time.perf_counter() - start
     return summary
