@@ -148,3 +148,47 @@ def test_admin_progress_agreement_and_export(sqlite_store: Any, add_campaign: An
         assert len(lines) == 4 and {x["annotator"] for x in lines} == {"alice", "bob"}
         assert all(x["choice"] == "tie" and x["shown_left_id"] for x in lines)
         assert "agree" in c.get("/admin").text
+
+
+def test_blind_mode_hides_others_and_open_mode_shows_counts(sqlite_store: Any,
+                                                            add_campaign: Any,
+                                                            login: Any) -> None:
+    blind = add_campaign(sqlite_store.url, "blind", "pairwise", overlap=2, blind=True)
+    open_ = add_campaign(sqlite_store.url, "open", "pairwise", overlap=2, blind=False)
+    app = create_app(sqlite_store.url)
+    with TestClient(app) as alice:
+        csrf = login(alice, "alice")
+        for cid in (blind, open_):
+            alice.post(f"/tasks/{_next(alice, cid)}", data={"csrf_token": csrf, "choice": "tie"})
+    with TestClient(app) as bob:
+        login(bob, "bob")
+        blind_page = bob.get(f"/tasks/{_next(bob, blind)}").text
+        open_page = bob.get(f"/tasks/{_next(bob, open_)}").text
+    assert "other annotator" not in blind_page
+    assert "1 other annotator(s) labelled this item." in open_page
+    assert "tie" not in blind_page.split('id="task-form"')[0]
+
+
+def test_abandoned_assignment_frees_its_slot(sqlite_store: Any, add_campaign: Any) -> None:
+    import datetime as dt
+
+    from prefline.collect.campaigns import ASSIGNMENT_TTL, next_assignment
+    from prefline.store.collect_models import Campaign, User
+
+    cid = add_campaign(sqlite_store.url, "ttl", "pairwise", overlap=1)
+    with session_scope(sqlite_store.url) as s:
+        campaign = s.get(Campaign, cid)
+        alice, bob = (s.scalar(select(User).where(User.username == n)) for n in ("alice", "bob"))
+        first = next_assignment(s, campaign, alice)  # type: ignore[arg-type]
+        assert first is not None
+        again = next_assignment(s, campaign, alice)  # type: ignore[arg-type]
+        assert again is not None and again.id == first.id  # an open task is handed back
+        taken = next_assignment(s, campaign, bob)  # type: ignore[arg-type]
+        assert taken is not None and taken.item_id != first.item_id
+        first.assigned_at -= ASSIGNMENT_TTL + dt.timedelta(minutes=1)
+        s.flush()
+        s.delete(taken)
+        s.flush()
+        # bob now gets alice's abandoned item first (lowest position, slot free again)
+        reclaimed = next_assignment(s, campaign, bob)  # type: ignore[arg-type]
+        assert reclaimed is not None and reclaimed.item_id == first.item_id

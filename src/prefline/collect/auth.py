@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -86,6 +86,9 @@ def start_session(session: Session, user: User) -> tuple[str, str]:
     """Create a session; returns (cookie token, csrf token). Only the token hash is stored."""
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
+    # Expired sessions are swept at each login, so the table does not grow without bound.
+    session.execute(delete(UserSession).where(UserSession.user_id == user.id,
+                                              UserSession.expires_at < utcnow()))
     session.add(UserSession(token_hash=sha256(token), user_id=user.id, csrf_token=csrf,
                             expires_at=utcnow() + SESSION_TTL))
     return token, csrf

@@ -139,16 +139,6 @@ def next_assignment(session: Session, campaign: Campaign, user: User) -> Assignm
     return assignment
 
 
-def release_expired(session: Session, campaign_id: int) -> int:
-    """Give back assignments left open past the TTL so other annotators can take them."""
-    stale = session.scalars(select(Assignment).where(
-        Assignment.campaign_id == campaign_id, Assignment.status == "assigned",
-        Assignment.assigned_at <= utcnow() - ASSIGNMENT_TTL)).all()
-    for a in stale:
-        session.delete(a)
-    return len(stale)
-
-
 def submit_label(session: Session, assignment: Assignment, user: User,
                  label: dict[str, Any]) -> Feedback:
     """Store a label for an assignment as a Feedback row and mark the assignment done.
