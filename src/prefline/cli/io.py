@@ -26,12 +26,13 @@ def import_cmd(
 
     from prefline.store.ingest import import_file
 
-    with Progress(TextColumn("reading {task.description}"), BarColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed} records"), transient=True, disable=json) as bar:
-        task = bar.add_task(path.name, total=None)
+        task = bar.add_task(f"reading {path.name}", total=None)
         summary = import_file(path, db, format=format, source=source, annotator=annotator,
                               annotator_kind=annotator_kind, skip_identical=skip_identical or None,
-                              progress=lambda n: bar.update(task, completed=n))
+                              progress=lambda n: bar.update(task, completed=n),
+                              stage=lambda s: bar.update(task, description=f"{s} {path.name}"))
     out = {"path": summary.path, "source": summary.source, "records": summary.records,
            "prompts_added": summary.prompts_added, "responses_added": summary.responses_added,
            "feedback_added": summary.feedback_added, "feedback_existing": summary.feedback_existing,

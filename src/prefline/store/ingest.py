@@ -187,12 +187,14 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
                 source: str | None = None, annotator: str | None = None,
                 annotator_kind: str = "human", actor: str = "cli",
                 progress: Callable[[int], None] | None = None,
-                skip_identical: bool | None = None) -> ImportSummary:
+                skip_identical: bool | None = None,
+                stage: Callable[[str], None] | None = None) -> ImportSummary:
     """Validate all of ``path``, then store it in one transaction (all or nothing).
 
     ``source`` defaults to the file name and ``annotator`` to ``import:<source>``; records
     with their own ``annotator``/``annotator_kind`` fields override both. ``skip_identical``
-    is passed to :func:`prefline.formats.load.load_records`. Returns counts.
+    is passed to :func:`prefline.formats.load.load_records`. ``progress`` gets the records
+    read so far and ``stage`` is told "writing" once the file has validated. Returns counts.
     """
     start = time.perf_counter()
     path = Path(path)
@@ -203,6 +205,8 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
     summary = ImportSummary(path=str(path), source=source, records=len(records),
                             skipped_identical=skipped)
     engine = db if isinstance(db, Engine) else open_store(db)
+    if stage is not None:
+        stage("writing")
     with engine.begin() as conn, bulk_session(conn):
         write_records(conn, records, source=source, annotator=annotator or f"import:{source}",
                       annotator_kind=annotator_kind, summary=summary)
