@@ -68,16 +68,28 @@ def test_bad_file_exits_2_names_file_line_field_and_writes_nothing(
     assert counts(db_url) == before
 
 
-def test_unknown_format_and_unreadable_file_exit_2(sqlite_url: str, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    before = counts(sqlite_url)
+def test_unknown_format_exits_2(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = counts(db_url)
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
-    code, _, err = run(["import", str(data), "--format", "yaml", "--db", sqlite_url], capsys)
+    code, _, err = run(["import", str(data), "--format", "yaml", "--db", db_url], capsys)
     assert code == 2 and "unknown format 'yaml'" in err and "field 'format'" in err
-    code, _, err = run(["import", str(tmp_path / "nope.jsonl"), "--db", sqlite_url], capsys)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("plain words\n")
+    code, _, err = run(["import", str(notes), "--db", db_url], capsys)
+    assert code == 2 and str(notes) in err and "unknown format" in err
+    assert counts(db_url) == before
+
+
+def test_unreadable_file_exits_2(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = counts(db_url)
+    code, _, err = run(["import", str(tmp_path / "nope.jsonl"), "--db", db_url], capsys)
     assert code == 2 and "nope.jsonl" in err and "cannot read file" in err
-    assert counts(sqlite_url) == before
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(b"\x1f\x8b truncated")
+    code, _, err = run(["import", str(broken), "--db", db_url], capsys)
+    assert code == 2 and "broken.jsonl.gz" in err and "cannot read file" in err
+    assert counts(db_url) == before
 
 
 def test_unreachable_database_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

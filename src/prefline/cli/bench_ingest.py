@@ -49,7 +49,8 @@ def bench_ingest_cmd(
     for key, value in result.items():
         target = TARGETS.get(key)
         note = f"   (target >= {target:,})" if target else ""
-        typer.echo(f"{key:>30}: {value:,}{note}")
+        shown = f"{value:,}" if isinstance(value, int | float) else str(value)
+        typer.echo(f"{key:>30}: {shown}{note}")
 
 
 def register(app: typer.Typer) -> None:
