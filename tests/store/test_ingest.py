@@ -111,3 +111,15 @@ def test_identical_hh_transcripts_are_skipped_and_reported(sqlite_url: str, tmp_
     with pytest.raises(PreflineError, match="line 2, field 'chosen': chosen is identical"):
         import_file(plain, sqlite_url)
     assert import_file(plain, sqlite_url, skip_identical=True).skipped_identical == [2]
+
+
+def test_database_refusal_is_one_sentence_and_writes_nothing(pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL text cannot hold NUL characters; the driver's refusal becomes a
+    PreflineError and the transaction leaves nothing behind."""
+    open_store(pg_url)
+    before = table_counts(pg_url)
+    rows = [{"prompt": "q", "chosen": "a", "rejected": "b"},
+            {"prompt": "q", "chosen": "nul \u0000 here", "rejected": "b"}]
+    with pytest.raises(PreflineError, match="database refused the import, nothing was written"):
+        import_file(write_jsonl(tmp_path / "nul.jsonl", rows), pg_url)
+    assert table_counts(pg_url) == before

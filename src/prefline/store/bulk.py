@@ -52,6 +52,22 @@ def bulk_session(conn: Connection) -> Iterator[None]:
         raw.execute(f"PRAGMA cache_size={int(before)}")
 
 
+def driver_errors() -> tuple[type[BaseException], ...]:
+    """The DB-API error classes of the drivers this module talks to directly."""
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+
+    errors: list[type[BaseException]] = [sqlite3.Error, DBAPIError]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:  # SQLite-only installs have no psycopg
+        pass
+    return tuple(errors)
+
+
 def _check(conn: Connection) -> str:
     name = conn.dialect.name
     if name not in ("sqlite", "postgresql"):
@@ -78,8 +94,9 @@ def insert_ignore(conn: Connection, table: str, columns: Sequence[str],
 def _pg_copy_insert(conn: Connection, table: str, columns: Sequence[str],
                     rows: Sequence[tuple[Any, ...]], key: str,
                     want_ids: bool) -> tuple[int, dict[str, int]]:
-    """COPY into a temp table, insert what is new, and (``want_ids``) read every row's id
-    back through a join, which beats ``key = ANY(array)`` at 10⁵ keys."""
+    """COPY into a temp table and insert what is new. With ``want_ids`` the new rows' ids
+    come back from RETURNING and any already-stored ones through a join with the temp
+    table (faster than ``key = ANY(array)`` at 10⁵ keys)."""
     cols = ", ".join(columns)
     tmp = f"_bulk_{table}"
     ids: dict[str, int] = {}
@@ -88,12 +105,15 @@ def _pg_copy_insert(conn: Connection, table: str, columns: Sequence[str],
         with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        returning = f" RETURNING {key}, id" if want_ids else ""
         cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} "
-                    f"ON CONFLICT ({key}) DO NOTHING")
+                    f"ON CONFLICT ({key}) DO NOTHING{returning}")
         inserted = int(cur.rowcount)
         if want_ids:
-            cur.execute(f"SELECT t.{key}, t.id FROM {table} t JOIN {tmp} n ON n.{key} = t.{key}")
             ids.update(cur.fetchall())
+            if inserted < len(rows):  # some were stored already: read their ids too
+                cur.execute(f"SELECT t.{key}, t.id FROM {table} t JOIN {tmp} n ON n.{key} = t.{key}")
+                ids.update(cur.fetchall())
         cur.execute(f"DROP TABLE {tmp}")
     return inserted, ids
 

@@ -31,6 +31,7 @@ from prefline.formats.records import Example, Record, messages_json
 from prefline.hashing import canonical_json
 from prefline.store.bulk import (
     bulk_session,
+    driver_errors,
     dumps,
     insert_ignore,
     timestamp,
@@ -207,14 +208,25 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
     engine = db if isinstance(db, Engine) else open_store(db)
     if stage is not None:
         stage("writing")
+    try:
+        _write(engine, path, records, summary, format, actor, annotator, annotator_kind)
+    except driver_errors() as exc:  # rows go straight to the driver, so its errors arrive raw
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PreflineError(f"the database refused the import, nothing was written: {reason}",
+                            path=str(path)) from None
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _write(engine: Engine, path: Path, records: list[Record], summary: ImportSummary,
+           format: str, actor: str, annotator: str | None, annotator_kind: str) -> None:
+    source = summary.source
     with engine.begin() as conn, bulk_session(conn):
         write_records(conn, records, source=source, annotator=annotator or f"import:{source}",
                       annotator_kind=annotator_kind, summary=summary)
         conn.execute(AuditLog.__table__.insert(), [{  # type: ignore[attr-defined]
             "actor": actor, "action": "import", "target": f"source:{source}", "created_at": utcnow(),
-            "details": {"path": str(path.resolve()), "format": format, "records": len(records),
+            "details": {"path": str(path.resolve()), "format": format, "records": summary.records,
                         "feedback_added": summary.feedback_added,
                         "feedback_existing": summary.feedback_existing,
-                        "skipped_identical": len(skipped)}}])
-    summary.seconds = time.perf_counter() - start
-    return summary
+                        "skipped_identical": len(summary.skipped_identical)}}])
