@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from prefline.formats.load import load_pairs
 from prefline.store.bench_ingest import generate
 
 
-def test_generated_records_are_valid_pairs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_generated_records_are_valid_pairs(tmp_path: Path) -> None:
     pairs = load_pairs(generate(tmp_path / "g.jsonl", 50))
     assert len(pairs) == 50 and len({p.prompt_key for p in pairs}) == 25
 
@@ -22,12 +23,3 @@ def test_bench_ingest_json_reports_both_backends(pg_url: str, capsys: pytest.Cap
     assert result["n"] == 300
     assert result["sqlite_records_per_s"] > 0 and result["postgres_records_per_s"] > 0
 
-
-def test_bench_http_without_collect_bench_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("prefline.collect.bench") is not None:
-        pytest.skip("prefline.collect.bench exists: --http is that module's to test")
-    with pytest.raises(SystemExit) as info:
-        main(["bench", "ingest", "--n", "10", "--no-postgres", "--http"])
-    assert info.value.code == 2 and "prefline.collect.bench" in capsys.readouterr().err
