@@ -56,3 +56,13 @@ def test_prompt_files(tmp_path: Path) -> None:
     gen.write_text('{"prompt": "a", "responses": "oops"}\n')
     with pytest.raises(PreflineError, match="field 'responses'"):
         read_generations(gen)
+
+
+def test_bench_generation_reports_each_setting(tiny_causal_dir: Path) -> None:
+    from prefline.generate.bench_generation import bench_generation
+
+    seen: list[dict] = []  # type: ignore[type-arg]
+    rows = bench_generation(str(tiny_causal_dir), prompts=2, n=2, max_new_tokens=3,
+                            settings=(("float32", 4, 1), ("bfloat16", 2, 1)), on_result=seen.append)
+    assert rows == seen and [r["dtype"] for r in rows] == ["float32", "bfloat16"]
+    assert all(r["new_tokens"] > 0 and r["tokens_per_s"] > 0 and r["threads"] == 1 for r in rows)

@@ -82,22 +82,24 @@ def generate_cmd(
 @bench_app.command("generate")
 def bench_generate_cmd(
     policy: Annotated[str | None, typer.Option("--policy", help="Default: embedded SmolLM2-135M-Instruct.")] = None,
-    prompts: Annotated[int, typer.Option("--prompts", min=1)] = 8,
+    prompts: Annotated[int, typer.Option("--prompts", min=1)] = 4,
     n: Annotated[int, typer.Option("--n", min=1)] = 4,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 64,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 48,
     as_json: JsonOption = False,
 ) -> None:
     """Generation throughput (new tokens/s) across dtype, batch size and thread settings."""
     from prefline.generate.bench_generation import bench_generation
 
-    rows = bench_generation(policy, prompts, n, max_new_tokens)
+    def show(r: dict[str, Any]) -> None:
+        if not as_json:
+            typer.echo(f"{r['dtype']:<9} {r['batch_size']:>5}  {r['threads']:>7}  {r['seconds']:>7}  "
+                       f"{r['new_tokens']:>10}  {r['tokens_per_s']:>8}")
+
+    if not as_json:
+        typer.echo("dtype     batch  threads  seconds  new_tokens  tokens/s")
+    rows = bench_generation(policy, prompts, n, max_new_tokens, on_result=show)
     if as_json:
         print_json(rows)
-        return
-    typer.echo("dtype     batch  threads  seconds  new_tokens  tokens/s")
-    for r in rows:
-        typer.echo(f"{r['dtype']:<9} {r['batch_size']:>5}  {r['threads']:>7}  {r['seconds']:>7}  "
-                   f"{r['new_tokens']:>10}  {r['tokens_per_s']:>8}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ reports new tokens per second (tokens of the decoded responses, EOS excluded).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 SETTINGS = (  # (weights dtype, batch size in sequences, torch threads; 0 = auto_threads())
@@ -19,10 +20,12 @@ SETTINGS = (  # (weights dtype, batch size in sequences, torch threads; 0 = auto
 )
 
 
-def bench_generation(policy: str | None = None, prompts: int = 8, n: int = 4,
-                     max_new_tokens: int = 64, settings: tuple[tuple[str, int, int], ...] = SETTINGS,
-                     seed: int = 0) -> list[dict[str, Any]]:
-    """One result dict per setting: dtype, batch_size, threads, seconds, new_tokens, tokens_per_s."""
+def bench_generation(policy: str | None = None, prompts: int = 4, n: int = 4,
+                     max_new_tokens: int = 48, settings: tuple[tuple[str, int, int], ...] = SETTINGS,
+                     seed: int = 0, on_result: Callable[[dict[str, Any]], None] | None = None
+                     ) -> list[dict[str, Any]]:
+    """One result dict per setting: dtype, batch_size, threads, seconds, new_tokens, tokens_per_s.
+    ``on_result`` sees each as soon as it is measured."""
     import torch
 
     from prefline.data import load_prompts
@@ -46,6 +49,8 @@ def bench_generation(policy: str | None = None, prompts: int = 8, n: int = 4,
                             "prompts": len(texts), "n": n, "max_new_tokens": max_new_tokens,
                             "seconds": round(seconds, 2), "new_tokens": tokens,
                             "tokens_per_s": round(tokens / seconds, 1)})
+            if on_result is not None:
+                on_result(results[-1])
     finally:
         torch.set_num_threads(before)
     return results
