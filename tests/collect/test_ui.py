@@ -115,6 +115,7 @@ def test_model_output_is_escaped(sqlite_store: Any, add_campaign: Any, login: An
     assert "<strong>0</strong>" in page.text and "<code>code</code>" in page.text
     assert '<pre><code class="lang-python">print(0)' in page.text
     assert page.text.count('class="msg role-') == 3  # the multi-turn prompt as a chat
+    assert "0 / 4 done" in page.text  # progress counts the task on screen
     assert "script-src 'self'" in page.headers["content-security-policy"]
 
 

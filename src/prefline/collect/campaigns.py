@@ -191,9 +191,11 @@ def user_progress(session: Session, campaign: Campaign, user: User) -> tuple[int
     done = session.scalar(select(func.count()).select_from(Assignment).where(
         Assignment.campaign_id == campaign.id, Assignment.user_id == user.id,
         Assignment.status == "done")) or 0
-    mine = select(Assignment.item_id).where(Assignment.user_id == user.id)
+    # Items still open to this user, including the one they are working on right now.
+    mine_done = select(Assignment.item_id).where(Assignment.user_id == user.id,
+                                                 Assignment.status == "done")
     open_items = session.scalar(select(func.count()).select_from(CampaignItem).where(
-        CampaignItem.campaign_id == campaign.id, CampaignItem.id.not_in(mine),
+        CampaignItem.campaign_id == campaign.id, CampaignItem.id.not_in(mine_done),
         CampaignItem.done_count < campaign.overlap)) or 0
     return int(done), int(done) + int(open_items)
 
