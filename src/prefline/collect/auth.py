@@ -158,6 +158,8 @@ class KeyCache:
     A revoked key stops working within ``ttl`` seconds.
     """
 
+    MAX_ENTRIES = 10_000
+
     def __init__(self, engine: Engine, ttl: float = 5.0) -> None:
         self.engine, self.ttl = engine, ttl
         self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
@@ -183,6 +185,8 @@ class KeyCache:
         now = time.monotonic()
         info = self._load(key.split("_", 2)[1], digest)
         with self._lock:
+            if len(self._cache) >= self.MAX_ENTRIES:  # random bad keys must not grow it forever
+                self._cache.clear()
             self._cache[digest] = (now, info)
         return info
 
