@@ -118,14 +118,19 @@ def _confident(text: str) -> str:
     return f"Absolutely, I am 100% certain about this. {text} This is definitely correct."
 
 
-def _typos(text: str, seed: int = 0, rate: float = 0.08) -> str:
-    """Swap two adjacent letters in about ``rate`` of the words (deterministic in seed)."""
+def _typos(text: str, seed: int = 0, rate: float = 0.25) -> str:
+    """Swap two adjacent letters in about ``rate`` of the longer words (at least one word;
+    deterministic in ``seed``)."""
     rng = random.Random(seed)
     words = text.split(" ")
-    for i, w in enumerate(words):
-        if len(w) > 3 and rng.random() < rate * 3:
-            j = rng.randrange(len(w) - 1)
-            words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+    eligible = [i for i, w in enumerate(words) if len(w) > 3]
+    picked = [i for i in eligible if rng.random() < rate] or eligible[:1]
+    for i in picked:
+        w = words[i]
+        j = rng.randrange(len(w) - 1)
+        if w[j] == w[j + 1]:
+            j = next((k for k in range(len(w) - 1) if w[k] != w[k + 1]), j)
+        words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:]
     return " ".join(words)
 
 

@@ -130,20 +130,29 @@ class InputBuilder:
     def response_ids(self, response: str) -> list[int]:
         return list(self.tokenizer(response, add_special_tokens=False)["input_ids"])
 
-    def build(self, prompt: list[int], response: list[int]) -> tuple[list[int], int]:
-        """``(ids, prompt_part_length)``; the prompt part includes the leading specials."""
+    def build(self, prompt: list[int], response: list[int],
+              longest: int = 0) -> tuple[list[int], int]:
+        """``(ids, prompt_part_length)``; the prompt part includes the leading specials.
+
+        ``longest``: the longest sibling response to the same prompt. The prompt is cut as if
+        for that one, so every response to a prompt keeps the SAME prompt tokens and the
+        prompt can be shared when they are scored together.
+        """
         special = len(self.prefix) + len(self.middle) + len(self.suffix)
         room = self.max_length - special
-        if len(prompt) + len(response) > room:
-            self.counts["truncated"] += 1
-            # Keep the whole response if it fits with a little context; else cut its tail,
+        widest = max(len(response), longest)
+        if len(prompt) + widest > room:
+            # Keep whole responses if they fit with a little context; else cut their tails,
             # keeping a quarter of the room for the last prompt tokens.
-            keep_prompt = min(len(prompt), max(room - len(response), room // 4))
-            if len(response) > room - keep_prompt:
+            keep_prompt = min(len(prompt), max(room - widest, room // 4))
+            cut_response = len(response) > room - keep_prompt
+            if cut_response:
                 self.counts["response_truncated"] += 1
                 response = response[: room - keep_prompt]
             if keep_prompt < len(prompt):
                 self.counts["prompt_truncated"] += 1
+            if cut_response or keep_prompt < len(prompt):
+                self.counts["truncated"] += 1
             prompt = prompt[len(prompt) - keep_prompt:]
         head = self.prefix + prompt + self.middle
         return head + response + self.suffix, len(head)

@@ -23,8 +23,10 @@ from prefline.errors import PreflineError
 from prefline.formats.examples import Messages, as_messages
 from prefline.models.backbone import InputBuilder, load_backbone, pool, resolve_backbone
 from prefline.models.buckets import Buckets, make_buckets
+from prefline.models.packing import Packed, pack, pool_packed
 
 CARD = "model_card.json"
+PACKABLE = {"bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2", "qwen3"}
 VETO = -100.0
 """Normalised score given to a response that a guardrail head vetoes."""
 
@@ -106,8 +108,14 @@ class RewardModel(nn.Module, PairwiseScoring):
     def create(cls, backbone: str | None = None, *, pooling: str | None = None,
                max_length: int = 512, heads: HeadSpec | None = None,
                lora: dict[str, Any] | None = None, dropout: float | None = None,
-               head_dropout: float = 0.1, seed: int = 0) -> RewardModel:
-        """A fresh model on ``backbone`` (default: embedded all-MiniLM-L6-v2)."""
+               head_dropout: float = 0.1, seed: int = 0,
+               train_embeddings: bool = False) -> RewardModel:
+        """A fresh model on ``backbone`` (default: embedded all-MiniLM-L6-v2).
+
+        The token-embedding table stays frozen unless ``train_embeddings``: it is half of
+        MiniLM's parameters, a preference set only touches the rows of the tokens it contains,
+        and its dense gradient + AdamW update cost a large share of each step on CPU.
+        """
         name = resolve_backbone(backbone)
         model, tok, kind = load_backbone(name, dropout)
         pooling = pooling or ("mean" if kind == "encoder" else "last")
@@ -117,6 +125,8 @@ class RewardModel(nn.Module, PairwiseScoring):
         if limit and max_length > limit:
             max_length = int(limit)  # positions beyond the table would crash the forward
         spec = ModelSpec(name, kind, pooling, max_length, head_dropout, heads or HeadSpec(), lora)
+        if not train_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)
         if lora:
             model = _add_lora(model, lora)
         torch.manual_seed(seed)
@@ -126,31 +136,56 @@ class RewardModel(nn.Module, PairwiseScoring):
     def encode(self, prompt: Messages, responses: Sequence[str]) -> list[tuple[list[int], int]]:
         """Token ids for each response to one prompt; the prompt is tokenised once."""
         p = self.builder.prompt_ids(prompt)
-        return [self.builder.build(p, self.builder.response_ids(r)) for r in responses]
+        rs = [self.builder.response_ids(r) for r in responses]
+        longest = max((len(r) for r in rs), default=0)
+        return [self.builder.build(p, r, longest) for r in rs]
 
-    def bucket(self, encoded: Sequence[tuple[list[int], int]]) -> Buckets:
-        return make_buckets([e[0] for e in encoded], int(self.tokenizer.pad_token_id),
-                            [e[1] for e in encoded])
+    @property
+    def packs(self) -> bool:
+        """Whether this backbone takes packed rows (4-D masks + position ids); checked for
+        these families, others fall back to length buckets."""
+        return getattr(self.backbone.config, "model_type", "") in PACKABLE
 
-    def forward(self, batch: Buckets) -> Tensor:
-        """Raw head scores ``[N, H]`` (fp32) in the order the sequences were bucketed."""
-        out = None
+    def make_batch(self, encoded: Sequence[tuple[list[int], int]]) -> Packed | Buckets:
+        """Packed rows where the backbone supports them, else length buckets."""
+        ids, segs = [e[0] for e in encoded], [e[1] for e in encoded]
+        pad = int(self.tokenizer.pad_token_id)
+        if self.packs:
+            # [CLS] would see only the prompt under a shared-prompt mask, so cls pooling packs
+            # each sequence on its own.
+            return pack(ids, pad, segs, causal=self.spec.kind == "decoder",
+                        share=self.spec.pooling != "cls")
+        return make_buckets(ids, pad, segs)
+
+    def forward(self, batch: Packed | Buckets) -> Tensor:
+        """Raw head scores ``[N, H]`` (fp32) in the order the sequences were given."""
         use_types = self.spec.kind == "encoder" and _takes_token_types(self.backbone)
+        if isinstance(batch, Packed):
+            packed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
+                      "position_ids": batch.position_ids}
+            if use_types:
+                packed["token_type_ids"] = batch.token_type_ids
+            pooled = pool_packed(self.backbone(**packed).last_hidden_state, batch,
+                                 self.spec.pooling)
+            return self._head(pooled)
+        out = None
         for b in batch.buckets:
             kwargs: dict[str, Tensor] = {"input_ids": b.input_ids, "attention_mask": b.attention_mask}
             if use_types:
                 kwargs["token_type_ids"] = b.token_type_ids
             hidden = self.backbone(**kwargs).last_hidden_state
-            pooled = pool(hidden, b.attention_mask, self.spec.pooling)
-            # The head runs in fp32 even under bf16 autocast: bf16 keeps ~3 significant
-            # digits, enough for hidden states but too coarse to order close rewards.
-            with torch.autocast(pooled.device.type, enabled=False):
-                scores = self.head(self.dropout(pooled.float()))
+            scores = self._head(pool(hidden, b.attention_mask, self.spec.pooling))
             if out is None:
                 out = scores.new_zeros((batch.n, scores.size(-1)))
             out = out.index_copy(0, b.index, scores)
         assert out is not None, "empty batch"
         return out
+
+    def _head(self, pooled: Tensor) -> Tensor:
+        # The head runs in fp32 even under bf16 autocast: bf16 keeps ~3 significant
+        # digits, enough for hidden states but too coarse to order close rewards.
+        with torch.autocast(pooled.device.type, enabled=False):
+            return self.head(self.dropout(pooled.float()))
 
     def combine(self, heads: Tensor) -> Tensor:
         """Weighted sum of head scores ``[N, H] -> [N]`` (raw, not normalised)."""
@@ -168,7 +203,7 @@ class RewardModel(nn.Module, PairwiseScoring):
         from prefline.train.precision import autocast_context, resolve_precision
 
         with autocast_context(resolve_precision("auto")):
-            return self(self.bucket(encoded))
+            return self(self.make_batch(encoded))
 
     def normalised(self, heads: Tensor) -> Tensor:
         """Combined, normalised scores ``[N]`` with guardrail vetoes applied."""

@@ -48,6 +48,7 @@ class RewardTrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     dropout: float | None = None
+    train_embeddings: bool = False
     head_dropout: float = 0.1
     tie_loss: str = "davidson"
     label_smoothing: float = 0.0
@@ -152,7 +153,8 @@ def _new_model(cfg: RewardTrainConfig, seed: int) -> RewardModel:
     heads = HeadSpec(tuple(cfg.heads), dict(cfg.head_weights), dict(cfg.thresholds))
     return RewardModel.create(cfg.model, pooling=cfg.pooling, max_length=cfg.max_length,
                               heads=heads, lora=lora, dropout=cfg.dropout,
-                              head_dropout=cfg.head_dropout, seed=seed)
+                              head_dropout=cfg.head_dropout, seed=seed,
+                              train_embeddings=cfg.train_embeddings)
 
 
 def _check_usable(train: list[Any]) -> None:
@@ -175,7 +177,7 @@ def _member_data(items: list[Item], cfg: RewardTrainConfig, k: int) -> list[Item
 
 def _fit(model: RewardModel, items: list[Item], val: list[Item], cfg: RewardTrainConfig,
          run_dir: Path, member: int) -> Any:
-    task = RewardTask(int(model.tokenizer.pad_token_id), tie_loss=cfg.tie_loss,
+    task = RewardTask(model.make_batch, tie_loss=cfg.tie_loss,
                       label_smoothing=cfg.label_smoothing, use_margin=cfg.use_margin,
                       center_coef=cfg.center_coef)
     strict_val = [it for it in val if it.kind == "pair"]
@@ -195,15 +197,12 @@ def _fit(model: RewardModel, items: list[Item], val: list[Item], cfg: RewardTrai
 @torch.no_grad()
 def pair_deltas(model: RewardModel, items: list[Item], chunk: int = 64) -> torch.Tensor:
     """Raw combined ``r_chosen - r_rejected`` for pair/tie items, ``[P]`` fp32."""
-    from prefline.models.buckets import make_buckets
-
     was_training = model.training
     model.eval()
     out = []
-    pad = int(model.tokenizer.pad_token_id)
     for i in range(0, len(items), chunk):
         seqs = [s for it in items[i:i + chunk] for s in it.seqs[:2]]
-        scores = model.combine(model(make_buckets([s[0] for s in seqs], pad, [s[1] for s in seqs])))
+        scores = model.combine(model(model.make_batch(seqs)))
         out.append(scores[0::2] - scores[1::2])
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
@@ -211,18 +210,15 @@ def pair_deltas(model: RewardModel, items: list[Item], chunk: int = 64) -> torch
 
 def normalise(model: RewardModel, items: list[Item], max_seqs: int = 2000) -> None:
     """Set the model's reward mean/std from the responses of ``items`` (mean 0, std 1)."""
-    from prefline.models.buckets import make_buckets
     from prefline.train.precision import autocast_context, resolve_precision
 
     seqs = [s for it in items for s in it.seqs][:max_seqs]
     model.eval()
-    pad = int(model.tokenizer.pad_token_id)
     raw = []
     with torch.no_grad(), autocast_context(resolve_precision("auto")):
         for i in range(0, len(seqs), 128):
             part = seqs[i:i + 128]
-            raw.append(model.combine(model(make_buckets([s[0] for s in part], pad,
-                                                        [s[1] for s in part]))))
+            raw.append(model.combine(model(model.make_batch(part))))
     r = torch.cat(raw).double()
     model.norm_mean = float(r.mean())
     model.norm_std = float(r.std()) if r.numel() > 1 and float(r.std()) > 1e-6 else 1.0

@@ -24,13 +24,18 @@ def load_reward_examples(data: str | None, snapshot: str | None,
             check_examples([rec.example], where=(data, rec.line))
         examples = [r.example for r in records]
         return examples, _file_hash(Path(data))
-    from prefline.store import snapshots  # type: ignore[attr-defined]
+    return snapshot_data(str(snapshot), "train", db)
 
-    examples = list(snapshots.snapshot_examples(int(str(snapshot)), db=db))
+
+def snapshot_data(snapshot: str, split: str, db: str | None) -> tuple[list[Any], str]:
+    """A snapshot's examples for ``split`` (train/test/all) and the snapshot's content hash."""
+    from prefline.store.snapshots import get_snapshot, snapshot_examples
+
+    examples = list(snapshot_examples(snapshot, split=split, db=db))
     check_examples(examples)
     if not examples:
-        raise PreflineError(f"snapshot {snapshot} holds no examples", field="snapshot")
-    return examples, content_hash([repr(e) for e in examples])
+        raise PreflineError(f"snapshot {snapshot} holds no {split} examples", field="snapshot")
+    return examples, get_snapshot(snapshot, db).content_hash
 
 
 def check_examples(examples: Sequence[Any],

@@ -10,7 +10,7 @@ Plackett-Luce for rankings, squared error for ratings.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +26,7 @@ from prefline.losses.reward import (
     reward_centering,
 )
 from prefline.models.buckets import Buckets
+from prefline.models.packing import Packed
 from prefline.models.reward import RewardModel
 from prefline.train.engine import unwrap
 
@@ -51,7 +52,7 @@ class Item:
 @dataclass
 class Batch:
     items: list[Item]
-    buckets: Buckets
+    inputs: Packed | Buckets
     offsets: list[int]
     """offsets[i]: index of item i's first sequence in the flattened order."""
     tokens: int
@@ -100,7 +101,8 @@ def _head_index(names: tuple[str, ...], criterion: object) -> int | None:
 class RewardTask:
     """Task protocol for :class:`prefline.train.engine.Trainer`."""
 
-    pad_id: int
+    batcher: Callable[[list[Encoded]], Packed | Buckets]
+    """Usually ``RewardModel.make_batch``: packed rows or length buckets."""
     pair_loss: str = "bradley_terry"
     tie_loss: str = "davidson"
     label_smoothing: float = 0.0
@@ -114,21 +116,19 @@ class RewardTask:
             raise PreflineError("tie_loss must be davidson or rao_kupper", field="tie_loss")
 
     def collate(self, items: Sequence[Item]) -> Batch:
-        from prefline.models.buckets import make_buckets
-
         seqs: list[Encoded] = []
         offsets = []
         for it in items:
             offsets.append(len(seqs))
             seqs.extend(it.seqs)
-        buckets = make_buckets([s[0] for s in seqs], self.pad_id, [s[1] for s in seqs])
-        return Batch(list(items), buckets, offsets, buckets.real_tokens)
+        inputs = self.batcher(seqs)
+        return Batch(list(items), inputs, offsets, inputs.real_tokens)
 
     def count(self, batch: Batch) -> int:
         return len(batch.items)
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, float, dict[str, float]]:
-        heads = model(batch.buckets)  # [N, H]; through the (maybe DDP) wrapper for grad sync
+        heads = model(batch.inputs)  # [N, H]; through the (maybe DDP) wrapper for grad sync
         combined = unwrap(model).combine(heads)  # type: ignore[operator]
         total = heads.new_zeros(())
         correct = 0.0

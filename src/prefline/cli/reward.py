@@ -1,0 +1,176 @@
+"""``prefline train reward``, ``prefline eval reward`` and ``prefline bench reward``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from prefline.cli.common import (
+    DbOption,
+    JsonOption,
+    bench_app,
+    eval_app,
+    parse_overrides,
+    print_json,
+    train_app,
+)
+from prefline.cli.dpo import _as_flag_pairs, _read_config
+from prefline.errors import PreflineError
+
+
+def _default_out() -> str:
+    from prefline.paths import data_dir
+
+    return str(data_dir() / "runs" / time.strftime("reward-%Y%m%d-%H%M%S"))
+
+
+@train_app.command(
+    "reward", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_reward_cmd(
+    ctx: typer.Context,
+    data: Annotated[str | None, typer.Option("--data", help="Pairs/rankings/ratings file.")] = None,
+    snapshot: Annotated[str | None, typer.Option("--snapshot", help="Store snapshot id, name or hash.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Backbone hub id or folder (default: embedded all-MiniLM-L6-v2).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="JSON or TOML settings file.")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder (default: under the data dir).")] = None,
+    ensemble: Annotated[int | None, typer.Option("--ensemble", help="Number of ensemble members.")] = None,
+    lora: Annotated[bool | None, typer.Option("--lora/--full", help="LoRA adapters or full fine-tuning.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a reward model (Bradley-Terry; ties, rankings and ratings used when present).
+
+    Extra `key=value` or `--key value` pairs set any RewardTrainConfig field or engine
+    setting, e.g. `epochs=3 lr=1e-4 batch_size=16 max_length=256 ensemble_mode=bootstrap`.
+    """
+    from prefline.train.reward import config_from, train_reward
+
+    raw: dict[str, Any] = _read_config(config)
+    raw.update(parse_overrides(_as_flag_pairs(ctx.args)))
+    flags = {"data": data, "snapshot": snapshot, "model": model, "out": out,
+             "ensemble": ensemble, "lora": lora, "db": db}
+    raw.update({k: v for k, v in flags.items() if v is not None})
+    raw.setdefault("out", _default_out())
+    if as_json:
+        raw["progress"] = "false"
+    art = train_reward(config_from(raw))
+    summary = {"model": str(art.path), "artifact_id": art.artifact_id, **art.metrics}
+    if as_json:
+        print_json(summary)
+        return
+    acc, ci = art.metrics.get("test_accuracy"), art.metrics.get("test_accuracy_ci")
+    if acc is not None and ci:
+        typer.echo(f"held-out accuracy {acc:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}) on "
+                   f"{art.metrics['test_n_pairs']} pairs")
+    typer.echo(f"temperature {art.metrics['temperature']:.3g}; validation ECE "
+               f"{art.metrics['val_ece_before']:.3f} -> {art.metrics['val_ece_after']:.3f}")
+    typer.echo(f"model: {art.path}  (artifact {art.artifact_id})")
+
+
+def _eval_data(data: str | None, snapshot: str | None, db: str | None,
+               rewardbench: bool) -> tuple[list[Any], list[Any]]:
+    """(pairs, ratings) from a file (rankings expand to pairs) or a snapshot's test split."""
+    from prefline.formats.examples import PreferencePair, RankingExample, RatingExample
+    from prefline.formats.load import ranking_pairs
+
+    if (data is None) == (snapshot is None):
+        raise PreflineError("give exactly one of --data FILE or --snapshot ID", field="data")
+    if rewardbench:
+        from prefline.evaluate.reward import load_rewardbench
+
+        return load_rewardbench(str(data)), []
+    if data is not None:
+        from prefline.train.reward_data import load_reward_examples
+
+        examples, _ = load_reward_examples(data, None)
+    else:
+        from prefline.train.reward_data import snapshot_data
+
+        examples, _ = snapshot_data(str(snapshot), "test", db)
+    pairs: list[Any] = []
+    for ex in examples:
+        if isinstance(ex, PreferencePair):
+            pairs.append(ex)
+        elif isinstance(ex, RankingExample):
+            pairs.extend(ranking_pairs(ex))
+    if not pairs:
+        raise PreflineError("no preference pairs to evaluate", path=data)
+    return pairs, [ex for ex in examples if isinstance(ex, RatingExample)]
+
+
+@eval_app.command("reward")
+def eval_reward_cmd(
+    model: Annotated[str, typer.Option("--model", help="Saved reward model (or ensemble) folder.")],
+    data: Annotated[str | None, typer.Option("--data", help="Pairs file (ratings used when present).")] = None,
+    snapshot: Annotated[str | None, typer.Option("--snapshot", help="Snapshot id (its test split).")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report here.")] = None,
+    rewardbench: Annotated[bool, typer.Option("--rewardbench", help="--data holds RewardBench rows (prompt/chosen/rejected/subset).")] = False,
+    probes: Annotated[int, typer.Option("--probes", help="Pairs used by the robustness probes (0: skip).")] = 100,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pairwise accuracy with a 95% bootstrap CI, ECE, slices, length bias and probes."""
+    from prefline.evaluate.reward import evaluate_reward
+    from prefline.evaluate.reward import rewardbench as run_rewardbench
+    from prefline.models.ensemble import load_reward_model
+
+    pairs, ratings = _eval_data(data, snapshot, db, rewardbench)
+    scorer = load_reward_model(model)
+    result = evaluate_reward(scorer, pairs, ratings, probes=probes)
+    if rewardbench:
+        result["rewardbench"] = run_rewardbench(scorer, pairs)
+    result["model"] = model
+    if report is not None:
+        from prefline.evaluate.reward_report import write_report
+
+        write_report(result, report, title=f"Reward model {Path(model).name}")
+        result["report"] = str(report)
+    plots = result.pop("_plots")
+    del plots
+    if as_json:
+        print_json(result)
+        return
+    lo, hi = result["accuracy_ci"]
+    typer.echo(f"accuracy {result['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on "
+               f"{result['n_pairs']} pairs; ECE {result['ece']:.3f}")
+    lb = result["length_bias"]
+    typer.echo(f"chosen longer: {lb['accuracy_chosen_longer']:.3f}  chosen shorter: "
+               f"{lb['accuracy_chosen_shorter']:.3f}")
+    for name, probe in result["robustness"].items():
+        typer.echo(f"probe {name}: score rose for {probe['rose_fraction']:.0%}")
+    if report is not None:
+        typer.echo(f"report: {report}")
+
+
+@bench_app.command("reward")
+def bench_reward_cmd(
+    against: Annotated[str, typer.Option("--against", help="Peer to compare with (trl | none).")] = "trl",
+    data: Annotated[str | None, typer.Option("--data", help="HH pairs file (default: ../shared/data).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+    max_length: Annotated[int, typer.Option("--max-length")] = 512,
+    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N pairs.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """prefline vs TRL RewardTrainer on all-MiniLM-L6-v2 and the HH pairs: pairs/s, RSS, accuracy."""
+    from prefline.evaluate.bench_reward import bench_reward
+
+    result = bench_reward(data, against=against, epochs=epochs, batch_size=batch_size,
+                          max_length=max_length, limit=limit)
+    if as_json:
+        print_json(result)
+        return
+    for side in ("prefline", "trl"):
+        if side in result:
+            r = result[side]
+            typer.echo(f"{side:9s} {r['pairs_per_s']:7.2f} pairs/s  peak RSS "
+                       f"{r['peak_rss_mb']:7.0f} MB  held-out accuracy {r['accuracy']:.3f}")
+    if "speedup" in result:
+        typer.echo(f"speedup {result['speedup']:.2f}x")
+
+
+def register(app: typer.Typer) -> None:
+    """Commands live in the shared train/eval/bench groups."""
