@@ -146,3 +146,16 @@ def test_text_postgres_cannot_store_is_a_422(client: TestClient, store: Any) -> 
     resp = client.post("/api/v1/log", content=nan, headers={
         **_auth(store), "Content-Type": "application/json"})
     assert resp.status_code == 422 and resp.json()["field"] == "prompt.context"
+
+
+def test_revoked_key_stops_working(sqlite_store: Any) -> None:
+    from prefline.collect import create_app
+    from prefline.collect.auth import revoke_api_key
+
+    app = create_app(sqlite_store.url)
+    app.state.collect.keys.ttl = 0.0  # no caching, so revocation applies at once
+    with TestClient(app) as c:
+        assert c.get("/api/v1/whoami", headers=_auth(sqlite_store)).status_code == 200
+        with session_scope(sqlite_store.url) as s:
+            revoke_api_key(s, "prod")
+        assert c.get("/api/v1/whoami", headers=_auth(sqlite_store)).status_code == 401
