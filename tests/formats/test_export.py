@@ -92,3 +92,22 @@ def test_round_trip_property(rows: list[tuple[str, str, str]], tmp_path_factory:
     import_file(src, url)
     export_snapshot(tmp / "out.jsonl", "dpo", create_snapshot(url, test_fraction=0.3).id, db=url)
     assert sorted(map(repr, load_pairs(tmp / "out.jsonl"))) == sorted(map(repr, load_pairs(src)))
+
+
+def test_exports_agree_with_trl_data_utils(sqlite_url: str, hh_file: Path, tmp_path: Path) -> None:
+    """TRL as the oracle: its prompt extraction on our reward export gives our DPO export,
+    and its unpairing of our DPO export gives our KTO export."""
+    from datasets import Dataset
+    from trl.data_utils import extract_prompt, is_conversational, unpair_preference_dataset
+
+    import_file(hh_file, sqlite_url)
+    snap = create_snapshot(sqlite_url, test_fraction=0.0)
+    files = {}
+    for task in ("dpo", "reward", "kto"):
+        export_snapshot(tmp_path / f"{task}.jsonl", task, snap.id, db=sqlite_url)
+        files[task] = read_jsonl(tmp_path / f"{task}.jsonl")
+    assert all(is_conversational(rows[0]) for rows in files.values())
+    assert [extract_prompt(r) for r in files["reward"]] == files["dpo"]
+    unpaired = unpair_preference_dataset(Dataset.from_list(files["dpo"])).to_list()
+    key = json.dumps
+    assert sorted(map(key, unpaired)) == sorted(map(key, files["kto"]))
