@@ -47,6 +47,7 @@ class RichReporter(Reporter):
         self.console = console
         self.progress: Any = None
         self.task: Any = None
+        self.decile = -1
 
     def start(self, stage: str) -> None:
         from rich.progress import (
@@ -61,11 +62,17 @@ class RichReporter(Reporter):
                                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
                                  console=self.console, transient=True)
         self.task = self.progress.add_task(stage, total=None, info="")
+        self.decile = -1
         self.progress.start()
 
     def tick(self, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=done, total=total)
+        # Logs (no terminal) get a line per ~10% instead of a live bar.
+        decile = done * 10 // total if total else 0
+        if not self.console.is_terminal and decile != self.decile:
+            self.decile = decile
+            self.console.print(f"  {done}/{total}")
 
     def note(self, text: str) -> None:
         if self.progress is not None:

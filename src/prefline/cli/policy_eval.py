@@ -64,7 +64,7 @@ def eval_policy_cmd(
 ) -> None:
     """Compare policy A with baseline B on held-out prompts under a judge (ties count half)."""
     from prefline.evaluate.policy import SamplingConfig, evaluate_policy
-    from prefline.judges import make_judge  # type: ignore[attr-defined,unused-ignore]
+    from prefline.judges import make_judge
 
     rows = read_prompt_file(prompts)
     the_judge = make_judge(judge)

@@ -28,6 +28,7 @@ class StageResult:
     output_hash: str
     seconds: float
     reused: bool
+    cpu_seconds: float = 0.0
 
 
 class StageCache:
@@ -50,7 +51,8 @@ class StageCache:
             return None
         if not all((self.root / f).exists() for f in m.get("files", [])):
             return None
-        return StageResult(name, m["outputs"], m["output_hash"], float(m["seconds"]), True)
+        return StageResult(name, m["outputs"], m["output_hash"], float(m["seconds"]), True,
+                           float(m.get("cpu_seconds", 0.0)))
 
     def run(self, name: str, inputs: dict[str, Any],
             fn: Callable[[Path], tuple[dict[str, Any], list[str]]]) -> StageResult:
@@ -67,18 +69,21 @@ class StageCache:
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         outputs, files = fn(work)
         seconds = time.perf_counter() - start
+        # CPU seconds of this process: on a shared machine wall time overstates the cost.
+        cpu = time.process_time() - cpu_start
         output_hash = content_hash({"outputs": outputs, "files": [
             _file_digest(self.root / f) for f in files]})
         manifest = {"name": name, "input_hash": input_hash, "output_hash": output_hash,
                     "outputs": outputs, "files": files, "seconds": round(seconds, 3),
+                    "cpu_seconds": round(cpu, 3),
                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         tmp = self.manifests / f".{name}.json.tmp"
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         tmp.replace(self.manifests / f"{name}.json")
-        return StageResult(name, outputs, output_hash, seconds, False)
+        return StageResult(name, outputs, output_hash, seconds, False, cpu)
 
 
 def _file_digest(path: Path) -> str:

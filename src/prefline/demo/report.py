@@ -66,6 +66,7 @@ def build_summary(cfg: DemoConfig, stages: dict[str, StageResult]) -> dict[str, 
         "feedback": store["feedback_total"], "snapshot_hash": snap["hash"],
         "reward_model_artifact": rm["artifact_id"], "policy_artifact": stages["dpo"].outputs["artifact_id"],
         "stages_seconds": {n: round(s.seconds, 2) for n, s in stages.items()},
+        "stages_cpu_seconds": {n: round(s.cpu_seconds, 2) for n, s in stages.items()},
         "stages_reused": sorted(n for n, s in stages.items() if s.reused),
     }
 
