@@ -28,6 +28,7 @@ from prefline.collect.schemas import (
 )
 from prefline.formats.examples import as_messages, prompt_text
 from prefline.hashing import content_hash
+from prefline.store.ingest import response_hash
 from prefline.store.models import Annotator, Feedback, Prompt, Response, utcnow
 
 AnyEvent = PairwiseEvent | RatingEvent | BinaryEvent | ImplicitEvent | RankingEvent
@@ -42,9 +43,8 @@ class IngestError(ValueError):
 
 
 def response_key(prompt_hash: str, text: str, model: str | None, version: str | None) -> str:
-    """Content hash of a response: the same text from another model is another response."""
-    return content_hash({"prompt": prompt_hash, "text": text, "model": model,
-                         "model_version": version})
+    """Content hash of a response, shared with the importer (``store.ingest.response_hash``)."""
+    return response_hash(prompt_hash, text, model, version)
 
 
 def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], key: str) -> None:

@@ -67,9 +67,17 @@ def _sha(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
-def response_hash(prompt_key: str, text: str) -> str:
-    """Responses belong to a prompt, so the same text under two prompts is two rows."""
-    return _sha(prompt_key, text)
+def response_hash(prompt_key: str, text: str, model: str | None = None,
+                  model_version: str | None = None) -> str:
+    """The one response identity used by import, generation and the ingest API.
+
+    Responses belong to a prompt, so the same text under two prompts is two rows; the same
+    text from two named models is two rows too, while text with no model recorded (as in
+    imported preference files) hashes to the same row whichever path stored it.
+    """
+    if model is None and model_version is None:
+        return _sha(prompt_key, text)
+    return _sha(prompt_key, text, model or "", model_version or "")
 
 
 def _texts(ex: Example) -> list[str]:
