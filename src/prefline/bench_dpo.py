@@ -143,13 +143,15 @@ def worker_trl(data: Path, steps: int, lora: bool, out: Path) -> dict[str, Any]:
             "peak_rss_mb": _peak_rss_mb(), "steps": times[1:]}
 
 
-def _spawn(impl: str, data: Path, steps: int, lora: bool) -> dict[str, Any]:
+def _spawn(impl: str, data: Path, steps: int, lora: bool, threads: int | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-dpo-{impl}-") as tmp:
         result = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "prefline.bench_dpo", impl, str(data), str(steps),
                "lora" if lora else "full", str(result)]
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
                "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not result.exists():
             tail = (proc.stderr or proc.stdout)[-1500:]
@@ -158,8 +160,14 @@ def _spawn(impl: str, data: Path, steps: int, lora: bool) -> dict[str, Any]:
 
 
 def run_benchmark(against: str = "trl", data: str | None = None, steps: int = 3,
-                  lora: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Run prefline and the peer (full FT, then LoRA) and return the comparison."""
+                  lora: bool = True, progress: bool = True, threads: int | None = None,
+                  ) -> dict[str, Any]:
+    """Run prefline and the peer (full FT, then LoRA) and return the comparison.
+
+    ``threads`` sets OMP_NUM_THREADS for both sides (None: torch's default, one per core).
+    Each finished run is also written to ``cache_dir()/bench-dpo/`` so a long benchmark
+    that is interrupted keeps what it measured.
+    """
     if against != "trl":
         raise PreflineError("only --against trl is supported", field="against")
     if steps < 3:
@@ -170,14 +178,21 @@ def run_benchmark(against: str = "trl", data: str | None = None, steps: int = 3,
     default_policy_dir()  # convert the GGUF once, outside every timed subprocess
     out: dict[str, Any] = {"setup": {"model": "SmolLM2-135M-Instruct", "pairs_per_step":
                                      PAIRS_PER_STEP, "max_length": MAX_LENGTH,
-                                     "timed_steps": steps, "data": str(path)}}
+                                     "timed_steps": steps, "data": str(path),
+                                     "threads": threads or "default"}}
+    from prefline.paths import cache_dir
+
+    partial = cache_dir() / "bench-dpo"
+    partial.mkdir(parents=True, exist_ok=True)
     modes = [False, True] if lora else [False]
     for mode in modes:
         row: dict[str, Any] = {}
         for impl in ("prefline", "trl"):
             if progress:
                 print(f"running {impl} ({'lora' if mode else 'full'})...", file=sys.stderr)
-            row[impl] = _spawn(impl, path, steps, mode)
+            row[impl] = _spawn(impl, path, steps, mode, threads)
+            name = f"{impl}-{'lora' if mode else 'full'}-t{threads or 0}.json"
+            (partial / name).write_text(json.dumps(row[impl]))
         row["speedup"] = row["prefline"]["pairs_per_s"] / row["trl"]["pairs_per_s"]
         row["rss_ratio"] = row["prefline"]["peak_rss_mb"] / row["trl"]["peak_rss_mb"]
         if mode:
@@ -202,6 +217,10 @@ def render_table(result: dict[str, Any]) -> str:
 
 def _main(argv: list[str]) -> None:
     impl, data, steps, mode, result = argv
+    if os.environ.get("OMP_NUM_THREADS"):
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     worker = worker_prefline if impl == "prefline" else worker_trl
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         out = worker(Path(data), int(steps), mode == "lora", Path(tmp))

@@ -191,13 +191,14 @@ def bench_dpo_cmd(
     data: Annotated[str | None, typer.Option("--data", help="HH pairs file (default: ../shared/data).")] = None,
     steps: Annotated[int, typer.Option("--steps", help="Timed steps per run after warm-up.")] = 3,
     no_lora: Annotated[bool, typer.Option("--no-lora", help="Skip the LoRA row.")] = False,
+    threads: Annotated[int | None, typer.Option("--threads", help="OMP threads per run (default: one per core).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """prefline vs TRL DPOTrainer on SmolLM2-135M, 8 HH pairs/step, max length 256."""
     from prefline.bench_dpo import run_benchmark
 
     result = run_benchmark(against=against, data=data, steps=steps, lora=not no_lora,
-                           progress=not as_json)
+                           progress=not as_json, threads=threads)
     if as_json:
         print_json(result)
         return
