@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,19 @@ def test_bad_inputs_are_clear_errors(tiny_encoder_dir: Path, tmp_path: Path) -> 
     with pytest.raises(PreflineError, match="cannot read"):
         config_from({"data": "x", "epochs": "many"})
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.slow
+def test_default_minilm_backbone_trains_a_few_steps(tmp_path: Path) -> None:
+    """The embedded all-MiniLM-L6-v2 is the default: no --model needed, works offline."""
+    data = _write(tmp_path / "pairs.jsonl", _rows(10))
+    cfg = RewardTrainConfig(data=str(data), out=str(tmp_path / "rm"), max_length=64,
+                            register=False, val_fraction=0.2, test_fraction=0.2,
+                            train={"max_steps": 2, "batch_size": 4, "progress": False})
+    art = train_reward(cfg)
+    from prefline.models.embedded import minilm_dir
+
+    card = json.loads((tmp_path / "rm" / "model_card.json").read_text())
+    assert card["backbone"] == str(minilm_dir())
+    scores = RewardModel.load(art.path).score("question 1?", ["good answer", "bad"])
+    assert len(scores) == 2 and all(math.isfinite(s) for s in scores)
