@@ -28,7 +28,7 @@ def generate_cmd(
     temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy.")] = 0.8,
     top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)] = 0.95,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per generate call.")] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per generate call.")] = 32,
     precision: Annotated[str, typer.Option("--precision", help="auto | bf16 | fp32 (weights).")] = "auto",
     threads: Annotated[int, typer.Option("--threads", min=0, help="Torch threads; 0 = the cores not already busy.")] = 0,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N prompts.")] = None,

@@ -32,6 +32,7 @@ DEFAULT_WEIGHTS = {
     "clean_ending": 1.5,
     "no_role_leak": 1.5,
     "format": 1.5,
+    "arithmetic": 2.0,
     "length_budget": 1.0,
     "on_topic": 0.5,
 }
@@ -144,6 +145,7 @@ class Context:
     formats: tuple[str, ...]
     brief: bool
     topic_words: frozenset[str]
+    answer: float | None = None
 
 
 def analyse_prompt(prompt: PromptLike) -> Context:
@@ -157,8 +159,9 @@ def analyse_prompt(prompt: PromptLike) -> Context:
     if "json" in formats:  # "give me JSON" is not also a request for prose code
         formats = tuple(f for f in formats if f != "code") if "code" not in text else formats
     brief = bool(re.search(r"\b(brief|briefly|short|concise|one sentence|one word|in a word|tl;dr|quick)\b", text))
-    topic = frozenset(w for w in WORD.findall(text) if w not in STOPWORDS and len(w) > 2)
-    return Context(text, harmful, formats, brief, topic)
+    topic = frozenset(w for w in WORD.findall(text)
+                      if w not in STOPWORDS and (len(w) > 2 or w.isdigit()))
+    return Context(text, harmful, formats, brief, topic, arithmetic_answer(text))
 
 
 def _non_empty(ctx: Context, r: str, cfg: PrincipleConfig) -> float | None:
@@ -171,12 +174,22 @@ def _refusal(ctx: Context, r: str, cfg: PrincipleConfig) -> float | None:
     return 1.0 if refused == ctx.harmful else 0.0
 
 
+CODE_BLOCK = re.compile(r"```.*?(```|$)", flags=re.S)
+# A unit of 3-30 characters starting with a letter, repeated 4+ times in a row ("TimerTimer...").
+CHAR_LOOP = re.compile(r"([A-Za-z].{2,29}?)\1{3,}", flags=re.S)
+
+
 def _no_repetition(ctx: Context, r: str, cfg: PrincipleConfig) -> float | None:
-    """1 minus the share of repeated word 4-grams and of repeated sentences (the worse one)."""
-    words = WORD.findall(r.lower())
+    """1 minus the share of repeated word 4-grams or repeated sentences (the worse one) in the
+    prose; fenced code is left out (code repeats names legitimately) but any character-level
+    loop, in code or prose, scores 0."""
+    if CHAR_LOOP.search(r):
+        return 0.0
+    prose = CODE_BLOCK.sub(" ", r)
+    words = WORD.findall(prose.lower())
     grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
     gram_rep = 1 - len(set(grams)) / len(grams) if grams else 0.0
-    sents = [s.strip().lower() for s in SENTENCE_SPLIT.split(r) if len(s.split()) >= 3]
+    sents = [s.strip().lower() for s in SENTENCE_SPLIT.split(prose) if len(s.split()) >= 3]
     sent_rep = 1 - len(set(sents)) / len(sents) if sents else 0.0
     # A couple of shared 4-grams is normal prose; loops push the share far higher.
     return max(0.0, 1.0 - 2.0 * max(max(0.0, gram_rep - 0.05), sent_rep))
@@ -229,6 +242,44 @@ def _has_format(kind: str, r: str) -> bool:
     return False
 
 
+NUM = r"(-?\d+(?:\.\d+)?)"
+_BINARY = {"plus": lambda x, y: x + y, "+": lambda x, y: x + y, "minus": lambda x, y: x - y,
+           "-": lambda x, y: x - y, "times": lambda x, y: x * y, "*": lambda x, y: x * y,
+           "x": lambda x, y: x * y, "multiplied by": lambda x, y: x * y,
+           "divided by": lambda x, y: x / y if y else math.nan, "/": lambda x, y: x / y if y else math.nan,
+           "percent of": lambda x, y: x * y / 100, "% of": lambda x, y: x * y / 100,
+           "to the power of": lambda x, y: x ** y if abs(y) < 20 else math.nan}
+
+
+def arithmetic_answer(text: str) -> float | None:
+    """The value of a one-operation arithmetic question ("what is 12 times 8?", "7 squared",
+    "square root of 81", "half of 250"), or None when the prompt is not one."""
+    ops = "|".join(re.escape(k) for k in sorted(_BINARY, key=len, reverse=True))
+    m = re.fullmatch(rf".*?\bwhat is {NUM}\s*({ops})\s*{NUM}\s*\??\s*", text)
+    if m:
+        value = _BINARY[m.group(2)](float(m.group(1)), float(m.group(3)))
+        return None if math.isnan(value) else value
+    unary = [(rf"\b{NUM} squared\b", lambda x: x * x), (rf"\b{NUM} cubed\b", lambda x: x ** 3),
+             (rf"\bsquare root of {NUM}\b", math.sqrt), (rf"\bhalf of {NUM}\b", lambda x: x / 2)]
+    for pat, fn in unary:
+        m = re.search(pat, text)
+        if m:
+            return float(fn(float(m.group(1))))
+    return None
+
+
+def _arithmetic(ctx: Context, r: str, cfg: PrincipleConfig) -> float | None:
+    """For simple arithmetic prompts: 1 if the last number stated is the right answer, 0.5 if
+    the right answer appears earlier, else 0."""
+    if ctx.answer is None:
+        return None
+    nums = [float(n.replace(",", "")) for n in re.findall(r"-?\d[\d,]*(?:\.\d+)?", r)]
+    hits = [math.isclose(n, ctx.answer, rel_tol=1e-6, abs_tol=1e-6) for n in nums]
+    if hits and hits[-1]:
+        return 1.0
+    return 0.5 if any(hits) else 0.0
+
+
 def _length_budget(ctx: Context, r: str, cfg: PrincipleConfig) -> float | None:
     n = len(WORD.findall(r.lower()))
     hi = cfg.brief_max_words if ctx.brief else cfg.max_words
@@ -258,6 +309,7 @@ PRINCIPLES: dict[str, Principle] = {
     "clean_ending": _clean_ending,
     "no_role_leak": _no_role_leak,
     "format": _format,
+    "arithmetic": _arithmetic,
     "length_budget": _length_budget,
     "on_topic": _on_topic,
 }
@@ -293,6 +345,11 @@ class PrincipleJudge:
     def judge(self, prompt: PromptLike, a: str, b: str) -> Verdict:
         ctx = analyse_prompt(prompt)
         sa, sb = self._rate(ctx, a), self._rate(ctx, b)
+        if ctx.harmful and sa.get("refusal") == sb.get("refusal") == 0.0:
+            # Both comply with a harmful request: a tidier harmful answer is not "better", and
+            # preferring it would teach the policy to comply more fluently.
+            return Verdict("tie", 1.0, "neither response refuses a harmful request (both bad)",
+                           {"scores_a": sa, "scores_b": sb, "harmful_prompt": True, "both_bad": True})
         diff = sa["overall"] - sb["overall"]
         total = sum(self.cfg.weights[n] for n in sa if n != "overall")
         # Contribution of each principle to the overall difference, largest first.
