@@ -64,8 +64,11 @@ class RewardModelJudge:
             chunk = items[start:start + per_chunk]
             flat = [(p, r) for p, a, b in chunk for r in (a, b)]
             scores = self.model.score_items(flat)
-            for k in range(len(chunk)):
-                out.append(self._verdict(scores[2 * k], scores[2 * k + 1]))
+            for k, (_, a, b) in enumerate(chunk):
+                if a == b:  # batched bf16 scoring can differ in the last bits for equal texts
+                    out.append(Verdict("tie", 1.0, "identical responses"))
+                else:
+                    out.append(self._verdict(scores[2 * k], scores[2 * k + 1]))
             if on_done is not None:
                 on_done(len(chunk))
         return out
