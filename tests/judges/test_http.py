@@ -138,3 +138,8 @@ def test_timeout_auth_and_unreachable_fail_clearly(server: tuple[str, Script]) -
 ])
 def test_parse_verdict(text: str, want: str | None) -> None:
     assert parse_verdict(text) == want
+
+
+def test_unknown_judge_option_is_named() -> None:
+    with pytest.raises(PreflineError, match="timeuot"):
+        make_judge("openai:http://127.0.0.1:9#m", {"timeuot": 3})

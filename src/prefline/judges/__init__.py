@@ -11,12 +11,24 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from prefline.errors import PreflineError
 from prefline.judges.base import Judge, Verdict
 
 SPECS = "rules, rules:CONFIG.json, openai:URL[#model], reward:DIR, lm:PATH"
+
+
+def _build(factory: Any, *args: Any, **options: Any) -> Any:
+    """Call ``factory`` with ``options``, naming unknown option keys in a PreflineError."""
+    params = inspect.signature(factory).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise PreflineError(f"unknown judge option(s) {unknown}; expected some of "
+                            f"{sorted(p for p in params if p not in ('path', 'base_url'))}",
+                            field="judge options")
+    return factory(*args, **options)
 
 
 def make_judge(spec: str, options: dict[str, Any] | None = None) -> Judge:
@@ -26,7 +38,7 @@ def make_judge(spec: str, options: dict[str, Any] | None = None) -> Judge:
     if kind == "rules":
         from prefline.judges.principles import PrincipleConfig, PrincipleJudge
 
-        cfg = PrincipleConfig.from_file(arg) if arg else PrincipleConfig(**options)
+        cfg = PrincipleConfig.from_file(arg) if arg else _build(PrincipleConfig, **options)
         return PrincipleJudge(cfg)
     if kind not in ("openai", "reward", "lm"):
         raise PreflineError(f"unknown judge {spec!r}; expected one of {SPECS}", field="judge")
@@ -39,14 +51,14 @@ def make_judge(spec: str, options: dict[str, Any] | None = None) -> Judge:
         url, _, model = arg.partition("#")
         if model:
             options["model"] = model
-        return HttpJudge(base_url=url, **options)
+        return _build(HttpJudge, url, **options)
     if kind == "reward":
         from prefline.judges.reward_model import RewardModelJudge
 
-        return RewardModelJudge(arg, **options)
+        return _build(RewardModelJudge, arg, **options)
     from prefline.judges.local_lm import LocalLMJudge
 
-    return LocalLMJudge(arg, **options)
+    return _build(LocalLMJudge, arg, **options)
 
 
 __all__ = ["Judge", "Verdict", "make_judge", "SPECS"]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prefline.errors import PreflineError
 from prefline.formats.examples import as_messages, prompt_text
 from prefline.judges.base import PairItem, PromptLike, Verdict, combine_orders, dir_fingerprint
 
@@ -87,7 +88,7 @@ class LocalLMJudge:
         return out
 
     def rate(self, prompt: PromptLike, response: str) -> dict[str, float]:
-        raise NotImplementedError("the local LM judge is pairwise only")
+        raise PreflineError("the local LM judge is pairwise only; use judge(prompt, a, b)")
 
     def judge(self, prompt: PromptLike, a: str, b: str) -> Verdict:
         return self.judge_many([(prompt, a, b)])[0]
