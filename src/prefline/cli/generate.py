@@ -52,7 +52,7 @@ def generate_cmd(
         from prefline.errors import PreflineError
 
         raise PreflineError(f"output folder {out.parent} does not exist", path=str(out))
-    torch.set_num_threads(threads or auto_threads())
+    torch.set_num_threads(threads or auto_threads())  # also speeds up loading
     model, tok = load_policy(policy, precision)
     params = {"n": n, "max_new_tokens": max_new_tokens, "temperature": temperature,
               "top_p": top_p, "seed": seed, "batch_size": batch_size,
@@ -61,7 +61,7 @@ def generate_cmd(
     with StepProgress(len(rows), enabled=not as_json, description="generating") as bar:
         texts = generate(model, tok, [r.prompt for r in rows], n=n, max_new_tokens=max_new_tokens,
                          temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
-                         on_batch=advance(bar))
+                         threads=None, on_batch=advance(bar))
     seconds = time.perf_counter() - start
     name = policy or DEFAULT_POLICY
     gens = [Generation(r.prompt, t, name, params, r.tags) for r, t in zip(rows, texts, strict=True)]

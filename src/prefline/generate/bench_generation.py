@@ -42,7 +42,7 @@ def bench_generation(policy: str | None = None, prompts: int = 4, n: int = 4,
             model = base.to(getattr(torch, dtype))
             start = time.perf_counter()
             out = generate(model, tok, texts, n=n, max_new_tokens=max_new_tokens,
-                           temperature=0.8, seed=seed, batch_size=batch)
+                           temperature=0.8, seed=seed, batch_size=batch, threads=None)
             seconds = time.perf_counter() - start
             tokens = count_new_tokens(tok, out)
             results.append({"dtype": dtype, "batch_size": batch, "threads": torch.get_num_threads(),

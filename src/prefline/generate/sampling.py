@@ -79,19 +79,36 @@ def _batches(order: list[int], size: int) -> Iterator[list[int]]:
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: int = 4,
              max_new_tokens: int = 128, temperature: float = 0.8, top_p: float = 0.95,
-             seed: int = 0, batch_size: int = 16, precision: str = "fp32",
+             seed: int = 0, batch_size: int = 32, precision: str = "fp32",
+             threads: int | None = 0,
              on_batch: Callable[[int], None] | None = None) -> list[list[str]]:
     """``n`` sampled responses per prompt: a list (one per prompt, input order) of ``n`` strings.
 
     ``batch_size`` counts sequences per ``generate`` call (prompts per call = batch_size // n,
     at least 1). ``temperature`` 0 means greedy (then the n responses are identical).
     ``precision`` bf16|auto autocasts an fp32 model (prefer loading bf16 weights instead).
+    ``threads``: torch threads while generating (0 = ``auto_threads()``, None = leave as set).
     ``on_batch(k)`` is called after each batch with the number of prompts finished.
     """
     import torch
 
     if n < 1 or max_new_tokens < 1:
         raise PreflineError("need n >= 1 and max_new_tokens >= 1")
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads or auto_threads())
+    try:
+        return _generate(model, tokenizer, prompts, n, max_new_tokens, temperature, top_p, seed,
+                         batch_size, precision, on_batch)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: int,
+              max_new_tokens: int, temperature: float, top_p: float, seed: int, batch_size: int,
+              precision: str, on_batch: Callable[[int], None] | None) -> list[list[str]]:
+    import torch
+
     texts = render_prompts(tokenizer, prompts)
     pad_id = tokenizer.pad_token_id
     if pad_id is None:  # decoder-only tokenizers often lack one; EOS is safe under a mask
