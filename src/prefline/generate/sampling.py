@@ -45,6 +45,21 @@ def auto_threads() -> int:
     return max(1, min(cores, round(cores - busy)))
 
 
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads (0 = ``auto_threads()``, None = as set),
+    restoring the previous count afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads or auto_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def render_prompts(tokenizer: Any, prompts: Sequence[str | Messages]) -> list[str]:
     """Chat-template each prompt with the assistant turn opened (plain transcript without one)."""
     out = []
@@ -90,18 +105,12 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: i
     ``threads``: torch threads while generating (0 = ``auto_threads()``, None = leave as set).
     ``on_batch(k)`` is called after each batch with the number of prompts finished.
     """
-    import torch
 
     if n < 1 or max_new_tokens < 1:
         raise PreflineError("need n >= 1 and max_new_tokens >= 1")
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads or auto_threads())
-    try:
+    with cpu_threads(threads):
         return _generate(model, tokenizer, prompts, n, max_new_tokens, temperature, top_p, seed,
                          batch_size, precision, on_batch)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: int,

@@ -95,8 +95,11 @@ class LocalLMJudge:
 
     def judge_many(self, items: Sequence[PairItem],
                    on_done: Callable[[int], None] | None = None) -> list[Verdict]:
+        from prefline.generate.sampling import cpu_threads
+
         texts = [t for p, a, b in items for t in (self._render(p, a, b), self._render(p, b, a))]
-        probs = self.prob_first_letter(texts)
+        with cpu_threads(0):
+            probs = self.prob_first_letter(texts)
         verdicts = []
         for k in range(len(items)):
             p1, p2 = probs[2 * k], 1.0 - probs[2 * k + 1]  # both: P(a better)
