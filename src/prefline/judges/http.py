@@ -206,8 +206,9 @@ class HttpJudge:
                 raise PreflineError(f"judge endpoint {self.url} answered HTTP {resp.status_code}: "
                                     f"{resp.text[:200]!r}")
             return _content(resp)
-        raise PreflineError(f"judge endpoint {self.url} failed after {self.retries + 1} "
-                            f"attempts: {problem}")
+        tries = self.retries + 1
+        raise PreflineError(f"judge endpoint {self.url} failed after {tries} "
+                            f"attempt{'s' if tries > 1 else ''}: {problem}")
 
     def _cache_path(self, key: str) -> Path:
         return cache_dir() / "judges" / "http" / key[:2] / f"{key}.json"
