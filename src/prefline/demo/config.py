@@ -22,30 +22,33 @@ class DemoConfig:
     """Causal LM to improve (None: the embedded SmolLM2-135M-Instruct)."""
     reward_backbone: str | None = None
     """Reward-model encoder (None: the embedded all-MiniLM-L6-v2)."""
-    train_prompts: int | None = None
-    """How many train-split prompts to sample candidates for (None: all, stratified)."""
+    train_prompts: int | None = 140
+    """How many train-split prompts to sample candidates for (None: all 252; the default
+    takes 20 per category to fit the CPU budget)."""
     eval_prompts: int | None = None
     """How many eval-split prompts to evaluate on (None: all)."""
     k: int = 4
     """Candidates sampled per train prompt."""
-    gen_max_new_tokens: int = 64
+    gen_max_new_tokens: int = 48
     gen_temperature: float = 0.9
+    gen_top_p: float = 1.0
+    """1.0 = plain temperature sampling (top-p sorts the 49k-token vocabulary every step)."""
     gen_batch_size: int = 256
     """Sequences per generate call: decoding a 135M model on CPU is per-op overhead bound,
     so wide batches are several times faster per token."""
-    rm_epochs: int = 2
+    rm_epochs: int = 1
     rm_lr: float = 5e-5
     rm_batch_size: int = 16
     rm_max_length: int = 256
     dpo_loss: str = "sigmoid"
     dpo_beta: float = 0.1
     dpo_lr: float = 2e-4
-    dpo_epochs: int = 2
+    dpo_epochs: int = 3
     dpo_batch_size: int = 8
     dpo_lora_r: int = 16
     dpo_max_length: int = 256
-    eval_samples: int = 2
-    eval_max_new_tokens: int = 64
+    eval_samples: int = 1
+    eval_max_new_tokens: int = 48
     eval_temperature: float = 0.7
     snapshot_test_fraction: float = 0.1
     seed: int = 0

@@ -87,7 +87,7 @@ def stage_generate(cfg: DemoConfig, models: dict[str, Any], work: Path,
 
     responses = sampling.generate(
         model, tok, [r["prompt"] for r in rows], n=cfg.k, max_new_tokens=cfg.gen_max_new_tokens,
-        temperature=cfg.gen_temperature, top_p=0.95, seed=cfg.seed,
+        temperature=cfg.gen_temperature, top_p=cfg.gen_top_p, seed=cfg.seed,
         batch_size=cfg.gen_batch_size, on_batch=on_batch)
     out = [{**r, "responses": rs} for r, rs in zip(rows, responses, strict=True)]
     write_jsonl(work / "candidates.jsonl", out)
@@ -331,7 +331,7 @@ def run_demo(cfg: DemoConfig, reporter: Reporter | None = None) -> dict[str, Sta
     models = step("models", ("policy_model", "reward_backbone", "seed"), (),
                   lambda w: stage_models(cfg, w))
     step("generate", ("train_prompts", "k", "gen_max_new_tokens", "gen_temperature",
-                      "gen_batch_size", "seed"), ("models",),
+                      "gen_top_p", "gen_batch_size", "seed"), ("models",),
          lambda w: stage_generate(cfg, models, w, rep.tick))
     step("label", (), ("generate",), lambda w: stage_label(cfg, w, rep.tick))
     step("store", (), ("label",), lambda w: stage_store(cfg, w))
