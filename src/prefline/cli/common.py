@@ -25,12 +25,14 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     i = 0
     while i < len(pairs):
         item = pairs[i]
-        key = item.lstrip("-").replace("-", "_")
+        key = item.lstrip("-")
         if "=" in key:
             k, v = key.split("=", 1)
-            out[k] = v
+            out[k.replace("-", "_")] = v  # only the key: values like 1e-3 keep their dashes
             i += 1
-        elif i + 1 < len(pairs) and not pairs[i + 1].startswith("--"):
+            continue
+        key = key.replace("-", "_")
+        if i + 1 < len(pairs) and not pairs[i + 1].startswith("--"):
             out[key] = pairs[i + 1]
             i += 2
         else:
