@@ -116,18 +116,6 @@ def load_dpo_pairs(data: str | None, snapshot: str | None, db: str | None,
     return pairs, snap.content_hash, snap.id
 
 
-def _as_flag_pairs(args: list[str]) -> list[str]:
-    """``lr=1e-3`` -> ``--lr 1e-3``: parse_overrides keeps values intact only in that form."""
-    out: list[str] = []
-    for item in args:
-        if "=" in item:
-            key, value = item.split("=", 1)
-            out += ["--" + key.lstrip("-"), value]
-        else:
-            out.append(item)
-    return out
-
-
 def _default_out() -> str:
     from prefline.paths import data_dir
 
@@ -156,7 +144,7 @@ def train_dpo_cmd(
     e.g. `lr=1e-6 batch_size=4 max_steps=50 precision=bf16`.
     """
     raw = _read_config(config)
-    raw.update(parse_overrides(_as_flag_pairs(ctx.args)))
+    raw.update(parse_overrides(ctx.args))
     flags = {"model": model, "loss": loss, "beta": beta, "lora": lora, "max_length": max_length,
              "out_dir": out}
     raw.update({k: v for k, v in flags.items() if v is not None})
