@@ -17,7 +17,7 @@ from prefline.cli.common import (
     print_json,
     train_app,
 )
-from prefline.cli.dpo import _as_flag_pairs, _read_config
+from prefline.cli.dpo import _read_config
 from prefline.errors import PreflineError
 
 
@@ -49,7 +49,7 @@ def train_reward_cmd(
     from prefline.train.reward import config_from, train_reward
 
     raw: dict[str, Any] = _read_config(config)
-    raw.update(parse_overrides(_as_flag_pairs(ctx.args)))
+    raw.update(parse_overrides(ctx.args))
     flags = {"data": data, "snapshot": snapshot, "model": model, "out": out,
              "ensemble": ensemble, "lora": lora, "db": db}
     raw.update({k: v for k, v in flags.items() if v is not None})
@@ -101,6 +101,22 @@ def _eval_data(data: str | None, snapshot: str | None, db: str | None,
     return pairs, [ex for ex in examples if isinstance(ex, RatingExample)]
 
 
+def _held_out(pairs: list[Any], card: dict[str, Any], split: str) -> list[Any]:
+    """The ``split`` part of ``pairs`` under the model's own training split settings."""
+    from prefline.train.reward_data import split_by_prompt
+
+    if split not in ("test", "val"):
+        raise PreflineError("--split must be all, test or val", field="split")
+    cfg = card.get("config") or {}
+    seed = int((cfg.get("train") or {}).get("seed", 0))
+    _, val, test = split_by_prompt(pairs, float(cfg.get("val_fraction", 0.1)),
+                                   float(cfg.get("test_fraction", 0.1)), seed)
+    chosen = test if split == "test" else val
+    if not chosen:
+        raise PreflineError(f"no pairs fall in the model's {split} split", field="split")
+    return chosen
+
+
 @eval_app.command("reward")
 def eval_reward_cmd(
     model: Annotated[str, typer.Option("--model", help="Saved reward model (or ensemble) folder.")],
@@ -109,6 +125,7 @@ def eval_reward_cmd(
     report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report here.")] = None,
     rewardbench: Annotated[bool, typer.Option("--rewardbench", help="--data holds RewardBench rows (prompt/chosen/rejected/subset).")] = False,
     probes: Annotated[int, typer.Option("--probes", help="Pairs used by the robustness probes (0: skip).")] = 100,
+    split: Annotated[str, typer.Option("--split", help="all | test | val: with --data, keep only the model's held-out split (same prompt-grouped split as training).")] = "all",
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -119,6 +136,8 @@ def eval_reward_cmd(
 
     pairs, ratings = _eval_data(data, snapshot, db, rewardbench)
     scorer = load_reward_model(model)
+    if split != "all":
+        pairs = _held_out(pairs, scorer.card, split)
     result = evaluate_reward(scorer, pairs, ratings, probes=probes)
     if rewardbench:
         result["rewardbench"] = run_rewardbench(scorer, pairs)
