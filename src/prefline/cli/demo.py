@@ -94,7 +94,8 @@ def _print(summary: dict[str, Any], out: Path, console: Any) -> None:
         f"{summary['eval_prompts']} held-out prompts)",
         f"proxy win rate   {proxy:.1%}" if proxy is not None else "proxy win rate   n/a",
         f"KL(policy‖ref)   {summary['kl']:.3f} nats/response",
-        f"RM accuracy      {summary['reward_model_accuracy']}",
+        "RM accuracy      " + (f"{summary['reward_model_accuracy']:.1%} (held-out pairs)"
+                                if summary["reward_model_accuracy"] is not None else "n/a"),
     ]
     for line in lines:
         console.print(line)
