@@ -35,9 +35,7 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup
-	$(BIN)/prefline bench ingest
-	$(BIN)/prefline bench reward --against trl
-	$(BIN)/prefline bench dpo --against trl
+	PREFLINE_TEST_PG="$$(./scripts/pg-start.sh)" $(BIN)/python bench/run.py all
 
 clean-venv:
 	rm -rf $(VENV)
