@@ -161,7 +161,7 @@ def _per_category(rows: list[dict[str, Any]], scores: list[list[float]]) -> dict
 
 def _examples(rows: list[dict[str, Any]], resp_a: list[list[str]], resp_b: list[list[str]],
               scores: list[list[float]], k: int = 6) -> list[dict[str, Any]]:
-    """A few side-by-side pairs, spread over categories, wins and losses both shown."""
+    """The first sample of the first prompt in each category: side by side, not cherry-picked."""
     picked: list[dict[str, Any]] = []
     seen: set[str] = set()
     for i, row in enumerate(rows):
