@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from prefline.errors import PreflineError
 
 DbOption = Annotated[
     str | None,
@@ -48,3 +52,20 @@ eval_app = typer.Typer(help="Evaluate a reward model or a policy.", no_args_is_h
 bench_app = typer.Typer(help="Benchmarks against peers, measured in the same run.", no_args_is_help=True)
 snapshot_app = typer.Typer(help="Frozen, content-hashed training sets.", no_args_is_help=True)
 registry_app = typer.Typer(help="Registered artifacts and their lineage.", no_args_is_help=True)
+
+
+def read_config(path: Path | None, sections: tuple[str, ...] = ("train",)) -> dict[str, Any]:
+    """Settings from a JSON or TOML file; tables named in ``sections`` are flattened in."""
+    if path is None:
+        return {}
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise PreflineError(f"cannot read config ({exc})", path=str(path)) from None
+    if not isinstance(data, dict):
+        raise PreflineError("a config file must hold an object of settings", path=str(path))
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(value if key in sections and isinstance(value, dict) else {key: value})
+    return flat

@@ -8,10 +8,8 @@ overrides after the options, then the explicit flags. Every key is validated aga
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import tomllib
 import typing
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +22,7 @@ from prefline.cli.common import (
     bench_app,
     parse_overrides,
     print_json,
+    read_config,
     train_app,
 )
 from prefline.errors import PreflineError
@@ -68,22 +67,6 @@ def _split_settings(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         else:
             raise PreflineError("unknown setting; see `prefline train dpo --help`", field=key)
     return dpo, train
-
-
-def _read_config(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as exc:
-        raise PreflineError(f"cannot read config ({exc})", path=str(path)) from None
-    if not isinstance(data, dict):
-        raise PreflineError("a config file must hold an object of settings", path=str(path))
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        flat.update(value if key in ("dpo", "train") and isinstance(value, dict) else {key: value})
-    return flat
 
 
 def load_dpo_pairs(data: str | None, snapshot: str | None, db: str | None,
@@ -143,7 +126,7 @@ def train_dpo_cmd(
     Extra `key=value` or `--key value` pairs set any DPOConfig/TrainConfig field,
     e.g. `lr=1e-6 batch_size=4 max_steps=50 precision=bf16`.
     """
-    raw = _read_config(config)
+    raw = read_config(config, sections=("dpo", "train"))
     raw.update(parse_overrides(ctx.args))
     flags = {"model": model, "loss": loss, "beta": beta, "lora": lora, "max_length": max_length,
              "out_dir": out}

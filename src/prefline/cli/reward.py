@@ -15,9 +15,9 @@ from prefline.cli.common import (
     eval_app,
     parse_overrides,
     print_json,
+    read_config,
     train_app,
 )
-from prefline.cli.dpo import _read_config
 from prefline.errors import PreflineError
 
 
@@ -48,7 +48,7 @@ def train_reward_cmd(
     """
     from prefline.train.reward import config_from, train_reward
 
-    raw: dict[str, Any] = _read_config(config)
+    raw: dict[str, Any] = read_config(config, sections=("reward", "train"))
     raw.update(parse_overrides(ctx.args))
     flags = {"data": data, "snapshot": snapshot, "model": model, "out": out,
              "ensemble": ensemble, "lora": lora, "db": db}
