@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,22 +42,10 @@ def _fresh_pg_db() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("PREFLINE_TEST_PG is not set: run the suite with `make test`")
         pytest.skip("PREFLINE_TEST_PG not set (make test starts PostgreSQL)")
-    from sqlalchemy import create_engine, text
+    from prefline.store.bench_ingest import fresh_postgres
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_URL.rsplit("/", 1)[0] + "/" + name
-    try:
+    with fresh_postgres(PG_URL) as url:
         yield url
-    finally:
-        from prefline.store.db import get_engine
-
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
