@@ -22,9 +22,9 @@ class DemoConfig:
     """Causal LM to improve (None: the embedded SmolLM2-135M-Instruct)."""
     reward_backbone: str | None = None
     """Reward-model encoder (None: the embedded all-MiniLM-L6-v2)."""
-    train_prompts: int | None = 140
-    """How many train-split prompts to sample candidates for (None: all 252; the default
-    takes 20 per category to fit the CPU budget)."""
+    train_prompts: int | None = None
+    """How many train-split prompts to sample candidates for (None: all 252). Two runs on
+    140 prompts gave 60.1% and 53.6%: too little DPO data for a stable result."""
     eval_prompts: int | None = None
     """How many eval-split prompts to evaluate on (None: all)."""
     k: int = 4
@@ -43,7 +43,7 @@ class DemoConfig:
     dpo_loss: str = "sigmoid"
     dpo_beta: float = 0.1
     dpo_lr: float = 2e-4
-    dpo_epochs: int = 3
+    dpo_epochs: int = 4
     dpo_batch_size: int = 8
     dpo_lora_r: int = 16
     dpo_max_length: int = 256
