@@ -17,6 +17,10 @@ fi
 RUNAS=()
 if [ "$(id -u)" = "0" ]; then RUNAS=(su postgres -s /bin/bash -c); else RUNAS=(bash -c); fi
 if ! "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" 2>/dev/null; then
+  # A server killed with its session leaves postmaster.pid behind; drop it if nothing runs it.
+  if [ -f "$DATA/postmaster.pid" ] && ! kill -0 "$(head -1 "$DATA/postmaster.pid")" 2>/dev/null; then
+    rm -f "$DATA/postmaster.pid"
+  fi
   if [ ! -f "$DATA/PG_VERSION" ]; then
     mkdir -p "$DATA"
     [ "$(id -u)" = "0" ] && chown postgres "$DATA"
