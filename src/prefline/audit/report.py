@@ -6,13 +6,12 @@ so the file can be mailed or attached to a CI run and still shows everything.
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 from typing import Any
 
 from prefline.audit.checks import METRIC_HELP
 from prefline.audit.stats import is_number
+from prefline.plots import png_base64, use_agg
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>prefline audit</title>
@@ -72,12 +71,7 @@ leakage: {{ r.leakage.leaked }}.</p>
 
 
 def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_base64(fig, dpi=90)
 
 
 def _bias_plot(r: dict[str, Any]) -> Any:
@@ -147,9 +141,7 @@ def _agreement_plot(rows: list[dict[str, Any]]) -> Any:
 
 def plots(r: dict[str, Any]) -> list[tuple[str, str]]:
     """``[(title, base64 PNG)]`` for the report; a plot without data is left out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    use_agg()
     out = [("Label distribution per annotator", _png(_labels_plot(r))),
            ("Position, length and tie rates", _png(_bias_plot(r)))]
     if r["position_bias"]["by_annotator"]:

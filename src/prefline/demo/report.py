@@ -15,12 +15,11 @@ from prefline.demo.config import DemoConfig
 from prefline.evaluate.policy_report import (
     POLICY_FIGURES,
     image_sources,
-    new_figure,
     page,
     pct,
-    png_bytes,
     policy_section,
 )
+from prefline.plots import new_figure, png_bytes
 
 SUMMARY_KEYS = ("judge_win_rate", "judge_win_rate_ci", "proxy_win_rate", "kl",
                 "reward_model_accuracy", "stages_seconds")

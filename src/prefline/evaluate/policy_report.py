@@ -6,35 +6,12 @@ either embeds them as data URIs (one self-contained file) or links PNG files sav
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-Figure = Any
-
-
-def new_figure(width: float = 6.0, height: float = 3.2) -> tuple[Figure, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
-    return fig, ax
-
-
-def png_bytes(fig: Figure) -> bytes:
-    """Render and close ``fig``; PNG bytes."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+from prefline.plots import data_uri, new_figure, png_bytes
 
 
 def fig_win_rates(result: dict[str, Any]) -> bytes:
@@ -114,7 +91,7 @@ def image_sources(figures: dict[str, bytes], folder: Path | None) -> dict[str, s
     out = {}
     for name, data in figures.items():
         if folder is None:
-            out[name] = "data:image/png;base64," + base64.b64encode(data).decode()
+            out[name] = data_uri(data)
         else:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{name}.png").write_bytes(data)

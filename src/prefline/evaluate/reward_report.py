@@ -6,9 +6,7 @@ report is one self-contained file that renders offline.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 from pathlib import Path
@@ -16,14 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from prefline.plots import png_base64, use_agg
+
 
 def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/png;base64," + png_base64(fig, dpi=110)
 
 
 def _reliability(plots: dict[str, Any]) -> str:
@@ -140,9 +135,7 @@ def render_report(result: dict[str, Any], title: str = "Reward model evaluation"
 
 def write_report(result: dict[str, Any], path: str | Path, title: str = "Reward model evaluation") -> Path:
     """Render and write atomically (a temp file renamed into place)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    use_agg()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
