@@ -29,28 +29,25 @@ def bench_generation(policy: str | None = None, prompts: int = 4, n: int = 4,
     import torch
 
     from prefline.data import load_prompts
-    from prefline.generate.sampling import auto_threads, count_new_tokens, generate
+    from prefline.generate.sampling import count_new_tokens, cpu_threads, generate
     from prefline.models.hub import load_causal_lm
 
     texts = [p["prompt"] for p in load_prompts("train")][::7][:prompts]
     base, tok = load_causal_lm(policy, dtype="float32")
     results = []
-    before = torch.get_num_threads()
-    try:
-        for dtype, batch, threads in settings:
-            torch.set_num_threads(threads or auto_threads())
-            model = base.to(getattr(torch, dtype))
+    for dtype, batch, threads in settings:
+        model = base.to(getattr(torch, dtype))
+        with cpu_threads(threads or 0):
+            used = torch.get_num_threads()
             start = time.perf_counter()
             out = generate(model, tok, texts, n=n, max_new_tokens=max_new_tokens,
                            temperature=0.8, seed=seed, batch_size=batch, threads=None)
             seconds = time.perf_counter() - start
-            tokens = count_new_tokens(tok, out)
-            results.append({"dtype": dtype, "batch_size": batch, "threads": torch.get_num_threads(),
-                            "prompts": len(texts), "n": n, "max_new_tokens": max_new_tokens,
-                            "seconds": round(seconds, 2), "new_tokens": tokens,
-                            "tokens_per_s": round(tokens / seconds, 1)})
-            if on_result is not None:
-                on_result(results[-1])
-    finally:
-        torch.set_num_threads(before)
+        tokens = count_new_tokens(tok, out)
+        results.append({"dtype": dtype, "batch_size": batch, "threads": used,
+                        "prompts": len(texts), "n": n, "max_new_tokens": max_new_tokens,
+                        "seconds": round(seconds, 2), "new_tokens": tokens,
+                        "tokens_per_s": round(tokens / seconds, 1)})
+        if on_result is not None:
+            on_result(results[-1])
     return results
