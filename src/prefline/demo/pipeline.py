@@ -18,6 +18,7 @@ from typing import Any
 from prefline.demo.cache import StageCache, StageResult
 from prefline.demo.config import DemoConfig
 from prefline.errors import PreflineError
+from prefline.formats import jsonl
 
 STAGES = ("models", "generate", "label", "store", "snapshot", "audit", "reward", "dpo",
           "evaluate", "register")
@@ -48,12 +49,8 @@ def pick_prompts(rows: list[dict[str, Any]], n: int | None) -> list[dict[str, An
     return out
 
 
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-
-
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [row for _, row in jsonl.read_jsonl(path)]
 
 
 # ---- stages ----------------------------------------------------------------------------------
@@ -90,7 +87,7 @@ def stage_generate(cfg: DemoConfig, models: dict[str, Any], work: Path,
         temperature=cfg.gen_temperature, top_p=cfg.gen_top_p, seed=cfg.seed,
         batch_size=cfg.gen_batch_size, on_batch=on_batch)
     out = [{**r, "responses": rs} for r, rs in zip(rows, responses, strict=True)]
-    write_jsonl(work / "candidates.jsonl", out)
+    jsonl.write_jsonl(work / "candidates.jsonl", out)
     n_tokens = sampling.count_new_tokens(tok, responses)
     return ({"prompts": len(rows), "responses": sum(len(rs) for rs in responses),
              "new_tokens": n_tokens, "model": models["policy"] or "SmolLM2-135M-Instruct"},
@@ -115,7 +112,7 @@ def stage_label(cfg: DemoConfig, work: Path, tick: Tick) -> tuple[dict[str, Any]
         rec = label.pair_record(judge, pair)
         records.append({k: rec[k] for k in ("prompt", "chosen", "rejected", "tie", "strength", "tags")}
                        | {"annotator": f"judge:{judge.name}", "annotator_kind": "ai_judge"})
-    write_jsonl(work / "pairs.jsonl", records)
+    jsonl.write_jsonl(work / "pairs.jsonl", records)
     ties = sum(r["tie"] for r in records)
     return ({"pairs": len(records), "ties": ties, "decisive": len(records) - ties,
              "judge": judge.config()}, ["label/pairs.jsonl"])

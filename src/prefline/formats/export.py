@@ -13,15 +13,13 @@ half-written export.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from prefline.errors import PreflineError
 from prefline.formats.examples import Messages, prompt_text
+from prefline.formats.jsonl import write_jsonl
 
 TASKS = ("dpo", "reward", "kto", "ranking")
 STYLES = ("conversational", "standard")
@@ -62,21 +60,6 @@ def task_rows(task: str, items: list[dict[str, Any]], style: str = "conversation
         elif kind == "ranking" and task == "ranking":
             yield {"prompt": _prompt(p, style), "responses": [_reply(r, style) for r in d["responses"]],
                    "order": list(range(len(d["responses"])))}
-
-
-def write_jsonl(out: Path, rows: Iterable[dict[str, Any]]) -> Path:
-    """Write rows as JSON Lines atomically (temp file + rename); return ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
 
 
 def export_snapshot(out: str | Path, task: str, snapshot: str | int | None = None,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -68,3 +70,18 @@ def read_json(path: Path) -> Iterator[tuple[int, Any]]:
     if not isinstance(data, list):
         raise PreflineError("expected a JSON array of records", path=str(path))
     yield from enumerate(data, start=1)
+
+
+def write_jsonl(out: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write rows as JSON Lines atomically (temp file + rename); return ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

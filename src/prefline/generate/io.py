@@ -8,29 +8,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from prefline.errors import PreflineError
 from prefline.formats.examples import as_messages
+from prefline.formats.jsonl import read_jsonl
+from prefline.formats.jsonl import write_jsonl as atomic_write_jsonl
 from prefline.generate.store import Generation
-
-
-def _json_lines(path: Path) -> Iterable[tuple[int, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PreflineError(f"cannot read file: {exc.strerror}", path=str(path)) from None
-    for no, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                yield no, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PreflineError(f"invalid JSON ({exc.msg})", path=str(path), line=no) from None
 
 
 def _checked_prompt(value: Any, path: Path, line: int) -> list[dict[str, str]]:
@@ -69,7 +55,7 @@ def read_prompts(path: str | Path) -> list[Generation]:
     if not first.lstrip().startswith("{"):
         return [Generation(prompt=as_messages(ln.strip()), responses=[]) for ln in lines if ln.strip()]
     out = []
-    for no, rec in _json_lines(path):
+    for no, rec in read_jsonl(path):
         if not isinstance(rec, dict) or "prompt" not in rec:
             raise PreflineError("expected an object with a 'prompt'", path=str(path), line=no,
                                 field="prompt")
@@ -82,7 +68,7 @@ def read_generations(path: str | Path) -> list[Generation]:
     """Read a ``prefline generate`` output file (each line needs ``prompt`` and ``responses``)."""
     path = Path(path)
     out = []
-    for no, rec in _json_lines(path):
+    for no, rec in read_jsonl(path):
         if not isinstance(rec, dict):
             raise PreflineError("expected a JSON object", path=str(path), line=no)
         responses = rec.get("responses")
@@ -104,19 +90,11 @@ def generation_record(g: Generation) -> dict[str, Any]:
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    """Write records atomically (temp file + rename: a crash never leaves half a file)."""
+    """Write records atomically (temp file + rename: a crash never leaves half a file);
+    returns how many were written. The output folder must exist."""
     path = Path(path)
     if not path.parent.exists():
         raise PreflineError(f"output folder {path.parent} does not exist", path=str(path))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return n
+    rows = list(records)
+    atomic_write_jsonl(path, rows)
+    return len(rows)
