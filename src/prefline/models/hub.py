@@ -8,7 +8,6 @@ file gets a new folder, and every later load is an ordinary ``from_pretrained`` 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,15 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from prefline.errors import PreflineError
+from prefline.hashing import file_sha256
 from prefline.paths import cache_dir
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _resolve_dtype(dtype: Any) -> Any:
@@ -49,7 +41,7 @@ def converted_gguf_dir(gguf_path: str | Path) -> Path:
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise PreflineError("GGUF file not found", path=str(gguf_path))
-    target = cache_dir() / "models" / f"{gguf_path.stem}-{_file_sha256(gguf_path)[:16]}"
+    target = cache_dir() / "models" / f"{gguf_path.stem}-{file_sha256(gguf_path)[:16]}"
     if (target / "config.json").exists():
         return target
     import torch

@@ -9,7 +9,7 @@ from typing import Any
 
 from prefline.errors import PreflineError
 from prefline.formats.examples import PreferencePair, RankingExample, RatingExample
-from prefline.hashing import content_hash
+from prefline.hashing import content_hash, file_sha256
 
 
 def load_reward_examples(data: str | None, snapshot: str | None,
@@ -23,7 +23,7 @@ def load_reward_examples(data: str | None, snapshot: str | None,
         for rec in records:
             check_examples([rec.example], where=(data, rec.line))
         examples = [r.example for r in records]
-        return examples, _file_hash(Path(data))
+        return examples, file_sha256(Path(data))
     return snapshot_data(str(snapshot), "train", db)
 
 
@@ -45,14 +45,6 @@ def check_examples(examples: Sequence[Any],
             path, line = where if where else (None, None)
             raise PreflineError(f"reward training cannot use {type(ex).__name__} records; "
                                 "expected pairs, rankings or ratings", path=path, line=line)
-
-
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _prompt_key(ex: Any) -> str:
