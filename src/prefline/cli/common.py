@@ -69,3 +69,12 @@ def read_config(path: Path | None, sections: tuple[str, ...] = ("train",)) -> di
     for key, value in data.items():
         flat.update(value if key in sections and isinstance(value, dict) else {key: value})
     return flat
+
+
+def default_run_dir(kind: str) -> str:
+    """``<data dir>/runs/<kind>-<timestamp>``: where a training run goes without --out."""
+    import time
+
+    from prefline.paths import data_dir
+
+    return str(data_dir() / "runs" / time.strftime(f"{kind}-%Y%m%d-%H%M%S"))

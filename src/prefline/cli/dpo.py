@@ -9,7 +9,6 @@ overrides after the options, then the explicit flags. Every key is validated aga
 from __future__ import annotations
 
 import os
-import time
 import typing
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ from prefline.cli.common import (
     DbOption,
     JsonOption,
     bench_app,
+    default_run_dir,
     parse_overrides,
     print_json,
     read_config,
@@ -99,12 +99,6 @@ def load_dpo_pairs(data: str | None, snapshot: str | None, db: str | None,
     return pairs, snap.content_hash, snap.id
 
 
-def _default_out() -> str:
-    from prefline.paths import data_dir
-
-    return str(data_dir() / "runs" / time.strftime("dpo-%Y%m%d-%H%M%S"))
-
-
 @train_app.command(
     "dpo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train_dpo_cmd(
@@ -132,7 +126,7 @@ def train_dpo_cmd(
              "out_dir": out}
     raw.update({k: v for k, v in flags.items() if v is not None})
     dpo_kw, train_kw = _split_settings(raw)
-    train_kw.setdefault("out_dir", _default_out())
+    train_kw.setdefault("out_dir", default_run_dir("dpo"))
     train_kw.setdefault("progress", not as_json)
     from prefline.train.dpo import DPOConfig, train_dpo
     from prefline.train.engine import TrainConfig

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ from prefline.cli.common import (
     DbOption,
     JsonOption,
     bench_app,
+    default_run_dir,
     eval_app,
     parse_overrides,
     print_json,
@@ -19,12 +19,6 @@ from prefline.cli.common import (
     train_app,
 )
 from prefline.errors import PreflineError
-
-
-def _default_out() -> str:
-    from prefline.paths import data_dir
-
-    return str(data_dir() / "runs" / time.strftime("reward-%Y%m%d-%H%M%S"))
 
 
 @train_app.command(
@@ -53,7 +47,7 @@ def train_reward_cmd(
     flags = {"data": data, "snapshot": snapshot, "model": model, "out": out,
              "ensemble": ensemble, "lora": lora, "db": db}
     raw.update({k: v for k, v in flags.items() if v is not None})
-    raw.setdefault("out", _default_out())
+    raw.setdefault("out", default_run_dir("reward"))
     if as_json:
         raw["progress"] = "false"
     art = train_reward(config_from(raw))
