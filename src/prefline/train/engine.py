@@ -9,6 +9,7 @@ of the optimizer step, which makes gradient accumulation equal to one large batc
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -174,14 +175,20 @@ class Trainer:
     def _step_examples(self, step: int) -> list[Any]:
         """This process's examples for optimizer step ``step`` (deterministic in the seed)."""
         epoch, k = divmod(step, self.steps_per_epoch)
-        order = list(range(len(self.examples)))
-        random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(order)
+        order = self._epoch_order(epoch)
         idx = order[k * self.per_step:(k + 1) * self.per_step]
         if len(idx) < self.per_step:  # a tiny dataset: wrap around rather than drop
             idx = (idx + order * (self.per_step // len(order) + 1))[: self.per_step]
         share = self.cfg.batch_size * self.cfg.grad_accum
         mine = idx[self.rank * share:(self.rank + 1) * share]
         return [self.examples[i] for i in mine]
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019 - one Trainer per run; freed with it
+    def _epoch_order(self, epoch: int) -> list[int]:
+        """The seeded permutation of example indices for ``epoch`` (computed once per epoch)."""
+        order = list(range(len(self.examples)))
+        random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(order)
+        return order
 
     def _micro_batches(self, step: int) -> Iterator[Any]:
         items = self._step_examples(step)
