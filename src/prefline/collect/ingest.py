@@ -27,7 +27,7 @@ from prefline.collect.schemas import (
     RatingEvent,
 )
 from prefline.formats.examples import as_messages, prompt_text
-from prefline.hashing import content_hash
+from prefline.formats.records import prompt_key
 from prefline.store.ingest import response_hash
 from prefline.store.models import Annotator, Feedback, Prompt, Response, utcnow
 
@@ -42,11 +42,6 @@ class IngestError(ValueError):
         self.field = field
 
 
-def response_key(prompt_hash: str, text: str, model: str | None, version: str | None) -> str:
-    """Content hash of a response, shared with the importer (``store.ingest.response_hash``)."""
-    return response_hash(prompt_hash, text, model, version)
-
-
 def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], key: str) -> None:
     """Insert rows, skipping those whose unique ``key`` already exists (race-safe)."""
     if not rows:
@@ -59,7 +54,7 @@ def log_interaction(engine: Engine, req: LogRequest) -> tuple[int, list[int]]:
     """Store a prompt and its responses (deduplicated by content); returns their ids."""
     messages = as_messages([m.model_dump() for m in req.prompt.messages]
                            if req.prompt.messages else (req.prompt.text or ""))
-    p_hash = content_hash(messages)
+    p_hash = prompt_key(messages)  # the importer's prompt identity
     now = utcnow()
     with engine.begin() as conn:
         _upsert(conn, Prompt.__table__, [{
@@ -67,7 +62,7 @@ def log_interaction(engine: Engine, req: LogRequest) -> tuple[int, list[int]]:
             "context": req.prompt.context, "tags": list(req.prompt.tags), "created_at": now,
         }], "content_hash")
         prompt_id = conn.scalar(select(Prompt.id).where(Prompt.content_hash == p_hash))
-        hashes = [response_key(p_hash, r.text, r.model, r.model_version) for r in req.responses]
+        hashes = [response_hash(p_hash, r.text, r.model, r.model_version) for r in req.responses]
         _upsert(conn, Response.__table__, [{
             "content_hash": h, "prompt_id": prompt_id, "text": r.text, "model": r.model,
             "model_version": r.model_version, "gen_params": r.gen_params, "created_at": now,
