@@ -53,7 +53,7 @@ def upsert_prompt(session: Session, messages: Messages, tags: Sequence[str] = ()
 def upsert_response(session: Session, prompt_id: int, prompt_hash: str, text: str,
                     model: str | None, gen_params: dict[str, Any] | None = None) -> tuple[int, bool]:
     """``(response id, created?)`` for ``text`` answering the prompt, inserting it if new."""
-    key = response_hash(prompt_hash, text, model)  # same identity as the ingest API
+    key = response_hash(prompt_hash, text)
     found = session.scalar(select(Response.id).where(Response.content_hash == key))
     if found is not None:
         return found, False
