@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 
 PAIRS_PER_STEP = 8
 MAX_LENGTH = 256
@@ -180,7 +180,7 @@ def run_benchmark(against: str = "trl", data: str | None = None, steps: int = 3,
                                      PAIRS_PER_STEP, "max_length": MAX_LENGTH,
                                      "timed_steps": steps, "data": str(path),
                                      "threads": threads or "default"}}
-    from prefline.paths import cache_dir
+    from prefline.base.paths import cache_dir
 
     partial = cache_dir() / "bench-dpo"
     partial.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
+from prefline.base.errors import PreflineError
 from prefline.collect import create_app
 from prefline.collect.auth import create_user
-from prefline.errors import PreflineError
 from prefline.store.collect_models import ApiKey, User, UserSession
 from prefline.store.db import session_scope
 

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
+from prefline.base.errors import PreflineError
 from prefline.data import CATEGORIES, load_prompts
-from prefline.errors import PreflineError
 
 
 def test_prompt_set_is_large_labelled_and_split_by_category() -> None:

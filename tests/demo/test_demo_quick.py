@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from prefline.base.errors import PreflineError
 from prefline.cli import main
 from prefline.demo.cache import StageCache
 from prefline.demo.pipeline import STAGES, need
 from prefline.demo.report import SUMMARY_KEYS
-from prefline.errors import PreflineError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

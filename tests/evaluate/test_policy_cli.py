@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from prefline.base.errors import PreflineError
 from prefline.cli import main
 from prefline.cli.policy_eval import read_prompt_file
-from prefline.errors import PreflineError
 
 
 def test_eval_policy_cli_prints_json_and_writes_a_report(

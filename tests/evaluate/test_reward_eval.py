@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.evaluate.reward import (
     PROBES,
     evaluate_pairs,

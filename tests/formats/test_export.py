@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.export import export_snapshot, write_jsonl
 from prefline.formats.load import load_examples, load_pairs
 from prefline.store.ingest import import_file

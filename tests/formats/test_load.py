@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
+from prefline.base.hashing import content_hash
 from prefline.formats.examples import (
     PreferencePair,
     RankingExample,
@@ -19,7 +20,6 @@ from prefline.formats.export import write_jsonl
 from prefline.formats.hh import parse_transcript
 from prefline.formats.load import load_examples, load_pairs
 from prefline.formats.records import messages_json, prompt_key
-from prefline.hashing import content_hash
 
 USER = [{"role": "user", "content": "2+2?"}]
 PAIR = {"prompt": "2+2?", "chosen": "4", "rejected": "5"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.generate.io import read_generations, read_prompts
 from prefline.generate.sampling import generate, load_policy, render_prompts
 

@@ -9,7 +9,7 @@ from prefline.judges.principles import PrincipleJudge
 
 @pytest.mark.slow
 def test_smollm2_greedy_answers_stop_at_end_of_turn() -> None:
-    from prefline.errors import PreflineError
+    from prefline.base.errors import PreflineError
     from prefline.generate.sampling import generate, load_policy
     from prefline.models.embedded import smollm2_gguf
 

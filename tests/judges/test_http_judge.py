@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.judges import make_judge
 from prefline.judges.http import HttpJudge, parse_verdict
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.judges import make_judge
 from prefline.models.reward import RewardModel
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.losses.policy import LOSSES, compute, nll_term
 
 T = torch.tensor

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.models.hub import load_causal_lm, resolve_model_path
 
 

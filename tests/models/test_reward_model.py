@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.models.backbone import load_backbone, load_tokenizer
 from prefline.models.buckets import make_buckets
 from prefline.models.reward import VETO, HeadSpec, RewardModel

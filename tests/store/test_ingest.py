@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.export import write_jsonl
 from prefline.store import bulk
 from prefline.store.db import open_store

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import PreferencePair
 from prefline.formats.export import write_jsonl
 from prefline.store.ingest import import_file

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import PreferencePair, as_messages
 from prefline.models.tiny import tiny_causal_lm
 from prefline.train.dpo import DPOConfig, train_dpo

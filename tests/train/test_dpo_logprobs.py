@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import PreferencePair, as_messages
 from prefline.models.tiny import tiny_causal_lm, tiny_tokenizer
 from prefline.train.logprobs import SequenceLogps, chunked_token_logps

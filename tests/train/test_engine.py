@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
+from prefline.base.precision import resolve_precision
 from prefline.train.engine import TrainConfig, Trainer
-from prefline.train.precision import resolve_precision
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toy import ToyTask, toy_data, toy_model  # noqa: E402
@@ -89,7 +89,7 @@ def test_metrics_logged_and_bad_config(tmp_path: Path) -> None:
 
 
 def test_precision_auto_is_bf16_on_this_cpu() -> None:
-    from prefline.train.precision import cpu_has_native_bf16
+    from prefline.base.precision import cpu_has_native_bf16
 
     assert resolve_precision("fp32") is None
     assert resolve_precision("auto") == (torch.bfloat16 if cpu_has_native_bf16() else None)

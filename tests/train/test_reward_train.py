@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import PreferencePair, RankingExample, RatingExample
 from prefline.models.reward import RewardModel
 from prefline.train.engine import TrainConfig, Trainer

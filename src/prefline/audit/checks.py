@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefline.audit.stats import is_number
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,

@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.store.models import (
     FEEDBACK_KINDS,
     PAIRWISE_CHOICES,

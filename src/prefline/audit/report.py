@@ -11,7 +11,7 @@ from typing import Any
 
 from prefline.audit.checks import METRIC_HELP
 from prefline.audit.stats import is_number
-from prefline.plots import png_base64, use_agg
+from prefline.base.plots import png_base64, use_agg
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>prefline audit</title>

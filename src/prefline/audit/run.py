@@ -19,7 +19,7 @@ from prefline.audit import agreement, bias, cycles, duplicates
 from prefline.audit.load import AuditData, load_audit_data
 from prefline.audit.stats import not_defined
 from prefline.audit.tables import LabelTable, all_tables
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 
 STAGES = ("load", "agreement", "bias", "cycles", "duplicates")
 

@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 
 app = typer.Typer(
     name="prefline",

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from prefline.audit.checks import METRIC_HELP
+from prefline.base.errors import PreflineError
 from prefline.cli.common import DbOption, JsonOption, bench_app, print_json
-from prefline.errors import PreflineError
 
 FAIL_ON_HELP = ("Comma-separated rules <metric><op><number> with op in > < >= <= == !=, e.g. "
                 "'position_bias>0.6,alpha<0.4,duplicates>0,leakage>0'; exit 1 listing the breached "

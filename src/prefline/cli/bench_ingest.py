@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
+from prefline.base.errors import PreflineError
 from prefline.cli.common import JsonOption, bench_app, print_json
-from prefline.errors import PreflineError
 
 TARGETS = {"sqlite_records_per_s": 20_000, "postgres_records_per_s": 10_000}
 

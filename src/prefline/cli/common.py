@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 
 DbOption = Annotated[
     str | None,
@@ -75,6 +75,6 @@ def default_run_dir(kind: str) -> str:
     """``<data dir>/runs/<kind>-<timestamp>``: where a training run goes without --out."""
     import time
 
-    from prefline.paths import data_dir
+    from prefline.base.paths import data_dir
 
     return str(data_dir() / "runs" / time.strftime(f"{kind}-%Y%m%d-%H%M%S"))

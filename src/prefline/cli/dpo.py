@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from prefline.base.errors import PreflineError
 from prefline.cli.common import (
     DbOption,
     JsonOption,
@@ -25,7 +26,6 @@ from prefline.cli.common import (
     read_config,
     train_app,
 )
-from prefline.errors import PreflineError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -78,8 +78,8 @@ def load_dpo_pairs(data: str | None, snapshot: str | None, db: str | None,
     if (data is None) == (snapshot is None):
         raise PreflineError("give exactly one of --data FILE or --snapshot ID", field="data")
     if data is not None:
+        from prefline.base.hashing import content_hash
         from prefline.formats.load import load_pairs
-        from prefline.hashing import content_hash
 
         pairs = load_pairs(data)
         return pairs, content_hash([[p.prompt, p.chosen, p.rejected, p.tie] for p in pairs]), None

@@ -41,15 +41,15 @@ def generate_cmd(
 
     import torch
 
+    from prefline.base.progress import StepProgress
     from prefline.generate.io import generation_record, read_prompts, write_jsonl
     from prefline.generate.sampling import auto_threads, count_new_tokens, generate, load_policy
     from prefline.generate.store import Generation, store_generations
     from prefline.models.embedded import DEFAULT_POLICY
-    from prefline.train.progress import StepProgress
 
     rows = read_prompts(prompts)[:limit]
     if not out.parent.exists():
-        from prefline.errors import PreflineError
+        from prefline.base.errors import PreflineError
 
         raise PreflineError(f"output folder {out.parent} does not exist", path=str(out))
     torch.set_num_threads(threads or auto_threads())  # also speeds up loading

@@ -12,7 +12,7 @@ from prefline.cli.common import DbOption, JsonOption, print_json
 
 
 def _options(path: Path | None) -> dict[str, Any]:
-    from prefline.errors import PreflineError
+    from prefline.base.errors import PreflineError
 
     if path is None:
         return {}
@@ -37,13 +37,13 @@ def judge_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Judge pairs of candidates with any judge; write pairwise JSONL and store ai_judge feedback."""
+    from prefline.base.errors import PreflineError
+    from prefline.base.progress import StepProgress
     from prefline.cli.generate import advance
-    from prefline.errors import PreflineError
     from prefline.generate.io import read_generations, write_jsonl
     from prefline.judges import make_judge
     from prefline.judges.label import candidate_pairs, label_generations, pair_record
     from prefline.judges.store import store_verdicts
-    from prefline.train.progress import StepProgress
 
     if ties not in ("keep", "drop"):
         raise PreflineError("expected keep or drop", field="ties")

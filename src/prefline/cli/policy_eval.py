@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from prefline.base.errors import PreflineError
 from prefline.cli.common import JsonOption, eval_app, print_json
-from prefline.errors import PreflineError
 
 BUNDLED = "bundled:eval"
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
+from prefline.base.errors import PreflineError
 from prefline.cli.common import DbOption, JsonOption, print_json, registry_app
-from prefline.errors import PreflineError
 
 
 def _describe(a: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from prefline.base.errors import PreflineError
 from prefline.cli.common import (
     DbOption,
     JsonOption,
@@ -18,7 +19,6 @@ from prefline.cli.common import (
     read_config,
     train_app,
 )
-from prefline.errors import PreflineError
 
 
 @train_app.command(

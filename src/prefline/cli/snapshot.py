@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from prefline.base.errors import PreflineError
 from prefline.cli.common import DbOption, JsonOption, print_json, snapshot_app
-from prefline.errors import PreflineError
 
 
 def _when(value: str | None, field: str) -> dt.datetime | None:

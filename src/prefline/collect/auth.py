@@ -21,7 +21,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.store.collect_models import USER_ROLES, ApiKey, User, UserSession
 from prefline.store.db import audit
 from prefline.store.models import Annotator, utcnow

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.store.collect_models import (
     CAMPAIGN_KINDS,
     Assignment,

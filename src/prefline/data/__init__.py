@@ -13,7 +13,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 
 CATEGORIES = (
     "coding", "everyday_advice", "factual", "writing", "maths", "should_refuse",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefline.hashing import content_hash
+from prefline.base.hashing import content_hash
 
 
 @dataclass

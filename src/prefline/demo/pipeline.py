@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prefline.base.errors import PreflineError
 from prefline.demo.cache import StageCache, StageResult
 from prefline.demo.config import DemoConfig
-from prefline.errors import PreflineError
 from prefline.formats import jsonl
 
 STAGES = ("models", "generate", "label", "store", "snapshot", "audit", "reward", "dpo",

@@ -10,6 +10,7 @@ import html
 import json
 from typing import Any
 
+from prefline.base.plots import new_figure, png_bytes
 from prefline.demo.cache import StageResult
 from prefline.demo.config import DemoConfig
 from prefline.evaluate.policy_report import (
@@ -19,7 +20,6 @@ from prefline.evaluate.policy_report import (
     pct,
     policy_section,
 )
-from prefline.plots import new_figure, png_bytes
 
 SUMMARY_KEYS = ("judge_win_rate", "judge_win_rate_ci", "proxy_win_rate", "kl",
                 "reward_model_accuracy", "stages_seconds")

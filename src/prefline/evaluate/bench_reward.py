@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 
 HH_NAME = "hh-rlhf-harmless-base-test.first800.jsonl.gz"
 
@@ -66,7 +66,7 @@ def run_prefline(args: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - t0
-    from prefline.train.precision import autocast_context, resolve_precision
+    from prefline.base.precision import autocast_context, resolve_precision
 
     with autocast_context(resolve_precision("auto")):
         acc = float((pair_deltas(model, test_items) > 0).float().mean())

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefline.plots import data_uri, new_figure, png_bytes
+from prefline.base.plots import data_uri, new_figure, png_bytes
 
 
 def fig_win_rates(result: dict[str, Any]) -> bytes:

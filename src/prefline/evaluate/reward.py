@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.evaluate.stats import (
     bootstrap_ci,
     pairwise_ece,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from prefline.plots import png_base64, use_agg
+from prefline.base.plots import png_base64, use_agg
 
 
 def _png(fig: Any) -> str:

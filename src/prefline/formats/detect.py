@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.hf import is_saved_dataset
 
 FORMATS = ("auto", "jsonl", "json", "hh", "csv", "parquet", "hf")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.detect import FORMATS, detect_format
 from prefline.formats.examples import PreferencePair, RankingExample
 from prefline.formats.hf import read_hf

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import (
     Messages,
     PreferencePair,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.jsonl import open_text
 
 _BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import as_messages
 from prefline.formats.jsonl import read_jsonl
 from prefline.formats.jsonl import write_jsonl as atomic_write_jsonl

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import Messages, as_messages, prompt_text
 
 
@@ -21,8 +21,8 @@ def load_policy(path: str | None, precision: str = "auto") -> tuple[Any, Any]:
     embedded SmolLM2-135M-Instruct). ``precision`` auto|bf16|fp32: auto keeps bf16 *weights*
     on CPUs with native bf16 (no per-step weight casts, unlike autocast; see
     docs/benchmarks/generation.md)."""
+    from prefline.base.precision import resolve_precision
     from prefline.models.hub import load_causal_lm
-    from prefline.train.precision import resolve_precision
 
     dtype = resolve_precision(precision) or "float32"
     return load_causal_lm(path, dtype=dtype)
@@ -168,7 +168,7 @@ def _autocast(model: Any, precision: str) -> Any:
     """bf16 autocast for an fp32 model when asked (or auto on CPUs with native bf16)."""
     import torch
 
-    from prefline.train.precision import autocast_context, resolve_precision
+    from prefline.base.precision import autocast_context, resolve_precision
 
     if next(model.parameters()).dtype != torch.float32:
         return contextlib.nullcontext()

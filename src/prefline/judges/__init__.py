@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.judges.base import Judge, Verdict
 
 SPECS = "rules, rules:CONFIG.json, openai:URL[#model], reward:DIR, lm:PATH"

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from prefline.base.hashing import content_hash
 from prefline.formats.examples import Messages, as_messages
-from prefline.hashing import content_hash
 
 CHOICES = ("a", "b", "tie")
 PromptLike = str | Messages

@@ -31,11 +31,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
+from prefline.base.hashing import content_hash
+from prefline.base.paths import cache_dir
 from prefline.formats.examples import as_messages, prompt_text
-from prefline.hashing import content_hash
 from prefline.judges.base import PairItem, PromptLike, Verdict, combine_orders
-from prefline.paths import cache_dir
 
 DEFAULT_CONSTITUTION = (
     "Prefer the response that answers the user's request correctly, helpfully and concisely; "

@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.generate.store import Generation
 from prefline.judges.base import Judge, PairItem, judge_all
 from prefline.judges.store import JudgedPair

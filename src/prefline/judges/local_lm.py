@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import as_messages, prompt_text
 from prefline.judges.base import PairItem, PromptLike, Verdict, combine_orders, dir_fingerprint
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.evaluate.refusal import is_refusal
 from prefline.formats.examples import as_messages
 from prefline.judges.base import PromptLike, Verdict

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.judges.base import PairItem, PromptLike, Verdict, dir_fingerprint
 
 SCORE_CHUNK = 64  # (prompt, response) items per scoring call: bounded memory, still batched

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from prefline.base.hashing import content_hash
 from prefline.formats.examples import Messages
 from prefline.generate.store import upsert_prompt, upsert_response
-from prefline.hashing import content_hash
 from prefline.judges.base import Judge, Verdict, verdict_key
 from prefline.store.db import audit, session_scope
 from prefline.store.models import Annotator, Feedback

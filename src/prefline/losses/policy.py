@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 
 LossOutput = tuple[Tensor, Tensor, Tensor]
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import Messages, prompt_text
 
 # Bidirectional encoders; anything else is treated as a decoder and pooled at its last token.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 
 DEFAULT_POLICY = "SmolLM2-135M-Instruct"
 DEFAULT_REWARD_BACKBONE = "all-MiniLM-L6-v2"

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import Messages
 from prefline.models.reward import CARD, PairwiseScoring, RewardModel, read_card
 

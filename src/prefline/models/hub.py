@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
-from prefline.hashing import file_sha256
-from prefline.paths import cache_dir
+from prefline.base.errors import PreflineError
+from prefline.base.hashing import file_sha256
+from prefline.base.paths import cache_dir
 
 
 def _resolve_dtype(dtype: Any) -> Any:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.store.ingest import import_file
 
 _WORDS = ("model", "answer", "question", "preference", "reward", "policy", "token", "user",

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 
 _SQLITE_CHUNK = 5000  # keys per IN (...) lookup; below SQLite's bound-parameter limit
 

@@ -13,8 +13,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from prefline.errors import PreflineError
-from prefline.paths import default_db_url
+from prefline.base.errors import PreflineError
+from prefline.base.paths import default_db_url
 from prefline.store.models import AuditLog
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -19,7 +19,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
+from prefline.base.hashing import canonical_json
 from prefline.formats.examples import (
     Messages,
     PreferencePair,
@@ -28,7 +29,6 @@ from prefline.formats.examples import (
 )
 from prefline.formats.load import load_records
 from prefline.formats.records import Example, Record, messages_json
-from prefline.hashing import canonical_json
 from prefline.store.bulk import (
     bulk_session,
     driver_errors,

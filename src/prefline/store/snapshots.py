@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
+from prefline.base.hashing import content_hash
 from prefline.formats.examples import (
     PreferencePair,
     RankingExample,
@@ -27,7 +28,6 @@ from prefline.formats.examples import (
     UnpairedExample,
 )
 from prefline.formats.records import Example
-from prefline.hashing import content_hash
 from prefline.store.bulk import dumps, insert_ignore
 from prefline.store.consensus import AGGREGATES, TIES, bradley_terry, bt_outcome, majority
 from prefline.store.db import open_store, session_scope

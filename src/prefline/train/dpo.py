@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -24,15 +23,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from prefline.errors import PreflineError
+from prefline.base.distributed import barrier, init_distributed
+from prefline.base.errors import PreflineError
+from prefline.base.hashing import content_hash
+from prefline.base.precision import autocast_context, resolve_precision
+from prefline.base.progress import StepProgress
 from prefline.formats.examples import PreferencePair
-from prefline.hashing import content_hash
 from prefline.losses.policy import LOSSES, compute, nll_term
 from prefline.train.engine import TrainConfig, Trainer
 from prefline.train.logprobs import SequenceLogps
 from prefline.train.packing import EncodedPair, EncodeReport, PackedBatch, encode_pairs, pack
-from prefline.train.precision import autocast_context, resolve_precision
-from prefline.train.progress import StepProgress
 from prefline.train.ref_cache import reference_logps, weights_fingerprint
 
 _REF_BATCH = 16  # pairs per no-grad reference batch
@@ -195,20 +195,14 @@ def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, train_cfg: TrainCon
     fingerprint = weights_fingerprint(lm, skip=lambda n: "lora_" in n)
     dtype = resolve_precision(train_cfg.precision)
     tag = "bf16" if dtype is not None else "fp32"
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
+    rank, _ = init_distributed()
     out, hits = [], []
     for pairs in sets:
         if not pairs:
             out.append(pairs)
             continue
-        if world > 1 and rank != 0:
-            dist.barrier()  # wait for rank 0 to fill the cache
+        if rank != 0:
+            barrier()  # wait for rank 0 to fill the cache
         lm.eval()
         batches = -(-len(pairs) // _REF_BATCH)
         with lm.disable_adapter() if cfg.lora else nullcontext(), StepProgress(
@@ -217,8 +211,8 @@ def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, train_cfg: TrainCon
             filled, hit = reference_logps(logps_fn, pairs, fingerprint, tag, pad_id=pad_id,
                                           batch_pairs=_REF_BATCH, autocast=autocast_context(dtype),
                                           progress=lambda: bar.update({}))
-        if world > 1 and rank == 0:
-            dist.barrier()
+        if rank == 0:
+            barrier()
         out.append(filled)
         hits.append(hit)
     return out, all(hits)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,9 +23,10 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from prefline.errors import PreflineError
+from prefline.base.distributed import barrier, init_distributed
+from prefline.base.errors import PreflineError
+from prefline.base.precision import autocast_context, resolve_precision
 from prefline.train import checkpoint as ckpt
-from prefline.train.precision import autocast_context, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -92,18 +92,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def _dist() -> tuple[int, int]:
-    """(rank, world size), initialising gloo when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 def _all_reduce(values: list[float], world: int) -> list[float]:
     if world == 1:
         return values
@@ -151,7 +139,7 @@ class Trainer:
         if len(examples) == 0:
             raise PreflineError("no training examples")
         self.cfg, self.task, self.examples, self.evaluate = cfg, task, examples, evaluate
-        self.rank, self.world = _dist()
+        self.rank, self.world = init_distributed()
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.dtype = resolve_precision(cfg.precision)
@@ -289,7 +277,7 @@ class Trainer:
                 self.bad_evals = state.get("bad_evals", 0)
         elif self.rank == 0 and (self.out / "train_log.jsonl").exists():
             (self.out / "train_log.jsonl").unlink()
-        from prefline.train.progress import StepProgress
+        from prefline.base.progress import StepProgress
 
         with StepProgress(self.total, enabled=self.cfg.progress and self.rank == 0,
                           start=self.step) as bar:
@@ -319,16 +307,10 @@ class Trainer:
     def _save(self) -> None:
         if self.rank == 0:
             ckpt.save_checkpoint(self.out, unwrap(self.model), self.opt, self.sched, self._state())
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+        barrier()
 
     def _restore_best(self) -> None:
         best_dir = self.out / "checkpoints" / "best"
         if self.best is not None and self.cfg.early_stopping_patience and best_dir.exists():
-            if self.world > 1:
-                import torch.distributed as dist
-
-                dist.barrier()
+            barrier()
             ckpt.load_weights(unwrap(self.model), best_dir)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import PreferencePair, prompt_text
 
 

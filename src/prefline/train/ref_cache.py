@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prefline.hashing import content_hash
-from prefline.paths import cache_dir
+from prefline.base.hashing import content_hash
+from prefline.base.paths import cache_dir
 from prefline.train.packing import EncodedPair, pack
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
 from prefline.formats.examples import PreferencePair
 from prefline.models.ensemble import RewardEnsemble
 from prefline.models.reward import HeadSpec, RewardModel
@@ -210,7 +210,7 @@ def pair_deltas(model: RewardModel, items: list[Item], chunk: int = 64) -> torch
 
 def normalise(model: RewardModel, items: list[Item], max_seqs: int = 2000) -> None:
     """Set the model's reward mean/std from the responses of ``items`` (mean 0, std 1)."""
-    from prefline.train.precision import autocast_context, resolve_precision
+    from prefline.base.precision import autocast_context, resolve_precision
 
     seqs = [s for it in items for s in it.seqs][:max_seqs]
     model.eval()
@@ -226,9 +226,9 @@ def normalise(model: RewardModel, items: list[Item], max_seqs: int = 2000) -> No
 
 def _calibrate_and_evaluate(members: list[RewardModel], val: list[Item],
                             test: list[Any]) -> dict[str, Any]:
+    from prefline.base.precision import autocast_context, resolve_precision
     from prefline.evaluate.reward import evaluate_pairs
     from prefline.evaluate.stats import fit_temperature, pairwise_ece
-    from prefline.train.precision import autocast_context, resolve_precision
 
     strict = [it for it in val if it.kind == "pair"]
     with autocast_context(resolve_precision("auto")):

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from prefline.errors import PreflineError
+from prefline.base.errors import PreflineError
+from prefline.base.hashing import content_hash, file_sha256
 from prefline.formats.examples import PreferencePair, RankingExample, RatingExample
-from prefline.hashing import content_hash, file_sha256
 
 
 def load_reward_examples(data: str | None, snapshot: str | None,

@@ -39,3 +39,43 @@ class StepProgress:
                  tb: TracebackType | None) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+class Reporter:
+    """What ``Context.progress`` holds: makes progress bars, or nothing when disabled.
+
+    Disabled under ``--json`` (stdout must stay machine-readable; bars go to stderr anyway)
+    and on non-zero ranks under torchrun.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def bar(self, total: int, description: str, start: int = 0) -> StepProgress:
+        """A bar over ``total`` steps; use as a context manager and call ``update(metrics)``."""
+        return StepProgress(total, enabled=self.enabled, start=start, description=description)
+
+    def tick(self, description: str) -> TickBar:
+        """A bar whose total is known only later: call it with ``(done, total)``."""
+        return TickBar(self, description)
+
+
+class TickBar:
+    """Adapts ``(done, total)`` callbacks (generation, judging) to a :class:`StepProgress`."""
+
+    def __init__(self, reporter: Reporter, description: str) -> None:
+        self.reporter, self.description = reporter, description
+        self._bar: StepProgress | None = None
+        self._done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = self.reporter.bar(total, self.description).__enter__()
+        for _ in range(max(0, done - self._done)):
+            self._bar.update({})
+        self._done = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
