@@ -11,7 +11,6 @@ if the training content changes, on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from prefline.base.errors import PreflineError
 from prefline.base.hashing import content_hash
+from prefline.base.splits import split_of
 from prefline.formats.examples import (
     PreferencePair,
     RankingExample,
@@ -55,12 +55,6 @@ class Filters:
     annotator_kind: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
-
-
-def split_of(prompt_key: str, test_fraction: float, seed: int) -> str:
-    """``test`` for a fixed ``test_fraction`` share of prompt hashes, else ``train``."""
-    h = hashlib.sha256(f"{seed}:{prompt_key}".encode()).hexdigest()
-    return "test" if int(h[:15], 16) / 16**15 < test_fraction else "train"
 
 
 def _feedback_rows(conn: Connection, f: Filters) -> list[Any]:

@@ -1,0 +1,163 @@
+"""Commands derived from stage configs: every setting is an option, documented once.
+
+A stage module declares ``stage_command("dpo", DPOConfig, body, app=train_app,
+command="train dpo", ...)``; this module turns each leaf setting of the (nested) config
+dataclass into an option whose help is the field's attribute docstring plus its default, and adds the options every
+stage shares: ``--config FILE`` (TOML/YAML/JSON), ``--db``, ``--out``, ``--device``,
+``--json`` and trailing ``key=value`` overrides. Values are merged and validated by
+:func:`prefline.base.config.load`, so ``--help``, config files and ``prefline config show``
+cannot disagree. typer builds the command from the derived signature (its public API: an
+``Annotated`` option per parameter); the walk over the dataclass is :mod:`prefline.base.config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from prefline.base import config
+from prefline.base.distributed import rank
+from prefline.base.errors import PreflineError
+from prefline.base.progress import Reporter
+from prefline.cli.common import parse_overrides
+from prefline.store.context import Context, Store
+
+Body = Callable[..., None]
+
+
+@dataclasses.dataclass(frozen=True)
+class StageCommand:
+    """A derived command: its stage name (for ``config show``), command and config class."""
+
+    stage: str
+    command: str
+    config_cls: type
+    section: str | None
+
+
+STAGE_COMMANDS: dict[str, StageCommand] = {}
+"""Every derived command by stage name."""
+
+_EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def setting_params(cls: type, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """One option per leaf setting: ``--lr`` when the leaf name is unique, else ``--train.lr``;
+    bools are ``--x/--no-x``. Every option defaults to None (= not given)."""
+    index = config.setting_index(cls)
+    params: list[inspect.Parameter] = []
+    for s in config.settings(cls):
+        if s.key in skip or s.name in skip:
+            continue
+        unique = index.get(s.name) is s
+        flag = (s.name if unique else s.key).replace("_", "-")
+        default = "required" if s.required else _show(s.default)
+        text = f"{s.doc} (default: {default})" if s.doc else f"(default: {default})"
+        if s.hint is bool:
+            opt = typer.Option(f"--{flag}/--no-{flag}", help=text, show_default=False)
+            hint: Any = Annotated[bool | None, opt]
+        else:
+            metavar = s.type_name().upper().replace(" ", "-").replace("-|-", "|")
+            opt = typer.Option(f"--{flag}", help=text, metavar=metavar, show_default=False)
+            hint = Annotated[str | None, opt]
+        params.append(inspect.Parameter(_dest(s.key), inspect.Parameter.KEYWORD_ONLY,
+                                        default=None, annotation=hint))
+    return params
+
+
+def _dest(key: str) -> str:
+    return "cfg__" + key.replace(".", "__")
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value)) or "empty"
+    if isinstance(value, dict):
+        return str(value) if value else "{}"
+    return str(value)
+
+
+def _common(out_help: str | None) -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    specs: list[tuple[str, Any, Any]] = [
+        ("config_file", Annotated[str | None, typer.Option(
+            "--config", help="TOML, YAML or JSON settings file; flags and key=value win over "
+                             "it.")], None),
+        ("db", Annotated[str | None, typer.Option(
+            "--db", help="Store URL or SQLite path (default: $PREFLINE_DB or the user data "
+                         "dir).")], None),
+        ("device", Annotated[str, typer.Option(
+            "--device", help="auto (CUDA when present, else CPU) | cpu | cuda | cuda:N.")],
+         "auto"),
+        ("as_json", Annotated[bool, typer.Option(
+            "--json", help="Print machine-readable JSON (and no progress bars).")], False),
+    ]
+    if out_help:
+        specs.insert(0, ("out", Annotated[str | None, typer.Option("--out", help=out_help)],
+                         None))
+    return [inspect.Parameter(n, kw, default=d, annotation=h) for n, h, d in specs]
+
+
+def stage_command(stage: str, cls: type, body: Body, *, app: typer.Typer,
+                  command: str, help: str, section: str | None = None,
+                  out_help: str | None = None, extra: list[inspect.Parameter] | None = None,
+                  skip: tuple[str, ...] = ()) -> None:
+    """Add the command for one stage to ``app`` and record it in :data:`STAGE_COMMANDS`.
+
+    ``command`` is the full command as typed (``"train dpo"``); its last word is the name
+    in ``app``. ``body(cfg, ctx, as_json=..., **extra_values)`` does the work: call the
+    stage's ``run``, record the result, print. ``extra`` parameters (e.g. a positional
+    path) are passed to ``body`` by name.
+    """
+    extra = extra or []
+    settings = setting_params(cls, skip)
+    dests = {p.name: p for p in settings}
+
+    def callback(ctx: typer.Context, **kw: Any) -> None:
+        picked = {p.name: kw.pop(p.name) for p in extra}
+        flags = {k[len("cfg__"):].replace("__", "."): v for k, v in kw.items()
+                 if k in dests and v is not None}
+        overrides = {**parse_overrides(ctx.args), **flags}
+        cfg = config.load(cls, kw["config_file"], overrides, command=command, section=section)
+        run_ctx = make_context(cfg, db=kw["db"], out=kw.get("out"), device=kw["device"],
+                               quiet=kw["as_json"])
+        body(cfg, run_ctx, as_json=kw["as_json"], **picked)
+
+    ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                  annotation=typer.Context)
+    positional = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in extra]
+    callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [ctx_param, *positional, *settings, *_common(out_help)])
+    callback.__doc__ = (f"{help}\n\nEvery setting can also come from --config FILE (TOML/YAML/"
+                        f"JSON) or as trailing key=value; `prefline config show {stage}` prints "
+                        "the effective settings.")
+    app.command(command.split()[-1], context_settings=_EXTRA)(callback)
+    STAGE_COMMANDS[stage] = StageCommand(stage, command, cls, section)
+
+
+def make_context(cfg: Any, *, db: str | None, out: str | None, device: str,
+                 quiet: bool) -> Context:
+    """The Context for one command: store, device, run folder, seed, progress."""
+    seed = getattr(cfg, "seed", None)
+    if seed is None:
+        seed = getattr(getattr(cfg, "train", None), "seed", 0)
+    return Context(store=Store.open(db), device=device,
+                   run_dir=Path(out) if out else None, seed=int(seed or 0),
+                   progress=Reporter(enabled=not quiet and rank() == 0))
+
+
+def effective_config(stage: str, path: str | None, overrides: dict[str, str]) -> Any:
+    """What ``prefline config show STAGE`` prints: the merged, validated config."""
+    found = STAGE_COMMANDS.get(stage)
+    if found is None:
+        names = ", ".join(sorted(STAGE_COMMANDS))
+        raise PreflineError(f"unknown stage {stage!r}; expected one of {names}", field="stage")
+    return config.load(found.config_cls, path, overrides, command=f"config show {stage}",
+                       section=found.section)
