@@ -33,6 +33,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: setup
 	PREFLINE_TEST_PG="$$(./scripts/pg-start.sh)" $(BIN)/python bench/run.py all
