@@ -305,7 +305,7 @@ def load(cls: type, path: str | Path | None = None, overrides: Mapping[str, Any]
         try:
             cfg = build(cls, data, base=cfg, command=command)
         except PreflineError as exc:
-            raise PreflineError(str(exc), path=str(path)) from None
+            raise PreflineError(exc.message, path=str(path), field=exc.field) from None
     return build(cls, overrides or {}, base=cfg, command=command)
 
 
@@ -352,6 +352,10 @@ def _toml_table(cls: type, cfg: Any, path: tuple[str, ...], lines: list[str]) ->
             lines.append(f"# {f.name} =  (unset)")
         else:
             plain = to_dict(cfg)[f.name]
-            lines.append(tomli_w.dumps({f.name: plain}).strip())
+            if isinstance(plain, dict):  # inline, so later keys stay in this table
+                inner = ", ".join(tomli_w.dumps({k: v}).strip() for k, v in plain.items())
+                lines.append(f"{f.name} = {{ {inner} }}" if inner else f"{f.name} = {{}}")
+            else:
+                lines.append(tomli_w.dumps({f.name: plain}).strip())
     for f in tables:
         _toml_table(type(getattr(cfg, f.name)), getattr(cfg, f.name), (*path, f.name), lines)

@@ -23,4 +23,5 @@ class PreflineError(Exception):
             where.append(f"field '{field}'")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.message = message
         self.path, self.line, self.field = path, line, field
