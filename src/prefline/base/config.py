@@ -109,7 +109,7 @@ def settings(cls: type) -> tuple[Setting, ...]:
             continue
         missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = (None if missing else f.default if f.default is not dataclasses.MISSING
-                   else f.default_factory())  # type: ignore[misc]
+                   else f.default_factory())  # type: ignore[misc,operator]
         out.append(Setting((f.name,), hint, default, docs.get(f.name, ""), missing))
     return tuple(out)
 
