@@ -1,4 +1,4 @@
-"""``prefline train dpo`` and ``prefline bench dpo``.
+"""``prefline train dpo`` (``prefline bench dpo`` lives in ``prefline.cli.bench``).
 
 Settings come from, lowest priority first: the dataclass defaults, ``--config FILE`` (JSON
 or TOML, flat or with ``[dpo]``/``[train]`` tables), ``key=value`` / ``--key value``
@@ -19,7 +19,6 @@ from prefline.base.errors import PreflineError
 from prefline.cli.common import (
     DbOption,
     JsonOption,
-    bench_app,
     default_run_dir,
     parse_overrides,
     print_json,
@@ -150,27 +149,5 @@ def train_dpo_cmd(
     typer.echo(f"model: {s['model']}  (artifact {s.get('artifact_id')})")
 
 
-@bench_app.command("dpo")
-def bench_dpo_cmd(
-    against: Annotated[str, typer.Option("--against", help="Peer to compare with (trl).")] = "trl",
-    data: Annotated[str | None, typer.Option("--data", help="HH pairs file (default: ../shared/data).")] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Timed steps per run after warm-up.")] = 3,
-    no_lora: Annotated[bool, typer.Option("--no-lora", help="Skip the LoRA row.")] = False,
-    threads: Annotated[int | None, typer.Option("--threads", help="OMP threads per run (default: one per core).")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """prefline vs TRL DPOTrainer on SmolLM2-135M, 8 HH pairs/step, max length 256."""
-    from prefline.bench_dpo import run_benchmark
-
-    result = run_benchmark(against=against, data=data, steps=steps, lora=not no_lora,
-                           progress=not as_json, threads=threads)
-    if as_json:
-        print_json(result)
-        return
-    from prefline.bench_dpo import render_table
-
-    typer.echo(render_table(result))
-
-
 def register(app: typer.Typer) -> None:
-    """Commands are added to the shared train/bench groups at import time."""
+    """Commands are added to the shared train group at import time."""

@@ -1,4 +1,5 @@
-"""``prefline train reward``, ``prefline eval reward`` and ``prefline bench reward``."""
+"""``prefline train reward`` and ``prefline eval reward`` (``prefline bench reward`` lives in
+``prefline.cli.bench``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from prefline.base.errors import PreflineError
 from prefline.cli.common import (
     DbOption,
     JsonOption,
-    bench_app,
     default_run_dir,
     eval_app,
     parse_overrides,
@@ -158,32 +158,5 @@ def eval_reward_cmd(
         typer.echo(f"report: {report}")
 
 
-@bench_app.command("reward")
-def bench_reward_cmd(
-    against: Annotated[str, typer.Option("--against", help="Peer to compare with (trl | none).")] = "trl",
-    data: Annotated[str | None, typer.Option("--data", help="HH pairs file (default: ../shared/data).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs")] = 1,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
-    max_length: Annotated[int, typer.Option("--max-length")] = 512,
-    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N pairs.")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """prefline vs TRL RewardTrainer on all-MiniLM-L6-v2 and the HH pairs: pairs/s, RSS, accuracy."""
-    from prefline.evaluate.bench_reward import bench_reward
-
-    result = bench_reward(data, against=against, epochs=epochs, batch_size=batch_size,
-                          max_length=max_length, limit=limit)
-    if as_json:
-        print_json(result)
-        return
-    for side in ("prefline", "trl"):
-        if side in result:
-            r = result[side]
-            typer.echo(f"{side:9s} {r['pairs_per_s']:7.2f} pairs/s  peak RSS "
-                       f"{r['peak_rss_mb']:7.0f} MB  held-out accuracy {r['accuracy']:.3f}")
-    if "speedup" in result:
-        typer.echo(f"speedup {result['speedup']:.2f}x")
-
-
 def register(app: typer.Typer) -> None:
-    """Commands live in the shared train/eval/bench groups."""
+    """Commands live in the shared train/eval groups."""
