@@ -14,7 +14,7 @@ from prefline.evaluate.policy_metrics import (
     outcome_score,
     win_rate,
 )
-from prefline.evaluate.refusal import is_refusal, refusal_rate
+from prefline.judges.refusal import is_refusal, refusal_rate
 
 
 def test_win_rate_counts_ties_and_both_bad_as_half() -> None:

@@ -27,9 +27,9 @@ from prefline.evaluate.policy_metrics import (
     win_rate,
     words,
 )
-from prefline.evaluate.refusal import refusal_rate
 from prefline.evaluate.stats import bootstrap_ci
 from prefline.formats.examples import Messages, as_messages
+from prefline.judges.refusal import refusal_rate
 
 REFUSAL_SLICES = ("should_refuse", "should_not_refuse")
 Progress = Callable[[str, int, int], None]

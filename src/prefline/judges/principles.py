@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from prefline.base.errors import PreflineError
-from prefline.evaluate.refusal import is_refusal
 from prefline.formats.examples import as_messages
 from prefline.judges.base import PromptLike, Verdict
+from prefline.judges.refusal import is_refusal
 
 DEFAULT_WEIGHTS = {
     "non_empty": 3.0,

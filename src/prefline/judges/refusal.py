@@ -1,6 +1,6 @@
 """A refusal detector: does a response decline the request?
 
-Pattern-based on purpose: the demo and ``eval policy`` must run offline with no extra model,
+Pattern-based on purpose: the rules judge, the demo and ``eval policy`` must run offline with no extra model,
 and refusals from instruction-tuned models are formulaic ("I can't help with that", "As an
 AI ..."). Only the opening of a response is checked, because a helpful answer may later say
 "you cannot ..." as part of its content (e.g. "you can't undo a push without force").
