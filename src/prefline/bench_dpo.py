@@ -86,10 +86,10 @@ def worker_prefline(data: Path, steps: int, lora: bool, out: Path) -> dict[str, 
     peak = bf16_matmul_peak()
     model, tok = load_causal_lm(None)
     cfg = DPOConfig(max_length=MAX_LENGTH, lora=lora, eval_fraction=0.0)
-    train = TrainConfig(out_dir=str(out), lr=1e-6, batch_size=PAIRS_PER_STEP, max_steps=steps + 1,
-                        precision="bf16", progress=False, warmup_ratio=0.0)
-    res = train_dpo(_bench_pairs(data, steps), cfg, train, model=model, tokenizer=tok,
-                    register=False)
+    train = TrainConfig(lr=1e-6, batch_size=PAIRS_PER_STEP, max_steps=steps + 1,
+                        precision="bf16", warmup_ratio=0.0)
+    res = train_dpo(_bench_pairs(data, steps), cfg, train, run_dir=out, model=model,
+                    tokenizer=tok, register=False)
     timed = res.history[1:]
     seconds = statistics.median(h["seconds"] for h in timed)
     # "response_tokens" is averaged per pair by the engine; "tokens" is summed per step.

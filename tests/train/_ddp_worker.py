@@ -14,7 +14,6 @@ from prefline.train.engine import TrainConfig, Trainer  # noqa: E402
 
 if __name__ == "__main__":
     out, batch = Path(sys.argv[1]), int(sys.argv[2])
-    cfg = TrainConfig(out_dir=str(out), lr=0.05, batch_size=batch, epochs=2, precision="fp32",
-                      progress=False, warmup_ratio=0.0)
-    result = Trainer(toy_model(), ToyTask(), toy_data(), cfg).fit()
+    cfg = TrainConfig(lr=0.05, batch_size=batch, epochs=2, precision="fp32", warmup_ratio=0.0)
+    result = Trainer(toy_model(), ToyTask(), toy_data(), cfg, run_dir=out).fit()
     (out / "losses.json").write_text(json.dumps([r["loss"] for r in result.history]))

@@ -39,11 +39,12 @@ def toy_pairs(n: int = 24, seed: int = 0) -> list[PreferencePair]:
 def _run(out: Path, pairs: list[PreferencePair] | None = None, cfg: DPOConfig | None = None,
          **train: Any) -> Any:
     model, tok = tiny_causal_lm()
-    base: dict[str, Any] = dict(out_dir=str(out), lr=2e-3, batch_size=4, max_steps=4,
-                                precision="fp32", progress=False, warmup_ratio=0.0)
+    base: dict[str, Any] = dict(lr=2e-3, batch_size=4, max_steps=4, precision="fp32",
+                                warmup_ratio=0.0)
     base.update(train)
     return train_dpo(pairs or toy_pairs(), cfg or DPOConfig(beta=0.5, eval_fraction=0.25),
-                     TrainConfig(**base), model=model, tokenizer=tok, register=False)
+                     TrainConfig(**base), run_dir=out, model=model, tokenizer=tok,
+                     register=False)
 
 
 def _losses(result: Any) -> list[float]:
@@ -100,9 +101,10 @@ def test_lora_adapter_export_loads_with_peft_and_merged_with_transformers(
     def lora_run(out: Path, export: str) -> Any:
         model, tok = load_causal_lm(tiny_causal_dir)
         cfg = DPOConfig(beta=0.5, lora=True, lora_r=4, export=export, eval_fraction=0.0)
-        train = TrainConfig(out_dir=str(out), lr=1e-2, batch_size=4, max_steps=3,
-                            precision="fp32", progress=False, warmup_ratio=0.0)
-        res = train_dpo(toy_pairs(), cfg, train, model=model, tokenizer=tok, register=False)
+        train = TrainConfig(lr=1e-2, batch_size=4, max_steps=3, precision="fp32",
+                            warmup_ratio=0.0)
+        res = train_dpo(toy_pairs(), cfg, train, run_dir=out, model=model, tokenizer=tok,
+                        register=False)
         return res, res.policy
 
     adapter_res, trained = lora_run(tmp_path / "lora", "auto")
@@ -141,7 +143,7 @@ def test_bad_config_fails_before_loading_anything() -> None:
 def test_cli_trains_offline_and_registers_with_lineage(tmp_path: Path, tiny_causal_dir: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from prefline.cli import main
-    from prefline.registry import lineage
+    from prefline.registry import Ref, get_artifact, inputs_of
 
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"prompt": p.prompt[0]["content"], "chosen": p.chosen,
@@ -155,9 +157,11 @@ def test_cli_trains_offline_and_registers_with_lineage(tmp_path: Path, tiny_caus
           "--max_steps", "2", "batch_size=4", "precision=fp32"])
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 2 and Path(summary["model"]).is_dir()
-    art = lineage(summary["artifact_id"], db=db)[0]
-    assert art.kind == "policy" and art.config["dpo"]["beta"] == 0.5
+    art = get_artifact(summary["artifact_id"], db=db)
+    assert art is not None and art.kind == "policy" and art.config["dpo"]["beta"] == 0.5
     assert art.config["train"]["lr"] == 1e-3 and art.snapshot_hash
+    assert inputs_of(art.id, db) == (Ref("data", ref=art.snapshot_hash),
+                                     Ref("base_model", ref=str(tiny_causal_dir)))
 
 
 def test_cli_rejects_unknown_settings_with_one_sentence(tmp_path: Path) -> None:
@@ -171,7 +175,7 @@ def test_cli_rejects_unknown_settings_with_one_sentence(tmp_path: Path) -> None:
 def test_cli_trains_from_a_store_snapshot(tmp_path: Path, tiny_causal_dir: Path, db_url: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     from prefline.cli import main
-    from prefline.registry import get_artifact
+    from prefline.registry import Ref, get_artifact, inputs_of
     from prefline.store.db import upgrade
     from prefline.store.ingest import import_file
     from prefline.store.snapshots import create_snapshot
@@ -187,8 +191,8 @@ def test_cli_trains_from_a_store_snapshot(tmp_path: Path, tiny_causal_dir: Path,
           "batch_size=4", "precision=fp32"])
     summary = json.loads(capsys.readouterr().out)
     art = get_artifact(summary["artifact_id"], db=db_url)
-    assert art is not None and art.snapshot_id == snap.id
-    assert art.snapshot_hash == snap.content_hash
+    assert art is not None and art.snapshot_hash == snap.content_hash
+    assert inputs_of(art.id, db_url)[0] == Ref("snapshot", snapshot_id=snap.id)
 
 
 def test_cli_settings_precedence_config_then_overrides_then_flags(

@@ -19,9 +19,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from toy import ToyTask, toy_data, toy_model  # noqa: E402
 
 
-def _cfg(tmp: Path, **kw: object) -> TrainConfig:
-    base: dict[str, object] = dict(out_dir=str(tmp), lr=0.05, precision="fp32", progress=False,
-                                   warmup_ratio=0.0, epochs=2)
+def _cfg(**kw: object) -> TrainConfig:
+    base: dict[str, object] = dict(lr=0.05, precision="fp32", warmup_ratio=0.0, epochs=2)
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
@@ -32,9 +31,10 @@ def _params(model: torch.nn.Module) -> torch.Tensor:
 
 def test_grad_accumulation_equals_large_batch(tmp_path: Path) -> None:
     big = toy_model()
-    r1 = Trainer(big, ToyTask(), toy_data(), _cfg(tmp_path / "a", batch_size=8)).fit()
+    r1 = Trainer(big, ToyTask(), toy_data(), _cfg(batch_size=8), run_dir=tmp_path / "a").fit()
     acc = toy_model()
-    r2 = Trainer(acc, ToyTask(), toy_data(), _cfg(tmp_path / "b", batch_size=2, grad_accum=4)).fit()
+    r2 = Trainer(acc, ToyTask(), toy_data(), _cfg(batch_size=2, grad_accum=4),
+                 run_dir=tmp_path / "b").fit()
     assert r1.steps == r2.steps == 8
     torch.testing.assert_close([h["loss"] for h in r1.history], [h["loss"] for h in r2.history],
                                rtol=1e-5, atol=1e-6)
@@ -45,15 +45,17 @@ def test_grad_accumulation_equals_large_batch(tmp_path: Path) -> None:
 
 def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     full = toy_model(dropout=0.3)
-    ref = Trainer(full, ToyTask(), toy_data(), _cfg(tmp_path / "full", batch_size=4)).fit()
+    ref = Trainer(full, ToyTask(), toy_data(), _cfg(batch_size=4), run_dir=tmp_path / "full").fit()
 
     part = toy_model(dropout=0.3)
     # An interrupted run: same schedule (16 steps) but the process "dies" after step 5.
-    cut = Trainer(part, ToyTask(), toy_data(), _cfg(tmp_path / "r", batch_size=4, save_every=5))
+    cut = Trainer(part, ToyTask(), toy_data(), _cfg(batch_size=4, save_every=5),
+                  run_dir=tmp_path / "r")
     cut.total = 5
     cut.fit()
     fresh = toy_model(dropout=0.3, seed=123)  # different init: resume must overwrite it
-    resumed = Trainer(fresh, ToyTask(), toy_data(), _cfg(tmp_path / "r", batch_size=4, resume=True))
+    resumed = Trainer(fresh, ToyTask(), toy_data(), _cfg(batch_size=4, resume=True),
+                      run_dir=tmp_path / "r")
     res = resumed.fit()
     assert res.steps == ref.steps == 16
     torch.testing.assert_close([h["loss"] for h in res.history],
@@ -72,20 +74,20 @@ def test_early_stopping_restores_best(tmp_path: Path) -> None:
         snapshots.append(_params(m).clone())
         return {"accuracy": next(scores)}
 
-    cfg = _cfg(tmp_path, batch_size=4, eval_every=1, early_stopping_patience=2, epochs=4)
-    res = Trainer(model, ToyTask(), toy_data(), cfg, evaluate=evaluate).fit()
+    cfg = _cfg(batch_size=4, eval_every=1, early_stopping_patience=2, epochs=4)
+    res = Trainer(model, ToyTask(), toy_data(), cfg, run_dir=tmp_path, evaluate=evaluate).fit()
     assert res.steps == 4  # stopped after two evals without improvement
     assert res.best is not None and res.best["accuracy"] == 0.9
     torch.testing.assert_close(_params(model), snapshots[1])
 
 
 def test_metrics_logged_and_bad_config(tmp_path: Path) -> None:
-    res = Trainer(toy_model(), ToyTask(), toy_data(8), _cfg(tmp_path, batch_size=4)).fit()
+    res = Trainer(toy_model(), ToyTask(), toy_data(8), _cfg(batch_size=4), run_dir=tmp_path).fit()
     assert {"loss", "lr", "grad_norm", "abs_err", "examples_per_s"} <= set(res.history[0])
     with pytest.raises(PreflineError, match="lr"):
-        _cfg(tmp_path, lr=0.0)
+        _cfg(lr=0.0)
     with pytest.raises(PreflineError, match="no training examples"):
-        Trainer(toy_model(), ToyTask(), [], _cfg(tmp_path))
+        Trainer(toy_model(), ToyTask(), [], _cfg(), run_dir=tmp_path)
 
 
 def test_precision_auto_is_bf16_on_this_cpu() -> None:

@@ -28,9 +28,9 @@ def _model(path: Path, seed: int = 0) -> RewardModel:
     return RewardModel.create(str(path), max_length=32, head_dropout=0.1, seed=seed)
 
 
-def _cfg(tmp: Path, **kw: Any) -> TrainConfig:
-    base: dict[str, Any] = dict(out_dir=str(tmp), lr=1e-3, precision="fp32", progress=False,
-                                warmup_ratio=0.0, epochs=1, batch_size=4)
+def _cfg(**kw: Any) -> TrainConfig:
+    base: dict[str, Any] = dict(lr=1e-3, precision="fp32", warmup_ratio=0.0, epochs=1,
+                                batch_size=4)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -42,15 +42,16 @@ def _trainable(m: torch.nn.Module) -> torch.Tensor:
 def test_resume_equals_uninterrupted(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     full = _model(tiny_encoder_dir)
     items = tokenize(full, _pairs())
-    ref = Trainer(full, RewardTask(full.make_batch), items, _cfg(tmp_path / "full")).fit()
+    ref = Trainer(full, RewardTask(full.make_batch), items, _cfg(), run_dir=tmp_path / "full").fit()
 
     part = _model(tiny_encoder_dir)
-    cut = Trainer(part, RewardTask(part.make_batch), items, _cfg(tmp_path / "r", save_every=2))
+    cut = Trainer(part, RewardTask(part.make_batch), items, _cfg(save_every=2),
+                  run_dir=tmp_path / "r")
     cut.total = 2  # the process "dies" after step 2 of 4
     cut.fit()
     fresh = _model(tiny_encoder_dir, seed=7)  # a different head init: resume must overwrite it
     res = Trainer(fresh, RewardTask(fresh.make_batch), items,
-                  _cfg(tmp_path / "r", resume=True)).fit()
+                  _cfg(resume=True), run_dir=tmp_path / "r").fit()
     assert res.steps == ref.steps == 4
     assert_close([h["loss"] for h in res.history], [h["loss"] for h in ref.history[2:]])
     assert_close(_trainable(fresh), _trainable(full))
@@ -61,9 +62,9 @@ def test_grad_accumulation_equals_large_batch(tiny_causal_dir: Path, tmp_path: P
     small = RewardModel.create(str(tiny_causal_dir), max_length=32, head_dropout=0.0, dropout=0.0)
     items = tokenize(big, _pairs(8))
     a = Trainer(big, RewardTask(big.make_batch), items,
-                _cfg(tmp_path / "a", batch_size=8, max_steps=1)).fit()
+                _cfg(batch_size=8, max_steps=1), run_dir=tmp_path / "a").fit()
     b = Trainer(small, RewardTask(small.make_batch), items,
-                _cfg(tmp_path / "b", batch_size=2, grad_accum=4, max_steps=1)).fit()
+                _cfg(batch_size=2, grad_accum=4, max_steps=1), run_dir=tmp_path / "b").fit()
     # Adam's first step is scale-invariant, so compare the loss and the gradient norm too:
     # a wrong 1/N would change those even where it cannot move the weights.
     for key in ("loss", "grad_norm", "accuracy"):

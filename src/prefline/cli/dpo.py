@@ -121,18 +121,17 @@ def train_dpo_cmd(
     """
     raw = read_config(config, sections=("dpo", "train"))
     raw.update(parse_overrides(ctx.args))
-    flags = {"model": model, "loss": loss, "beta": beta, "lora": lora, "max_length": max_length,
-             "out_dir": out}
+    flags = {"model": model, "loss": loss, "beta": beta, "lora": lora, "max_length": max_length}
     raw.update({k: v for k, v in flags.items() if v is not None})
     dpo_kw, train_kw = _split_settings(raw)
-    train_kw.setdefault("out_dir", default_run_dir("dpo"))
-    train_kw.setdefault("progress", not as_json)
+    from prefline.base.progress import Reporter
     from prefline.train.dpo import DPOConfig, train_dpo
     from prefline.train.engine import TrainConfig
 
     cfg, train_cfg = DPOConfig(**dpo_kw), TrainConfig(**train_kw)
     pairs, source_hash, snapshot_id = load_dpo_pairs(data, snapshot, db)
-    result = train_dpo(pairs, cfg, train_cfg, db=db, snapshot_hash=source_hash,
+    result = train_dpo(pairs, cfg, train_cfg, run_dir=Path(out or default_run_dir("dpo")),
+                       progress=Reporter(not as_json), db=db, snapshot_hash=source_hash,
                        snapshot_id=snapshot_id)
     if int(os.environ.get("RANK", "0")) != 0:
         return

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from prefline.base.errors import PreflineError
+from prefline.base.progress import Reporter as Bars
 from prefline.demo.cache import StageCache, StageResult
 from prefline.demo.config import DemoConfig
 from prefline.formats import jsonl
@@ -241,10 +242,10 @@ def stage_dpo(cfg: DemoConfig, models: dict[str, Any], snapshot: dict[str, Any],
     dcfg = dpo.DPOConfig(model=models["policy"], loss=cfg.dpo_loss, beta=cfg.dpo_beta,
                          lora=True, lora_r=cfg.dpo_lora_r, lora_alpha=2 * cfg.dpo_lora_r,
                          max_length=cfg.dpo_max_length, eval_fraction=0.1, export="adapter")
-    tcfg = engine.TrainConfig(out_dir=str(work), lr=cfg.dpo_lr, epochs=cfg.dpo_epochs,
-                              batch_size=cfg.dpo_batch_size, warmup_ratio=0.1, seed=cfg.seed,
-                              progress=not cfg.quick)
-    res = dpo.train_dpo(pairs, dcfg, tcfg, db=cfg.db_url, snapshot_hash=snapshot["hash"],
+    tcfg = engine.TrainConfig(lr=cfg.dpo_lr, epochs=cfg.dpo_epochs,
+                              batch_size=cfg.dpo_batch_size, warmup_ratio=0.1, seed=cfg.seed)
+    res = dpo.train_dpo(pairs, dcfg, tcfg, run_dir=work, progress=Bars(not cfg.quick),
+                        db=cfg.db_url, snapshot_hash=snapshot["hash"],
                         parent_id=reward["artifact_id"])
     rel = str(Path(res.model_path).relative_to(cfg.out_dir))
     return ({"path": str(res.model_path), "artifact_id": res.artifact_id, "pairs": len(pairs),

@@ -60,9 +60,10 @@ def run_prefline(args: dict[str, Any]) -> dict[str, Any]:
     train, test = _splits(args["data"], args["test_fraction"], args.get("limit"))
     model = RewardModel.create(args.get("model"), max_length=args["max_length"])
     items, test_items = tokenize(model, train), tokenize(model, test)
-    cfg = TrainConfig(out_dir=args["workdir"], lr=args["lr"], epochs=args["epochs"],
-                      batch_size=args["batch_size"], progress=False, weight_decay=0.01)
-    trainer = Trainer(model, RewardTask(model.make_batch), items, cfg)
+    cfg = TrainConfig(lr=args["lr"], epochs=args["epochs"], batch_size=args["batch_size"],
+                      weight_decay=0.01)
+    trainer = Trainer(model, RewardTask(model.make_batch), items, cfg,
+                      run_dir=Path(args["workdir"]))
     t0 = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - t0

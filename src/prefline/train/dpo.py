@@ -27,7 +27,7 @@ from prefline.base.distributed import barrier, init_distributed
 from prefline.base.errors import PreflineError
 from prefline.base.hashing import content_hash
 from prefline.base.precision import autocast_context, resolve_precision
-from prefline.base.progress import StepProgress
+from prefline.base.progress import Reporter
 from prefline.formats.examples import PreferencePair
 from prefline.losses.policy import LOSSES, compute, nll_term
 from prefline.train.engine import TrainConfig, Trainer
@@ -189,7 +189,8 @@ def _load_policy(cfg: DPOConfig, model: Any, tokenizer: Any) -> tuple[Any, Any]:
 
 
 def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, train_cfg: TrainConfig,
-                    sets: list[list[EncodedPair]], pad_id: int) -> tuple[list[list[EncodedPair]], bool]:
+                    sets: list[list[EncodedPair]], pad_id: int,
+                    progress: Reporter) -> tuple[list[list[EncodedPair]], bool]:
     """Fill ``ref`` for each list of pairs; rank 0 computes on a cache miss, others wait."""
     lm: Any = logps_fn.lm
     fingerprint = weights_fingerprint(lm, skip=lambda n: "lora_" in n)
@@ -205,9 +206,9 @@ def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, train_cfg: TrainCon
             barrier()  # wait for rank 0 to fill the cache
         lm.eval()
         batches = -(-len(pairs) // _REF_BATCH)
-        with lm.disable_adapter() if cfg.lora else nullcontext(), StepProgress(
-                batches, enabled=train_cfg.progress and rank == 0,
-                description="reference log-probs") as bar:
+        reporter = progress if rank == 0 else Reporter(False)
+        with lm.disable_adapter() if cfg.lora else nullcontext(), reporter.bar(
+                batches, "reference log-probs") as bar:
             filled, hit = reference_logps(logps_fn, pairs, fingerprint, tag, pad_id=pad_id,
                                           batch_pairs=_REF_BATCH, autocast=autocast_context(dtype),
                                           progress=lambda: bar.update({}))
@@ -232,7 +233,7 @@ def export_policy(lm: Any, tokenizer: Any, out: Path, how: str) -> Path:
 
 
 def train_dpo(pairs: Sequence[PreferencePair], cfg: DPOConfig, train_cfg: TrainConfig, *,
-              model: Any = None, tokenizer: Any = None, db: str | None = None,
+              run_dir: Path, progress: Reporter | None = None, model: Any = None, tokenizer: Any = None, db: str | None = None,
               register: bool = True, snapshot_hash: str | None = None,
               snapshot_id: int | None = None, parent_id: int | None = None) -> DPOResult:
     """Train, evaluate on held-out prompts, export and register. See the module docstring."""
@@ -242,17 +243,18 @@ def train_dpo(pairs: Sequence[PreferencePair], cfg: DPOConfig, train_cfg: TrainC
     train_enc, report = encode_pairs(train_pairs, tok, cfg.max_length)
     held_enc = encode_pairs(held_pairs, tok, cfg.max_length)[0] if held_pairs else []
     logps_fn = SequenceLogps(lm, chunk=cfg.logits_chunk)
+    reporter = progress or Reporter(False)
     (train_enc, held_enc), hit = _with_reference(logps_fn, cfg, train_cfg,
-                                                 [train_enc, held_enc], pad_id)
+                                                 [train_enc, held_enc], pad_id, reporter)
 
     def evaluate(module: nn.Module) -> dict[str, float]:
         return implicit_reward_metrics(pair_logps(module, held_enc, pad_id=pad_id), held_enc,
                                        cfg.beta)
 
-    trainer = Trainer(logps_fn, DPOTask(cfg, pad_id), train_enc, train_cfg,
-                      evaluate=evaluate if held_enc else None)
+    trainer = Trainer(logps_fn, DPOTask(cfg, pad_id), train_enc, train_cfg, run_dir=run_dir,
+                      progress=reporter, evaluate=evaluate if held_enc else None)
     fit = trainer.fit()
-    out = Path(train_cfg.out_dir)
+    out = Path(run_dir)
     result = DPOResult(out, None, None, fit.history, fit.evals, report, hit, policy=lm)
     if trainer.rank != 0:
         return result
@@ -278,11 +280,15 @@ def train_dpo(pairs: Sequence[PreferencePair], cfg: DPOConfig, train_cfg: TrainC
 def register_policy(result: DPOResult, cfg: DPOConfig, train_cfg: TrainConfig, db: str | None,
                     snapshot_hash: str | None, snapshot_id: int | None,
                     parent_id: int | None) -> int:
-    from prefline.registry import register_artifact
+    from prefline.registry import Ref, record
 
     assert result.model_path is not None
     metrics = {k: v for k, v in result.summary.items() if k in ("train", "heldout", "steps")}
-    return register_artifact(
-        "policy", result.model_path, db=db, name=f"dpo-{cfg.loss}",
+    inputs = [Ref("snapshot", snapshot_id=snapshot_id) if snapshot_id is not None
+              else Ref("data", ref=snapshot_hash)] if snapshot_id is not None or snapshot_hash else []
+    inputs += [Ref("base_model", ref=cfg.model)] if cfg.model else []
+    inputs += [Ref("previous_policy", artifact_id=parent_id)] if parent_id is not None else []
+    return record(
+        db, "policy", result.model_path, name=f"dpo-{cfg.loss}",
         config={"dpo": asdict(cfg), "train": asdict(train_cfg)}, snapshot_hash=snapshot_hash,
-        snapshot_id=snapshot_id, parent_id=parent_id, metrics=metrics)
+        metrics=metrics, inputs=inputs)

@@ -26,34 +26,52 @@ from torch import Tensor, nn
 from prefline.base.distributed import barrier, init_distributed
 from prefline.base.errors import PreflineError
 from prefline.base.precision import autocast_context, resolve_precision
+from prefline.base.progress import Reporter
 from prefline.train import checkpoint as ckpt
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings shared by every trainer."""
+    """Optimisation settings shared by every trainer (nested as ``train`` in stage configs).
 
-    out_dir: str
+    Where the run writes (checkpoints, ``train_log.jsonl``) and whether it shows progress come
+    from the stage's Context, not from here: this is only *how* to optimise.
+    """
+
     lr: float = 5e-5
+    """Peak learning rate (AdamW)."""
     weight_decay: float = 0.0
+    """AdamW weight decay (never applied to biases and norm weights)."""
     epochs: int = 1
+    """Passes over the training examples (ignored when max_steps is set)."""
     max_steps: int | None = None
     """Optimizer steps; overrides ``epochs`` when set."""
     batch_size: int = 8
     """Examples per micro-batch per process."""
     grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step (exactly equal to one larger batch)."""
     warmup_ratio: float = 0.1
+    """Share of the optimizer steps spent warming the learning rate up linearly."""
     schedule: str = "cosine"
+    """Learning-rate decay after warmup: cosine | linear | constant."""
     max_grad_norm: float | None = 1.0
+    """Clip the global gradient norm to this (None = no clipping)."""
     precision: str = "auto"
     """auto (bf16 autocast where the CPU has native bf16) | bf16 | fp32."""
     seed: int = 0
+    """Seeds the data order and any random initialisation."""
     eval_every: int | None = None
+    """Evaluate on the validation split every N optimizer steps (None = once per epoch when
+    there is a validation split)."""
     save_every: int | None = None
+    """Write a resumable checkpoint every N optimizer steps (one is always written at the end)."""
     early_stopping_patience: int | None = None
+    """Stop after this many evaluations without improvement, then restore the best weights
+    (None = never stop early)."""
     early_stopping_metric: str = "accuracy"
+    """Validation metric to maximise for early stopping and the best checkpoint."""
     resume: bool = False
-    progress: bool = True
+    """Continue from the latest checkpoint in the run folder."""
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -135,12 +153,15 @@ class Trainer:
     """Runs ``task`` over ``examples`` on ``model`` with ``cfg``; see module docstring."""
 
     def __init__(self, model: nn.Module, task: Task, examples: Sequence[Any], cfg: TrainConfig,
+                 *, run_dir: Path, progress: Reporter | None = None,
                  evaluate: Callable[[nn.Module], dict[str, float]] | None = None) -> None:
         if len(examples) == 0:
             raise PreflineError("no training examples")
         self.cfg, self.task, self.examples, self.evaluate = cfg, task, examples, evaluate
         self.rank, self.world = init_distributed()
-        self.out = Path(cfg.out_dir)
+        # Only rank 0 draws a bar; None means no bar at all (tests, benchmarks).
+        self.progress = progress if progress is not None and self.rank == 0 else Reporter(False)
+        self.out = Path(run_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.dtype = resolve_precision(cfg.precision)
         torch.manual_seed(cfg.seed)
@@ -277,10 +298,7 @@ class Trainer:
                 self.bad_evals = state.get("bad_evals", 0)
         elif self.rank == 0 and (self.out / "train_log.jsonl").exists():
             (self.out / "train_log.jsonl").unlink()
-        from prefline.base.progress import StepProgress
-
-        with StepProgress(self.total, enabled=self.cfg.progress and self.rank == 0,
-                          start=self.step) as bar:
+        with self.progress.bar(self.total, "training", start=self.step) as bar:
             stopped = False
             while self.step < self.total and not stopped:
                 t0 = time.perf_counter()

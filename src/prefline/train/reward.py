@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from prefline.base.errors import PreflineError
+from prefline.base.progress import Reporter
 from prefline.formats.examples import PreferencePair
 from prefline.models.ensemble import RewardEnsemble
 from prefline.models.reward import HeadSpec, RewardModel
@@ -86,8 +87,8 @@ class RewardTrainConfig:
 
     def engine(self, out_dir: Path, member: int, eval_every: int | None) -> TrainConfig:
         """The engine config of ensemble member ``member`` (its seed is offset by it)."""
-        values = {**ENGINE_DEFAULTS, **self.train, "out_dir": str(out_dir),
-                  "early_stopping_metric": "accuracy"}
+        values = {**ENGINE_DEFAULTS, **self.train, "early_stopping_metric": "accuracy"}
+        values.pop("progress", None)  # the run folder and progress go to Trainer, not here
         values["seed"] = int(values.get("seed", 0)) + member
         values["eval_every"] = values.get("eval_every") or eval_every
         if not values["eval_every"]:  # nothing to stop on without held-out pairs
@@ -98,7 +99,7 @@ class RewardTrainConfig:
 ENGINE_DEFAULTS: dict[str, Any] = {"lr": 5e-5, "weight_decay": 0.01, "epochs": 2,
                                    "early_stopping_patience": 2}
 """Where reward training departs from the engine's own defaults."""
-ENGINE_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"out_dir"}
+ENGINE_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} | {"progress"}
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
@@ -189,8 +190,9 @@ def _fit(model: RewardModel, items: list[Item], val: list[Item], cfg: RewardTrai
         return {"accuracy": float((d > 0).float().mean()),
                 "margin": float(d.mean())}
 
+    shown = Reporter(bool(cfg.train.get("progress", True)))
     trainer = Trainer(model, task, items, cfg.engine(run_dir, member, eval_every),
-                      evaluate=evaluate if strict_val else None)
+                      run_dir=run_dir, progress=shown, evaluate=evaluate if strict_val else None)
     return trainer.fit()
 
 
@@ -284,7 +286,7 @@ def config_from(values: dict[str, Any], base: RewardTrainConfig | None = None) -
         elif key in own:
             typed[key] = _coerce(key, own[key], value, json)
         elif key in ENGINE_FIELDS:
-            train[key] = _coerce(key, eng[key], value, json)
+            train[key] = _coerce(key, eng.get(key, "bool"), value, json)
         else:
             raise PreflineError(f"unknown setting {key!r}", field=key)
     typed["train"] = train
