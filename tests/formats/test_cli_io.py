@@ -68,6 +68,42 @@ def test_bad_file_exits_2_names_file_line_field_and_writes_nothing(
     assert counts(db_url) == before
 
 
+def test_import_on_bad_fail_names_the_option_and_skip_imports_the_rest(
+        db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    opening = "\n\nHuman: Can you help me hide something?\n\nAssistant: What is it?"
+    divergent = {"chosen": opening + "\n\nHuman: A gift.\n\nAssistant: Wrap it.",
+                 "rejected": opening + "\n\nHuman: Stolen goods.\n\nAssistant: Bury them."}
+    data = tmp_path / "in" / "data.jsonl"
+    data.parent.mkdir()
+    data.write_text("\n".join([json.dumps({"prompt": "q1", "chosen": "a", "rejected": "b"}),
+                               json.dumps({"prompt": "q2", "chosen": "c", "rejected": "d"}),
+                               json.dumps(divergent), '{"prompt": "q4", "chosen": ',
+                               json.dumps({"prompt": "q5", "chosen": "e", "rejected": "f"})]) + "\n")
+    before = counts(db_url)
+    code, _, err = run(["import", str(data), "--db", db_url], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert f"{data}, line 3, field 'rejected': chosen and rejected conversations differ before the " \
+           "final assistant turn (turn 3) (use --on-bad skip to import the other records and write " \
+           "rejects to a file)" in err
+    assert counts(db_url) == before and [f.name for f in data.parent.iterdir()] == ["data.jsonl"]
+
+    code, out, _ = run(["import", str(data), "--on-bad", "skip", "--db", db_url, "--json"], capsys)
+    summary = json.loads(out)
+    rejects = data.parent / "data.jsonl.rejects.jsonl"
+    assert code == 0 and (summary["records"], summary["feedback_added"], summary["rejected"]) == (3, 3, 2)
+    assert summary["rejects_path"] == str(rejects)
+    rows = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [r["line"] for r in rows] == [3, 4]
+    assert rows[0]["reason"].endswith("differ before the final assistant turn (turn 3)")
+    assert rows[1]["reason"].startswith("malformed JSON (Expecting value")
+    assert rows[0]["record"] == divergent and rows[1]["record"] == '{"prompt": "q4", "chosen": '
+    code, out, _ = run(["import", str(data), "--on-bad", "skip", "--db", db_url], capsys)
+    assert code == 0 and "added 0 feedback" in out and "3 already stored" in out
+    assert f"rejected 2 bad records, written to {rejects}" in out
+    code, _, err = run(["import", str(data), "--on-bad", "maybe", "--db", db_url], capsys)
+    assert code == 2 and "field 'on_bad': unknown policy 'maybe'" in err
+
+
 def test_unknown_format_exits_2(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = counts(db_url)
     data = tmp_path / "d.jsonl"
@@ -102,15 +138,20 @@ def test_unreachable_database_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_registry_list_and_show_lineage(sqlite_url: str, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from prefline.registry import register_artifact
+    from prefline.registry import Ref, record
 
-    base = register_artifact("reward", tmp_path / "rm", db=sqlite_url, snapshot_hash="ab" * 32)
-    child = register_artifact("policy", tmp_path / "pol", db=sqlite_url, parent_id=base)
+    base = record(sqlite_url, "reward", tmp_path / "rm", config=None, metrics=None,
+                  inputs=[Ref("data", ref="cd" * 32)], snapshot_hash="ab" * 32)
+    child = record(sqlite_url, "policy", tmp_path / "pol", config=None, metrics=None,
+                   inputs=[Ref("reward_model", artifact_id=base)])
     code, out, _ = run(["registry", "list", "--db", sqlite_url], capsys)
     assert code == 0 and "reward" in out and "policy" in out and "abababababab" in out
-    code, out, _ = run(["registry", "show", str(child), "--db", sqlite_url, "--json"], capsys)
+    assert f"reward_model=#{base}" in out
+    code, out, _ = run(["registry", "show", str(child), "--db", sqlite_url, "--json", "--tree"],
+                       capsys)
     info = json.loads(out)
-    assert [a["id"] for a in info["lineage"]] == [child, base]
+    assert info["inputs"][0]["role"] == "reward_model"
+    assert info["tree"]["inputs"][0]["artifact"]["id"] == base
     code, _, err = run(["registry", "show", "999", "--db", sqlite_url], capsys)
     assert code == 2 and "no artifact with id 999" in err
 

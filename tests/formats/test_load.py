@@ -159,7 +159,7 @@ def test_prompt_column_plus_full_conversations_is_not_doubled(tmp_path: Path) ->
     ({"prompt": "q", "chosen": "a", "rejected": "b", "tie": "yes"}, "tie", "true or false"),
     ({"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
       "rejected": [{"role": "user", "content": "other"}, {"role": "assistant", "content": "b"}]},
-     "rejected", "differ only in their final assistant turn"),
+     "rejected", r"differ before the final assistant turn \(turn 1\)"),
 ])
 def test_mistyped_shapes_name_their_field(tmp_path: Path, record: dict[str, object], field: str,
                                           needle: str) -> None:
@@ -180,3 +180,54 @@ def test_hf_dataset_dict_reads_every_split(tmp_path: Path) -> None:
     DatasetDict({"train": Dataset.from_list([PAIR]),
                  "test": Dataset.from_list([{**PAIR, "chosen": "four"}])}).save_to_disk(str(tmp_path / "dd"))
     assert sorted(p.chosen for p in load_pairs(tmp_path / "dd", "hf")) == ["4", "four"]
+
+
+def test_on_bad_skip_sets_bad_records_aside_with_line_reason_and_raw_record(tmp_path: Path) -> None:
+    from prefline.formats.load import Rejected, load_records
+
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"prompt": "q", "chosen": "a", "rejected": "b"}\n'
+                     b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n'  # Latin-1, not UTF-8
+                     b'\n[1, 2]\n'
+                     b'{"prompt": "q", "chosen": "c", "rejected": "c"}\n'
+                     b'{"prompt": "q", "chosen": "d", "rejected": "e"\n'
+                     b'{"prompt": "r", "chosen": "f", "rejected": "g"}\n')
+    rejected: list[Rejected] = []
+    records = load_records(path, on_bad="skip", rejected=rejected)
+    assert [(r.line, r.example.prompt_key == prompt_key([{"role": "user", "content": p}]))
+            for r, p in zip(records, "qr", strict=True)] == [(1, True), (7, True)]
+    assert [r.to_row() for r in rejected] == [
+        {"line": 2, "reason": "not valid UTF-8 text",
+         "record": '{"prompt": "caf\ufffd", "chosen": "a", "rejected": "b"}'},
+        {"line": 4, "reason": "expected a JSON object, got list", "record": [1, 2]},
+        {"line": 5, "reason": "field 'chosen': chosen is identical to rejected",
+         "record": {"prompt": "q", "chosen": "c", "rejected": "c"}},
+        {"line": 6, "reason": "malformed JSON (Expecting ',' delimiter at column 47)",
+         "record": '{"prompt": "q", "chosen": "d", "rejected": "e"'},
+    ]
+    with pytest.raises(PreflineError, match="line 2: not valid UTF-8 text"):
+        load_records(path)  # the default policy stops at the first bad record
+
+
+def test_on_bad_skip_reads_csv_and_json_array_rows(tmp_path: Path) -> None:
+    from prefline.formats.load import Rejected, load_records
+
+    (tmp_path / "d.csv").write_text("prompt,chosen,rejected\nq,a,b\nq,,b\n")
+    (tmp_path / "d.json").write_text(json.dumps([PAIR, {"prompt": "q", "chosen": "a"}]))
+    for name, line, reason, record in [
+            ("d.csv", 3, "field 'chosen': missing required field", {"prompt": "q", "rejected": "b"}),
+            ("d.json", 2, "field 'rejected': missing required field", {"prompt": "q", "chosen": "a"})]:
+        rejected: list[Rejected] = []
+        assert len(load_records(tmp_path / name, on_bad="skip", rejected=rejected)) == 1
+        assert [r.to_row() for r in rejected] == [{"line": line, "reason": reason, "record": record}]
+
+
+def test_conversations_that_part_early_name_the_turn(tmp_path: Path) -> None:
+    opening = "\n\nHuman: hi\n\nAssistant: hello"
+    rec = {"chosen": opening + "\n\nHuman: 2+2?\n\nAssistant: 4",
+           "rejected": "\n\nHuman: hi\n\nAssistant: hey\n\nHuman: 2+2?\n\nAssistant: 5"}
+    shorter = {"chosen": opening + "\n\nHuman: 2+2?\n\nAssistant: 4", "rejected": opening}
+    for record, needle in [(rec, "(turn 2)"), (shorter, "(turn 3; chosen has 4 turns, rejected 2)")]:
+        with pytest.raises(PreflineError, match="conversations differ before the final assistant turn") as info:
+            load_examples(write_jsonl(tmp_path / "d.jsonl", [record]))
+        assert needle in str(info.value) and info.value.field == "rejected"

@@ -75,16 +75,29 @@ def test_malformed_line_among_valid_ones_leaves_store_unchanged(db_url: str, tmp
     assert table_counts(db_url) == before
 
 
-def test_failure_while_writing_rolls_back_everything(sqlite_url: str, tmp_path: Path) -> None:
-    """A record that passes validation but fails in the store (unknown annotator kind is
-    checked at write time) must not leave the earlier inserts behind."""
+def test_failure_while_writing_rolls_back_everything(sqlite_url: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store refusing the feedback rows, after prompts and responses went in, must not
+    leave those earlier inserts behind, nor a rejects file."""
+    import sqlite3
+
+    from prefline.store import ingest
+
     open_store(sqlite_url)
     before = table_counts(sqlite_url)
-    rows = [{"prompt": "q", "chosen": "a", "rejected": "b"},
-            {"prompt": "q", "chosen": "a", "rejected": "c", "annotator_kind": "robot"}]
-    with pytest.raises(PreflineError, match="line 2, field 'annotator_kind'"):
-        import_file(write_jsonl(tmp_path / "d.jsonl", rows), sqlite_url)
+    real = ingest.insert_ignore
+
+    def refuse_feedback(conn: object, table: str, *args: object) -> int:
+        if table == "feedback":
+            raise sqlite3.IntegrityError("refused by the test")
+        return real(conn, table, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest, "insert_ignore", refuse_feedback)
+    path = write_jsonl(tmp_path / "in" / "d.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}, 7])
+    with pytest.raises(PreflineError, match="refused the import, nothing was written: refused by the test"):
+        import_file(path, sqlite_url, on_bad="skip")
     assert table_counts(sqlite_url) == before
+    assert [f.name for f in path.parent.iterdir()] == ["d.jsonl"]  # no rejects file, no temp file
 
 
 def test_shared_hh_file_imports_every_pair_once(db_url: str, hh_file: Path) -> None:
@@ -123,3 +136,102 @@ def test_database_refusal_is_one_sentence_and_writes_nothing(pg_url: str, tmp_pa
     with pytest.raises(PreflineError, match="database refused the import, nothing was written"):
         import_file(write_jsonl(tmp_path / "nul.jsonl", rows), pg_url)
     assert table_counts(pg_url) == before
+
+
+# A shape found in Anthropic's HH-RLHF harmless-base test split (5 of its 2,312 records):
+# the two transcripts part at the second human turn, so no one prompt precedes both replies.
+OPENING = "\n\nHuman: How do I get into a locked house?\n\nAssistant: Is it your house?"
+DIVERGENT = {"chosen": OPENING + "\n\nHuman: Yes, I locked myself out.\n\nAssistant: Call a locksmith.",
+             "rejected": OPENING + "\n\nHuman: No, it is my neighbour's.\n\nAssistant: Try a window."}
+GOOD_HH = {"chosen": OPENING + "\n\nHuman: Yes.\n\nAssistant: Call a locksmith.",
+           "rejected": OPENING + "\n\nHuman: Yes.\n\nAssistant: Break a window."}
+MALFORMED = '{"prompt": "q3", "chosen": "a", "rejected": '
+
+
+def mixed_bad_file(path: Path) -> Path:
+    """Lines: 1 good pair, 2 divergent HH pair, 3 malformed JSON, 4 good HH pair, 5 good pair."""
+    lines = [json.dumps({"prompt": "q1", "chosen": "a", "rejected": "b"}), json.dumps(DIVERGENT),
+             MALFORMED, json.dumps(GOOD_HH), json.dumps({"prompt": "q5", "chosen": "c", "rejected": "d"})]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_on_bad_fail_stores_nothing_and_skip_stores_the_rest(db_url: str, tmp_path: Path) -> None:
+    path = mixed_bad_file(tmp_path / "data.jsonl")
+    open_store(db_url)
+    before = table_counts(db_url)
+    with pytest.raises(PreflineError, match=r"data\.jsonl, line 2, field 'rejected': chosen and rejected "
+                       r"conversations differ before the final assistant turn \(turn 3\)"):
+        import_file(path, db_url)
+    assert table_counts(db_url) == before
+    rejects = tmp_path / "data.jsonl.rejects.jsonl"
+    assert not rejects.exists()
+
+    summary = import_file(path, db_url, on_bad="skip")
+    assert (summary.records, summary.rejected, summary.feedback_added) == (3, 2, 3)
+    assert summary.rejects_path == str(rejects)
+    rows = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert rows == [
+        {"line": 2, "reason": "field 'rejected': chosen and rejected conversations differ before "
+                              "the final assistant turn (turn 3)", "record": DIVERGENT},
+        {"line": 3, "reason": "malformed JSON (Expecting value at column 45)", "record": MALFORMED},
+    ]
+    with open_store(db_url).connect() as conn:
+        stored = conn.execute(select(Response.text)).scalars().all()
+        audit = conn.execute(select(AuditLog.details)).scalar_one()
+    assert sorted(stored) == ["Break a window.", "Call a locksmith.", "a", "b", "c", "d"]
+    assert audit["rejected"] == 2
+
+    after = table_counts(db_url)
+    again = import_file(path, db_url, on_bad="skip")
+    assert (again.feedback_added, again.feedback_existing, again.rejected) == (0, 3, 2)
+    assert table_counts(db_url) == after | {"audit_log": after["audit_log"] + 1}
+    assert [json.loads(line) for line in rejects.read_text().splitlines()] == rows
+
+
+def test_skip_with_no_valid_record_fails_and_writes_nothing(db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "in" / "all-bad.jsonl"
+    path.parent.mkdir()
+    path.write_text(json.dumps(DIVERGENT) + "\n" + MALFORMED + "\n")
+    open_store(db_url)
+    before = table_counts(db_url)
+    with pytest.raises(PreflineError, match=r"all-bad\.jsonl: none of its records is valid \(2 rejected; "
+                       r"the first, line 1: field 'rejected': chosen and rejected conversations"):
+        import_file(path, db_url, on_bad="skip")
+    assert table_counts(db_url) == before
+    assert [f.name for f in path.parent.iterdir()] == ["all-bad.jsonl"]
+
+
+def test_rejects_file_option_is_checked_before_the_store_is_touched(sqlite_url: str, tmp_path: Path) -> None:
+    path = mixed_bad_file(tmp_path / "data.jsonl")
+    open_store(sqlite_url)
+    before = table_counts(sqlite_url)
+    with pytest.raises(PreflineError, match="field 'on_bad': unknown policy 'ignore'"):
+        import_file(path, sqlite_url, on_bad="ignore")
+    with pytest.raises(PreflineError, match="field 'rejects': a rejects file is only written when bad "
+                                            "records are skipped"):
+        import_file(path, sqlite_url, rejects=tmp_path / "r.jsonl")
+    with pytest.raises(PreflineError, match="field 'rejects': the rejects file would overwrite the input"):
+        import_file(path, sqlite_url, on_bad="skip", rejects=path)
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    with pytest.raises(PreflineError, match="field 'rejects': cannot write the rejects file"):
+        import_file(path, sqlite_url, on_bad="skip", rejects=tmp_path / "blocked" / "r.jsonl")
+    assert table_counts(sqlite_url) == before
+    chosen = tmp_path / "out" / "rejected.jsonl"
+    assert import_file(path, sqlite_url, on_bad="skip", rejects=chosen).rejects_path == str(chosen)
+    assert len(chosen.read_text().splitlines()) == 2
+    assert not (tmp_path / "data.jsonl.rejects.jsonl").exists()
+
+
+def test_unknown_annotator_kind_is_a_bad_record(sqlite_url: str, tmp_path: Path) -> None:
+    rows = [{"prompt": "q", "chosen": "a", "rejected": "b"},
+            {"prompt": "q", "chosen": "a", "rejected": "c", "annotator_kind": "robot"}]
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    with pytest.raises(PreflineError, match="line 2, field 'annotator_kind': unknown annotator kind 'robot'"):
+        import_file(path, sqlite_url)
+    summary = import_file(path, sqlite_url, on_bad="skip")
+    assert (summary.feedback_added, summary.rejected) == (1, 1)
+    (row,) = [json.loads(line) for line in Path(summary.rejects_path or "").read_text().splitlines()]
+    assert (row["line"], row["record"]) == (2, rows[1])
+    with pytest.raises(PreflineError, match="field 'annotator_kind': unknown annotator kind 'robot'"):
+        import_file(path, sqlite_url, annotator_kind="robot")

@@ -7,7 +7,11 @@ from typing import Annotated
 
 import typer
 
+from prefline.base.errors import PreflineError
 from prefline.cli.common import DbOption, JsonOption, print_json
+from prefline.formats.records import BadRecord
+
+_SKIP_HINT = "use --on-bad skip to import the other records and write rejects to a file"
 
 
 def import_cmd(
@@ -18,6 +22,11 @@ def import_cmd(
     annotator_kind: Annotated[str, typer.Option(help="human|ai_judge|implicit")] = "human",
     skip_identical: Annotated[bool, typer.Option(
         "--skip-identical", help="Skip pairs whose chosen equals rejected (default: only in HH transcripts).")] = False,
+    on_bad: Annotated[str, typer.Option(
+        "--on-bad", help="fail: any bad record stores nothing; skip: store the valid records and "
+                         "write the bad ones (line, reason, record) to a rejects file.")] = "fail",
+    rejects: Annotated[Path | None, typer.Option(
+        help="Rejects file for --on-bad skip (default: <input name>.rejects.jsonl next to the input).")] = None,
     db: DbOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -29,14 +38,21 @@ def import_cmd(
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed} records"), transient=True, disable=json) as bar:
         task = bar.add_task(f"reading {path.name}", total=None)
-        summary = import_file(path, db, format=format, source=source, annotator=annotator,
-                              annotator_kind=annotator_kind, skip_identical=skip_identical or None,
-                              progress=lambda n: bar.update(task, completed=n),
-                              stage=lambda s: bar.update(task, description=f"{s} {path.name}"))
+        try:
+            summary = import_file(
+                path, db, format=format, source=source, annotator=annotator,
+                annotator_kind=annotator_kind, skip_identical=skip_identical or None,
+                on_bad=on_bad, rejects=rejects,
+                progress=lambda n: bar.update(task, completed=n),
+                stage=lambda s: bar.update(task, description=f"{s} {path.name}"))
+        except BadRecord as exc:  # only raised under --on-bad fail: say how to go on
+            raise PreflineError(f"{exc.message} ({_SKIP_HINT})", path=exc.path, line=exc.line,
+                                field=exc.field) from None
     out = {"path": summary.path, "source": summary.source, "records": summary.records,
            "prompts_added": summary.prompts_added, "responses_added": summary.responses_added,
            "feedback_added": summary.feedback_added, "feedback_existing": summary.feedback_existing,
            "skipped_identical": summary.skipped_identical, "by_kind": summary.by_kind,
+           "rejected": summary.rejected, "rejects_path": summary.rejects_path,
            "seconds": round(summary.seconds, 3)}
     if json:
         print_json(out)
@@ -51,6 +67,8 @@ def import_cmd(
         more = ", ..." if len(summary.skipped_identical) > 10 else ""
         typer.echo(f"skipped {len(summary.skipped_identical)} pairs whose chosen equals rejected "
                    f"(lines {lines}{more})")
+    if summary.rejects_path is not None:
+        typer.echo(f"rejected {summary.rejected} bad records, written to {summary.rejects_path}")
 
 
 def export_cmd(

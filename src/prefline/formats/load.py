@@ -2,13 +2,17 @@
 
 ``load_examples(path)`` is what trainers and judges call for ``--data FILE``; the store
 importer (``prefline.store.ingest``) calls :func:`load_records` to also get annotators.
-The whole file is validated before anything is returned, so a bad line anywhere fails
-the call with a PreflineError naming file, line and field.
+The whole file is validated before anything is returned. A bad record fails the call
+with a :class:`BadRecord` naming file, line and field, or, with ``on_bad="skip"``, is
+set aside as a :class:`Rejected` (line, reason, raw record) while the rest load.
+Problems with the file as a whole (unreadable, unknown format, a broken JSON array or
+CSV quoting) fail the call under either policy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +21,48 @@ from prefline.formats.detect import FORMATS, detect_format
 from prefline.formats.examples import PreferencePair, RankingExample
 from prefline.formats.hf import read_hf
 from prefline.formats.hh import is_transcript
-from prefline.formats.jsonl import read_json, read_jsonl
-from prefline.formats.records import Example, IdenticalPair, Record, Where, parse_record
+from prefline.formats.jsonl import BadLine, read_json, read_jsonl
+from prefline.formats.records import BadRecord, Example, IdenticalPair, Record, Where, parse_record
 from prefline.formats.tabular import read_csv, read_parquet
+
+ON_BAD = ("fail", "skip")
 
 Reader = Callable[[Path], Iterator[tuple[int, Any]]]
 _READERS: dict[str, Reader] = {
     "jsonl": read_jsonl, "hh": read_jsonl, "json": read_json, "csv": read_csv,
     "parquet": read_parquet, "hf": read_hf,
 }
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record left out under ``on_bad="skip"``: its line (or row), why, and the record as
+    read (the raw text when the line was not JSON)."""
+
+    line: int
+    reason: str
+    record: Any
+
+    def to_row(self) -> dict[str, Any]:
+        """The rejects-file row: ``{"line": n, "reason": "...", "record": ...}``."""
+        return {"line": self.line, "reason": self.reason, "record": self.record}
+
+
+def check_on_bad(on_bad: str) -> None:
+    """Refuse an unknown bad-record policy (one of ``ON_BAD``)."""
+    if on_bad not in ON_BAD:
+        raise PreflineError(f"unknown policy {on_bad!r} for bad records; expected fail or skip",
+                            field="on_bad")
+
+
+def _rows(fmt: str, path: Path) -> Iterator[tuple[int, Any]]:
+    # JSON Lines readers hand malformed lines back (as BadLine) so that they can be rejected
+    # like any other bad record; the other containers have no per-line syntax to get wrong.
+    if fmt in ("jsonl", "hh"):
+        return read_jsonl(path, keep_bad=True)
+    if fmt == "json":
+        return read_json(path, keep_bad=True)
+    return _READERS[fmt](path)
 
 
 def _check_hh(raw: Any, where: Where) -> None:
@@ -40,19 +77,38 @@ def _hh_record(raw: Any) -> bool:
     return isinstance(raw, dict) and "prompt" not in raw and is_transcript(raw.get("chosen"))
 
 
+def _parse(raw: Any, where: Where, fmt: str, check: Callable[[Record], None] | None) -> Record:
+    """One raw row → a validated record; raises BadRecord."""
+    if isinstance(raw, BadLine):
+        raise where.error(raw.reason)
+    if fmt == "hh":
+        _check_hh(raw, where)
+    rec = parse_record(raw, where)
+    if check is not None:
+        check(rec)
+    return rec
+
+
 def load_records(path: str | Path, format: str = "auto",
                  progress: Callable[[int], None] | None = None, *,
                  skip_identical: bool | None = None,
-                 skipped: list[int] | None = None) -> list[Record]:
-    """Every record of ``path`` validated, in file order.
+                 skipped: list[int] | None = None,
+                 on_bad: str = "fail",
+                 rejected: list[Rejected] | None = None,
+                 check: Callable[[Record], None] | None = None) -> list[Record]:
+    """Every valid record of ``path``, in file order.
 
     ``format`` is one of ``FORMATS``; ``progress`` is called with the number of records
     read so far (every 1,000 records) for progress bars. A pair whose chosen equals its
-    rejected is an error, except with ``skip_identical=True``, or by default (None) in HH
+    rejected is skipped with ``skip_identical=True``, or by default (None) in HH
     transcripts, whose public releases contain such pairs; the line numbers of skipped
-    records are appended to ``skipped``.
+    records are appended to ``skipped``. Any other bad record raises :class:`BadRecord`
+    under ``on_bad="fail"``; under ``"skip"`` it is appended to ``rejected`` (in file
+    order) instead. ``check`` is an extra per-record rule of the caller's (it raises
+    BadRecord). A file with no valid record raises PreflineError under either policy.
     """
     path = Path(path)
+    check_on_bad(on_bad)
     if format not in FORMATS:
         raise PreflineError(f"unknown format '{format}'; expected one of {', '.join(FORMATS)}",
                             path=str(path), field="format")
@@ -60,22 +116,38 @@ def load_records(path: str | Path, format: str = "auto",
     if not path.exists():
         raise PreflineError("cannot read file: no such file or directory", path=str(path))
     records: list[Record] = []
-    for line, raw in _READERS[fmt](path):
-        where = Where(str(path), line)
-        if fmt == "hh":
-            _check_hh(raw, where)
+    bad: list[Rejected] = []
+    for n, (line, raw) in enumerate(_rows(fmt, path), start=1):
         try:
-            records.append(parse_record(raw, where))
-        except IdenticalPair:
-            if not (skip_identical or (skip_identical is None and _hh_record(raw))):
+            records.append(_parse(raw, Where(str(path), line), fmt, check))
+        except IdenticalPair as exc:
+            if skip_identical or (skip_identical is None and _hh_record(raw)):
+                if skipped is not None:
+                    skipped.append(line)
+            elif on_bad == "fail":
                 raise
-            if skipped is not None:
-                skipped.append(line)
-        if progress is not None and len(records) % 1000 == 0:
-            progress(len(records))
+            else:
+                bad.append(Rejected(line, exc.reason, raw))
+        except BadRecord as exc:
+            if on_bad == "fail":
+                raise
+            bad.append(Rejected(line, exc.reason, raw.text if isinstance(raw, BadLine) else raw))
+        if progress is not None and n % 1000 == 0:
+            progress(n)
+    if rejected is not None:
+        rejected.extend(bad)
     if not records:
-        raise PreflineError("the file holds no usable records", path=str(path))
+        raise no_valid_records(path, bad)
     return records
+
+
+def no_valid_records(path: Path, bad: list[Rejected]) -> PreflineError:
+    """The one sentence for a file of which nothing can be imported."""
+    if not bad:
+        return PreflineError("the file holds no usable records", path=str(path))
+    first = bad[0]
+    return PreflineError(f"none of its records is valid ({len(bad)} rejected; the first, "
+                         f"line {first.line}: {first.reason}); nothing was imported", path=str(path))
 
 
 def load_examples(path: str | Path, format: str = "auto") -> list[Example]:

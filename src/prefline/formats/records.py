@@ -10,7 +10,7 @@ Record shapes, told apart by their keys:
 - rating: ``prompt``/``response``/``scores`` (``{criterion: number}``).
 
 Every shape also takes ``tags`` (list of strings) and ``annotator``/``annotator_kind``.
-Any problem raises :class:`PreflineError` naming the file, line and field.
+Any problem raises :class:`BadRecord` (a PreflineError) naming the file, line and field.
 """
 
 from __future__ import annotations
@@ -35,7 +35,22 @@ Example = PreferencePair | UnpairedExample | RankingExample | RatingExample
 SHAPES = "prompt/chosen/rejected, prompt/completion/label, prompt/responses/order or prompt/response/scores"
 
 
-class IdenticalPair(PreflineError):
+class BadRecord(PreflineError):
+    """One record is invalid; the rest of its file may still be usable (an importer can
+    reject it and go on). ``reason`` is the sentence without the file and line."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message, path=path, line=line, field=field)
+        self.message = message
+
+    @property
+    def reason(self) -> str:
+        """What is wrong, naming the field: for a rejects file that already has the line."""
+        return f"field '{self.field}': {self.message}" if self.field else self.message
+
+
+class IdenticalPair(BadRecord):
     """A pair whose chosen and rejected are the same: no preference to learn from."""
 
 
@@ -46,8 +61,8 @@ class Where:
     path: str
     line: int | None = None
 
-    def error(self, message: str, field: str | None = None) -> PreflineError:
-        return PreflineError(message, path=self.path, line=self.line, field=field)
+    def error(self, message: str, field: str | None = None) -> BadRecord:
+        return BadRecord(message, path=self.path, line=self.line, field=field)
 
 
 @dataclass(frozen=True)
@@ -151,6 +166,17 @@ def _plain_pair(rec: dict[str, Any], raw_c: str, raw_r: str, where: Where) -> Pr
     return PreferencePair(prompt=msgs, chosen=raw_c, rejected=raw_r, prompt_key=prompt_key(msgs))
 
 
+def _divergence(chosen: Messages, rejected: Messages) -> str:
+    """Why a pair whose conversations part before the final reply is refused, naming the
+    first turn (1-based, counting every message) where they part. Public HH-RLHF files
+    hold such pairs: there is no single prompt that both replies answer."""
+    turn = next((i for i, (c, r) in enumerate(zip(chosen, rejected, strict=False)) if c != r),
+                min(len(chosen), len(rejected))) + 1
+    lengths = "" if len(chosen) == len(rejected) else \
+        f"; chosen has {len(chosen)} turns, rejected {len(rejected)}"
+    return f"chosen and rejected conversations differ before the final assistant turn (turn {turn}{lengths})"
+
+
 def _pairwise(rec: dict[str, Any], where: Where) -> PreferencePair:
     raw_c, raw_r = _require(rec, "chosen", where), _require(rec, "rejected", where)
     if isinstance(raw_c, str) and isinstance(raw_r, str):
@@ -170,7 +196,7 @@ def _pairwise(rec: dict[str, Any], where: Where) -> PreferencePair:
     while k < min(len(chosen), len(rejected)) - 1 and chosen[k] == rejected[k]:
         k += 1
     if chosen[:k] != chosen[:-1] or rejected[:k] != rejected[:-1]:
-        raise where.error("chosen and rejected must differ only in their final assistant turn", "rejected")
+        raise where.error(_divergence(chosen, rejected), "rejected")
     shared, chosen_text = _split_reply(chosen[:k], chosen[k:], where, "chosen")
     _, rejected_text = _split_reply(chosen[:k], rejected[k:], where, "rejected")
     if chosen_text == rejected_text:

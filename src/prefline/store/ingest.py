@@ -5,11 +5,16 @@ key derived from its annotator and content (plus an occurrence counter, so a rec
 appears twice in one file is stored twice), so re-importing a file adds nothing and
 importing a file with appended lines adds only the new lines. Rows go in through
 ``store.bulk`` (``INSERT ... ON CONFLICT DO NOTHING``; COPY on PostgreSQL).
+
+Bad records either fail the whole import (``on_bad="fail"``, nothing stored) or, with
+``on_bad="skip"``, go to a rejects file (line, reason, raw record) while the rest are
+stored; that file is published only once the store has committed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -27,8 +32,9 @@ from prefline.formats.examples import (
     RankingExample,
     UnpairedExample,
 )
-from prefline.formats.load import load_records
-from prefline.formats.records import Example, Record, messages_json
+from prefline.formats.jsonl import stage_jsonl
+from prefline.formats.load import Rejected, check_on_bad, load_records
+from prefline.formats.records import BadRecord, Example, Record, messages_json
 from prefline.store.bulk import (
     bulk_session,
     driver_errors,
@@ -43,9 +49,11 @@ from prefline.store.models import ANNOTATOR_KINDS, AuditLog, utcnow
 
 @dataclass
 class ImportSummary:
-    """What one import added. ``feedback_existing`` counts records already in the store;
-    ``by_kind`` counts the file's records per feedback kind (pairwise, binary, ...);
-    ``skipped_identical`` lists the lines of pairs skipped because chosen equals rejected."""
+    """What one import added. ``records`` counts the valid records stored (or already
+    there); ``feedback_existing`` counts records already in the store; ``by_kind`` counts
+    the file's records per feedback kind (pairwise, binary, ...); ``skipped_identical``
+    lists the lines of pairs skipped because chosen equals rejected; ``rejected`` counts
+    the bad records left out under ``on_bad="skip"``, listed in ``rejects_path``."""
 
     path: str
     source: str
@@ -56,6 +64,8 @@ class ImportSummary:
     feedback_existing: int = 0
     skipped_identical: list[int] = field(default_factory=list)
     by_kind: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0
+    rejects_path: str | None = None
     seconds: float = 0.0
 
     @property
@@ -139,16 +149,19 @@ def _feedback_key(annotator: str, ex: Example, response_hashes: list[str],
     return "import:" + _sha(*base, str(seen[base]))
 
 
+def _check_kind(kind: str, path: str, line: int | None) -> None:
+    if kind not in ANNOTATOR_KINDS:
+        raise BadRecord(f"unknown annotator kind {kind!r}; expected one of {', '.join(ANNOTATOR_KINDS)}",
+                        path=path, line=line, field="annotator_kind")
+
+
 def _annotator_ids(conn: Connection, records: Sequence[Record], default: str, default_kind: str,
                    path: str, now: Any) -> dict[str, int]:
     """Ids for every annotator the records name, creating the missing ones."""
     kinds: dict[str, str] = {}
     for rec in records:
         kind = rec.annotator_kind or default_kind
-        if kind not in ANNOTATOR_KINDS:
-            raise PreflineError(f"unknown annotator kind {kind!r}; expected one of "
-                                f"{', '.join(ANNOTATOR_KINDS)}", path=path, line=rec.line,
-                                field="annotator_kind")
+        _check_kind(kind, path, rec.line)
         kinds.setdefault(rec.annotator or default, kind)
     rows = {n: (n, k, None, None, now) for n, k in kinds.items()}
     return upsert_ids(conn, "annotators", ("name", "kind", "role", "config", "created_at"),
@@ -197,44 +210,105 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
                 annotator_kind: str = "human", actor: str = "cli",
                 progress: Callable[[int], None] | None = None,
                 skip_identical: bool | None = None,
-                stage: Callable[[str], None] | None = None) -> ImportSummary:
-    """Validate all of ``path``, then store it in one transaction (all or nothing).
+                stage: Callable[[str], None] | None = None,
+                on_bad: str = "fail", rejects: Path | None = None) -> ImportSummary:
+    """Validate all of ``path``, then store its records in one transaction.
 
     ``source`` defaults to the file name and ``annotator`` to ``import:<source>``; records
     with their own ``annotator``/``annotator_kind`` fields override both. ``skip_identical``
-    is passed to :func:`prefline.formats.load.load_records`. ``progress`` gets the records
-    read so far and ``stage`` is told "writing" once the file has validated. Returns counts.
+    is passed to :func:`prefline.formats.load.load_records`. ``on_bad="fail"`` stores
+    nothing if any record is bad (raising its BadRecord); ``"skip"`` stores the valid ones
+    and writes each bad one as ``{"line", "reason", "record"}`` to ``rejects`` (default
+    ``<input name>.rejects.jsonl`` next to the input; written, possibly empty, on every
+    successful skip import and never on a failed one). ``progress`` gets the records read
+    so far and ``stage`` is told "writing" once the file has validated. Returns counts.
     """
     start = time.perf_counter()
     path = Path(path)
+    rejects_path = _rejects_path(path, on_bad, rejects)
+    if annotator_kind not in ANNOTATOR_KINDS:
+        raise PreflineError(f"unknown annotator kind {annotator_kind!r}; expected one of "
+                            f"{', '.join(ANNOTATOR_KINDS)}", field="annotator_kind")
     skipped: list[int] = []
-    records = load_records(path, format, progress=progress, skip_identical=skip_identical,
-                           skipped=skipped)
+    rejected: list[Rejected] = []
+    records = load_records(
+        path, format, progress=progress, skip_identical=skip_identical, skipped=skipped,
+        on_bad=on_bad, rejected=rejected,
+        check=lambda rec: _check_kind(rec.annotator_kind or annotator_kind, str(path), rec.line))
     source = source or path.name
     summary = ImportSummary(path=str(path), source=source, records=len(records),
-                            skipped_identical=skipped)
-    engine = db if isinstance(db, Engine) else open_store(db)
-    if stage is not None:
-        stage("writing")
+                            skipped_identical=skipped, rejected=len(rejected),
+                            rejects_path=None if rejects_path is None else str(rejects_path))
+    # Staged before the store is touched, so an unwritable rejects location fails first;
+    # published only after the commit, so a failed import leaves no rejects file either.
+    staged = None if rejects_path is None else _stage_rejects(rejects_path, rejected)
     try:
+        engine = db if isinstance(db, Engine) else open_store(db)
+        if stage is not None:
+            stage("writing")
         _write(engine, path, records, summary, format, actor, annotator, annotator_kind)
-    except driver_errors() as exc:  # rows go straight to the driver, so its errors arrive raw
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PreflineError(f"the database refused the import, nothing was written: {reason}",
-                            path=str(path)) from None
+    except BaseException:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
+        raise
+    if staged is not None and rejects_path is not None:
+        _publish(staged, rejects_path)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
+def _rejects_path(path: Path, on_bad: str, rejects: Path | None) -> Path | None:
+    """Where ``on_bad="skip"`` writes rejected records (None under ``"fail"``)."""
+    check_on_bad(on_bad)
+    if on_bad == "fail":
+        if rejects is not None:
+            raise PreflineError("a rejects file is only written when bad records are skipped "
+                                "(--on-bad skip)", path=str(rejects), field="rejects")
+        return None
+    out = Path(rejects) if rejects is not None else path.with_name(f"{path.name}.rejects.jsonl")
+    if out.resolve() == path.resolve():
+        raise PreflineError("the rejects file would overwrite the input file", path=str(out),
+                            field="rejects")
+    return out
+
+
+def _stage_rejects(out: Path, rejected: list[Rejected]) -> Path:
+    # default=str: Parquet/HF rows may hold values JSON cannot (dates, bytes); the rejects
+    # file is for reading, so their text is enough.
+    try:
+        return stage_jsonl(out, (r.to_row() for r in rejected), default=str)
+    except OSError as exc:
+        raise PreflineError(f"cannot write the rejects file: {exc.strerror or exc} "
+                            "(choose another place with --rejects)", path=str(out),
+                            field="rejects") from None
+
+
+def _publish(staged: Path, out: Path) -> None:
+    try:
+        os.replace(staged, out)
+    except OSError as exc:
+        raise PreflineError(f"the records were stored, but the rejects file could not be put in "
+                            f"place ({exc.strerror or exc}); it was left at {staged}",
+                            path=str(out)) from None
+
+
 def _write(engine: Engine, path: Path, records: list[Record], summary: ImportSummary,
            format: str, actor: str, annotator: str | None, annotator_kind: str) -> None:
+    """Store ``records`` and the audit entry in one transaction (all or nothing)."""
     source = summary.source
-    with engine.begin() as conn, bulk_session(conn):
-        write_records(conn, records, source=source, annotator=annotator or f"import:{source}",
-                      annotator_kind=annotator_kind, summary=summary)
-        conn.execute(AuditLog.__table__.insert(), [{  # type: ignore[attr-defined]
-            "actor": actor, "action": "import", "target": f"source:{source}", "created_at": utcnow(),
-            "details": {"path": str(path.resolve()), "format": format, "records": summary.records,
-                        "feedback_added": summary.feedback_added,
-                        "feedback_existing": summary.feedback_existing,
-                        "skipped_identical": len(summary.skipped_identical)}}])
+    try:
+        with engine.begin() as conn, bulk_session(conn):
+            write_records(conn, records, source=source, annotator=annotator or f"import:{source}",
+                          annotator_kind=annotator_kind, summary=summary)
+            conn.execute(AuditLog.__table__.insert(), [{  # type: ignore[attr-defined]
+                "actor": actor, "action": "import", "target": f"source:{source}",
+                "created_at": utcnow(),
+                "details": {"path": str(path.resolve()), "format": format, "records": summary.records,
+                            "feedback_added": summary.feedback_added,
+                            "feedback_existing": summary.feedback_existing,
+                            "skipped_identical": len(summary.skipped_identical),
+                            "rejected": summary.rejected}}])
+    except driver_errors() as exc:  # rows go straight to the driver, so its errors arrive raw
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PreflineError(f"the database refused the import, nothing was written: {reason}",
+                            path=str(path)) from None
