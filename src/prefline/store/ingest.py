@@ -161,7 +161,7 @@ def _annotator_ids(conn: Connection, records: Sequence[Record], default: str, de
     kinds: dict[str, str] = {}
     for rec in records:
         kind = rec.annotator_kind or default_kind
-        _check_kind(kind, path, rec.line)
+        _check_kind(kind, path, rec.line)  # import_file checked already; other callers may not
         kinds.setdefault(rec.annotator or default, kind)
     rows = {n: (n, k, None, None, now) for n, k in kinds.items()}
     return upsert_ids(conn, "annotators", ("name", "kind", "role", "config", "created_at"),
