@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from prefline.audit.run import AuditConfig, AuditResult, run
+from prefline.base.progress import Reporter
+from prefline.store.context import Context, Store
 from prefline.store.db import open_store, session_scope
 from prefline.store.models import Annotator, Feedback, Prompt, Response, Snapshot, SnapshotItem
 
@@ -58,6 +61,11 @@ class StoreBuilder:
     def pairwise(self, who: str, prompt_id: int, a: int, b: int, choice: str, **extra: Any) -> None:
         self.feedback([{"who": who, "kind": "pairwise", "prompt_id": prompt_id, "response_a_id": a,
                         "response_b_id": b, "choice": choice, **extra}])
+
+    def audit(self, **settings: Any) -> AuditResult:
+        """The audit stage on this store, as the CLI runs it (without progress bars)."""
+        ctx = Context(store=Store.open(self.url), progress=Reporter(enabled=False))
+        return run(AuditConfig(**settings), ctx)
 
     def snapshot(self, splits: dict[str, list[int]]) -> int:
         sid = self._add(Snapshot(name="t", content_hash="0" * 64, recipe={}, stats={}))

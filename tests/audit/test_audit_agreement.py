@@ -12,7 +12,6 @@ from prefline.audit.agreement import (
     kappa_pairs,
     raw_and_alpha,
 )
-from prefline.audit.run import run_audit
 from prefline.audit.tables import LabelTable
 
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", section C: four
@@ -120,11 +119,11 @@ def test_alpha_from_store_ratings_matches_published_value(any_store) -> None:  #
     any_store.feedback([{"who": f"obs{a}", "kind": "rating", "prompt_id": pid, "response_id": rids[u],
                          "payload": {"scores": {"quality": v}}}
                         for a, row in enumerate(K2011) for u, v in enumerate(row) if v is not None])
-    result = run_audit(any_store.url)
-    q = result["agreement"]["rating:quality"]
+    result = any_store.audit()
+    q = result.agreement["rating:quality"]
     assert q["alpha"] == pytest.approx(0.849, abs=5e-4)
     assert q["alpha_ordinal"] == pytest.approx(0.815, abs=5e-4)
-    assert result["metrics"]["alpha.rating:quality"] == q["alpha"]
+    assert result.metrics["alpha.rating:quality"] == q["alpha"]
 
 
 def test_pairwise_agreement_ignores_which_side_was_called_a(store) -> None:  # type: ignore[no-untyped-def]
@@ -136,7 +135,7 @@ def test_pairwise_agreement_ignores_which_side_was_called_a(store) -> None:  # t
         store.pairwise("ann2", p, y, x, "b")
     store.pairwise("ann1", pid, r0, r1, "a")
     store.pairwise("ann2", pid, r1, r0, "a")  # the one disagreement
-    out = run_audit(store.url)["agreement"]["pairwise"]
+    out = store.audit().agreement["pairwise"]
     assert out["items_with_2plus"] == 4
     assert out["raw_agreement"] == pytest.approx(0.75)
 
@@ -156,12 +155,12 @@ def test_rankings_binary_and_judges_from_the_store(store) -> None:  # type: igno
         store.pairwise("h2", p, x, y, "a")
         store.feedback([{"who": "judge", "who_kind": "ai_judge", "kind": "pairwise", "prompt_id": p,
                          "response_a_id": x, "response_b_id": y, "choice": "a" if i else "b"}])
-    r = run_audit(store.url)
-    ranking = r["agreement"]["ranking"]
+    r = store.audit()
+    ranking = r.agreement["ranking"]
     assert (ranking["items"], ranking["items_with_2plus"]) == (3, 3)
     assert ranking["raw_agreement"] == pytest.approx(2 / 3)  # a>b, a>c agree; b vs c differs
-    assert r["agreement"]["binary"]["raw_agreement"] == pytest.approx(0.5)
-    jv = r["judge_vs_human"]["pairwise"]
+    assert r.agreement["binary"]["raw_agreement"] == pytest.approx(0.5)
+    jv = r.judge_vs_human["pairwise"]
     assert jv["judges"] == [{"judge": "judge", "n": 4, "agreement": 0.75, "kappa": 0.0}]
-    assert r["metrics"]["judge_agreement"] == 0.75
-    assert r["scope"]["annotator_kinds"] == {"ai_judge": 1, "human": 2}
+    assert r.metrics["judge_agreement"] == 0.75
+    assert r.scope.annotator_kinds == {"ai_judge": 1, "human": 2}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from prefline.audit.run import run_audit
 from prefline.audit.stats import wilson_interval
 
 
@@ -32,26 +31,26 @@ def test_position_and_length_bias(any_store) -> None:  # type: ignore[no-untyped
     rows += [{"who": "h", "kind": "pairwise", "prompt_id": pid, "response_a_id": x,
               "response_b_id": y, "choice": c, "shown_left_id": x} for c in ("tie", "tie", "both_bad")]
     any_store.feedback(rows)
-    r = run_audit(any_store.url)
-    pos = r["position_bias"]
+    r = any_store.audit()
+    pos = r.position_bias
     assert (pos["n"], pos["count"], pos["share"]) == (30, 24, 0.8)
     lo, hi = wilson_interval(24, 30)
     assert pos["ci95"] == [pytest.approx(lo, abs=1e-6), pytest.approx(hi, abs=1e-6)]
     assert pos["p_value"] < 0.01
     # Left is the long response on even i. The left side wins for i < 24 (long wins on the
     # 12 even i) and the right side after (long wins on the 3 odd i): 15 of 30.
-    assert r["choices"]["counts"] == {"a": 15, "b": 15, "tie": 2, "both_bad": 1}
-    assert r["length_bias"]["longer_wins"]["count"] == 15
-    assert r["length_bias"]["chosen_longer"]["share"] == pytest.approx(0.5)
-    assert r["metrics"]["tie_rate"] == pytest.approx(2 / 33, abs=1e-6)
-    assert r["metrics"]["both_bad_rate"] == pytest.approx(1 / 33, abs=1e-6)
+    assert r.choices["counts"] == {"a": 15, "b": 15, "tie": 2, "both_bad": 1}
+    assert r.length_bias["longer_wins"]["count"] == 15
+    assert r.length_bias["chosen_longer"]["share"] == pytest.approx(0.5)
+    assert r.metrics["tie_rate"] == pytest.approx(2 / 33, abs=1e-6)
+    assert r.metrics["both_bad_rate"] == pytest.approx(1 / 33, abs=1e-6)
 
 
 def test_longer_wins_excludes_equal_lengths(store) -> None:  # type: ignore[no-untyped-def]
     for i in range(4):
         pid, (a, b) = store.prompt_with(2, lengths=[20, 20 if i < 2 else 5])
         store.pairwise("h", pid, a, b, "a")
-    lb = run_audit(store.url)["length_bias"]
+    lb = store.audit().length_bias
     assert (lb["longer_wins"]["n"], lb["longer_wins"]["count"]) == (2, 2)
     assert (lb["chosen_longer"]["n"], lb["chosen_longer"]["count"]) == (4, 2)
 
@@ -67,7 +66,7 @@ def test_fast_annotations_absolute_and_relative(store) -> None:  # type: ignore[
     rows += [{**base, "who": "quick", "time_spent_ms": t} for t in (1_500, 5_000, 6_000)]
     rows += [{**base, "who": "judge", "who_kind": "ai_judge", "time_spent_ms": 5}]
     store.feedback(rows)
-    fast = run_audit(store.url)["fast_annotations"]
+    fast = store.audit().fast_annotations
     assert fast["n_timed"] == 16 and fast["count"] == 2
     assert fast["by_annotator"]["slow"]["fast"] == 1 and fast["by_annotator"]["slow"]["median_ms"] == 60_000
     assert fast["by_annotator"]["quick"]["fast"] == 1
@@ -83,7 +82,7 @@ def test_label_distribution_per_tag_and_annotator(store) -> None:  # type: ignor
     store.pairwise("y", p3, e, f, "b")
     store.feedback([{"who": "y", "kind": "binary", "prompt_id": p3, "response_id": e,
                      "payload": {"value": False}}])
-    labels = run_audit(store.url)["labels"]
+    labels = store.audit().labels
     assert labels["by_tag"]["code"] == {"a": 1, "tie": 1}
     assert labels["by_tag"]["chat"] == {"tie": 1}
     assert labels["by_tag"]["(untagged)"] == {"b": 1, "down": 1}

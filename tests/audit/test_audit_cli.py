@@ -145,3 +145,49 @@ def test_audit_of_a_real_snapshot_follows_its_recipe(store, capsys) -> None:  # 
     assert r["metrics"]["leakage"] == 0 and sum(r["leakage"]["splits"].values()) == 9
     whole = run(["audit", "--db", store.url, "--json"], capsys)[1]
     assert json.loads(whole)["scope"]["feedback"] == 38
+
+
+def test_help_lists_every_setting_with_its_doc(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Every AuditConfig field is an option (``report`` also answers to ``--out``), documented
+    by its attribute docstring; the fail_on doc names every metric a rule may use."""
+    from prefline.audit.checks import METRIC_HELP
+    from prefline.audit.run import AuditConfig
+    from prefline.base import config
+
+    text = _help(["audit", "--help"], capsys)
+    for s in config.settings(AuditConfig):
+        assert f"--{s.name.replace('_', '-')}" in text, s.name
+        assert s.doc and s.doc.split()[0] in text, s.name
+    assert "--out" in text and "--json" in text and "--db" in text
+    doc = config.field_docs(AuditConfig)["fail_on"]
+    assert all(metric in doc for metric in METRIC_HELP)
+
+
+def _help(argv: list[str], capsys) -> str:  # type: ignore[no-untyped-def]
+    import os
+
+    os.environ["COLUMNS"] = "250"  # one line per option, so flags are never wrapped
+    try:
+        code, out, _ = run(argv, capsys)
+    finally:
+        del os.environ["COLUMNS"]
+    assert code == 0
+    return out
+
+
+def test_out_is_the_report_and_config_file_sets_rules(store, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``--out`` (the design's name) writes the report like ``--report``; rules and thresholds
+    can come from a TOML file, and a bad threshold there names the file and the field."""
+    _biased_store(store)
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('fail_on = ["position_bias>0.6"]\nnear_threshold = 0.9\n')
+    report = tmp_path / "a.html"
+    code, out, err = run(["audit", "--db", store.url, "--config", str(cfg), "--out", str(report),
+                          "--json"], capsys)
+    assert code == 1 and "audit failed: position_bias>0.6 (value 1)" in err
+    r = json.loads(out)
+    assert r["config"]["near_threshold"] == 0.9 and r["report"] == str(report)
+    assert report.read_text().startswith("<!doctype html>")
+    cfg.write_text("near_threshold = 1.5\n")
+    code, _, err = run(["audit", "--db", store.url, "--config", str(cfg)], capsys)
+    assert code == 2 and "audit.toml, field 'near_threshold': expected a number in (0, 1]" in err

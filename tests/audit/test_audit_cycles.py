@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from prefline.audit.cycles import triangles
-from prefline.audit.run import run_audit
 
 
 def test_triangles_finds_each_cycle_once() -> None:
@@ -30,9 +29,9 @@ def test_consensus_and_per_annotator_cycles(store) -> None:  # type: ignore[no-u
     store.pairwise("u", p3, i, g, "a")
     store.pairwise("v", p3, g, i, "a")
     store.pairwise("w", p3, i, g, "b")
-    out = run_audit(store.url)["cycles"]
+    out = store.audit().cycles
     assert out["prompts_compared"] == 3
     assert out["prompts_with_cycles"] == 1 and out["cycles"] == 1
     assert out["examples"] == [{"prompt_id": p1, "cycle": [a, b, c]}]
     assert out["by_annotator"] == {"u": 2}
-    assert run_audit(store.url)["metrics"]["cycles"] == 1
+    assert store.audit().metrics["cycles"] == 1

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from prefline.audit.duplicates import find_duplicates, minhash, normalise
-from prefline.audit.run import run_audit
 
 LONG = ("please write a short friendly note to my neighbour explaining that the party on "
         "saturday will end before eleven and thanking them for their patience with the noise")
@@ -74,11 +73,11 @@ def test_leakage_between_train_and_test(any_store) -> None:  # type: ignore[no-u
         any_store.pairwise("h", pids[name], a, b, "a")
     sid = any_store.snapshot({"train": [pids["t1"], pids["t2"], pids["t3"], pids["c1"]],
                               "test": [pids["e1"], pids["e2"], pids["e3"], pids["t3"], pids["c2"]]})
-    r = run_audit(any_store.url, snapshot=sid)
-    leak = r["leakage"]
+    r = any_store.audit(snapshot=str(sid))
+    leak = r.leakage
     assert leak["test"] == {"same_prompt": 1, "similar_text": 2, "same_opening": 1}
-    assert r["metrics"]["leakage"] == 3 and r["metrics"]["opening_leakage"] == 1
+    assert r.metrics["leakage"] == 3 and r.metrics["opening_leakage"] == 1
     assert {e["prompt_id"] for e in leak["examples"]} == {pids["e1"], pids["e2"], pids["t3"]}
-    whole = run_audit(any_store.url)
-    assert whole["metrics"]["leakage"].startswith("not defined: no snapshot")
-    assert whole["metrics"]["exact_duplicates"] == 1 and whole["metrics"]["duplicates"] == 2
+    whole = any_store.audit()
+    assert whole.metrics["leakage"].startswith("not defined: no snapshot")
+    assert whole.metrics["exact_duplicates"] == 1 and whole.metrics["duplicates"] == 2

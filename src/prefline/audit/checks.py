@@ -63,15 +63,15 @@ def parse_rules(text: str, known: set[str] | None = None) -> list[Rule]:
         m = _RULE.match(part)
         if m is None:
             raise PreflineError(f"cannot read rule {part.strip()!r}: expected <metric><op><number>, "
-                                "e.g. position_bias>0.6", field="--fail-on")
+                                "e.g. position_bias>0.6", field="fail_on")
         metric = m.group(1)
         names = known if known is not None else set(METRIC_HELP)
         if metric not in names and not metric.startswith("alpha."):
             raise PreflineError(f"unknown metric {metric!r} in rule {part.strip()!r}; known: "
-                                + ", ".join(sorted(names)), field="--fail-on")
+                                + ", ".join(sorted(names)), field="fail_on")
         rules.append(Rule(metric, m.group(2), float(m.group(3))))
     if not rules:
-        raise PreflineError("no rules given", field="--fail-on")
+        raise PreflineError("no rules given", field="fail_on")
     return rules
 
 

@@ -46,9 +46,12 @@ STAGE_COMMANDS: dict[str, StageCommand] = {}
 _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def setting_params(cls: type, skip: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+def setting_params(cls: type, skip: tuple[str, ...] = (),
+                   flags: dict[str, tuple[str, ...]] | None = None) -> list[inspect.Parameter]:
     """One option per leaf setting: ``--lr`` when the leaf name is unique, else ``--train.lr``;
-    bools are ``--x/--no-x``. Every option defaults to None (= not given)."""
+    bools are ``--x/--no-x``. ``flags`` gives a (non-bool) setting other option names, e.g.
+    ``{"in_file": ("--in",)}`` where the natural name is a Python keyword. Every option
+    defaults to None (= not given)."""
     index = config.setting_index(cls)
     params: list[inspect.Parameter] = []
     for s in config.settings(cls):
@@ -63,7 +66,8 @@ def setting_params(cls: type, skip: tuple[str, ...] = ()) -> list[inspect.Parame
             hint: Any = Annotated[bool | None, opt]
         else:
             metavar = s.type_name().upper().replace(" ", "-").replace("-|-", "|")
-            opt = typer.Option(f"--{flag}", help=text, metavar=metavar, show_default=False)
+            names = (flags or {}).get(s.key) or (f"--{flag}",)
+            opt = typer.Option(*names, help=text, metavar=metavar, show_default=False)
             hint = Annotated[str | None, opt]
         params.append(inspect.Parameter(_dest(s.key), inspect.Parameter.KEYWORD_ONLY,
                                         default=None, annotation=hint))
@@ -108,7 +112,8 @@ def _common(out_help: str | None) -> list[inspect.Parameter]:
 def stage_command(stage: str, cls: type, body: Body, *, app: typer.Typer,
                   command: str, help: str, section: str | None = None,
                   out_help: str | None = None, extra: list[inspect.Parameter] | None = None,
-                  skip: tuple[str, ...] = ()) -> None:
+                  skip: tuple[str, ...] = (),
+                  flags: dict[str, tuple[str, ...]] | None = None) -> None:
     """Add the command for one stage to ``app`` and record it in :data:`STAGE_COMMANDS`.
 
     ``command`` is the full command as typed (``"train dpo"``); its last word is the name
@@ -117,7 +122,7 @@ def stage_command(stage: str, cls: type, body: Body, *, app: typer.Typer,
     path) are passed to ``body`` by name.
     """
     extra = extra or []
-    settings = setting_params(cls, skip)
+    settings = setting_params(cls, skip, flags)
     dests = {p.name: p for p in settings}
 
     def callback(ctx: typer.Context, **kw: Any) -> None:
