@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 INPUT_ROLES = ("snapshot", "data", "base_model", "reference_model", "reward_model", "judge",
-               "previous_policy", "policy", "evaluation", "config")
-"""What an input was to the artifact that used it (``artifact_inputs.role``)."""
+               "previous_policy", "policy", "evaluation", "config", "parent")
+"""What an input was to the artifact that used it (``artifact_inputs.role``). ``parent`` is
+the untyped link of artifacts registered before lineage became a graph (migration 0003
+moved ``artifacts.parent_id`` there); new records name a specific role."""
 
 
 @dataclasses.dataclass(frozen=True)

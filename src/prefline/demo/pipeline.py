@@ -246,7 +246,7 @@ def stage_dpo(cfg: DemoConfig, models: dict[str, Any], snapshot: dict[str, Any],
                               batch_size=cfg.dpo_batch_size, warmup_ratio=0.1, seed=cfg.seed)
     res = dpo.train_dpo(pairs, dcfg, tcfg, run_dir=work, progress=Bars(not cfg.quick),
                         db=cfg.db_url, snapshot_hash=snapshot["hash"],
-                        parent_id=reward["artifact_id"])
+                        snapshot_id=snapshot["id"])
     rel = str(Path(res.model_path).relative_to(cfg.out_dir))
     return ({"path": str(res.model_path), "artifact_id": res.artifact_id, "pairs": len(pairs),
              "summary": _jsonable(res.summary)}, [rel])
@@ -282,14 +282,17 @@ def stage_register(cfg: DemoConfig, snapshot: dict[str, Any], reward: dict[str, 
                    work: Path) -> tuple[dict[str, Any], list[str]]:
     """Register the evaluation with its lineage and record the chain for the report."""
     registry = need("prefline.registry", "register")
-    eval_id = registry.register_artifact(
-        "evaluation", cfg.out_dir / "evaluate" / "eval.json", db=cfg.db_url,
-        name="demo-policy-eval", snapshot_hash=snapshot["hash"], parent_id=dpo_out["artifact_id"],
+    eval_id = registry.record(
+        cfg.db_url, "evaluation", cfg.out_dir / "evaluate" / "eval.json", config=None,
+        name="demo-policy-eval", inputs=[
+            registry.Ref("policy", artifact_id=dpo_out["artifact_id"]),
+            registry.Ref("reward_model", artifact_id=reward["artifact_id"]),
+            registry.Ref("judge", ref=JUDGE_SPEC)],
         metrics={k: evaluation[k] for k in ("judge_win_rate", "judge_win_rate_ci",
                                             "proxy_win_rate", "kl")}, actor="demo")
     chain = [{"id": a.id, "kind": a.kind, "name": a.name, "path": a.path,
               "snapshot_hash": a.snapshot_hash, "code_version": a.code_version}
-             for a in registry.lineage(eval_id, db=cfg.db_url)]
+             for a in registry.ancestors(eval_id, db=cfg.db_url)]
     (work / "lineage.json").write_text(json.dumps(chain, indent=2, default=str))
     return {"evaluation_id": eval_id, "lineage": chain}, ["register/lineage.json"]
 

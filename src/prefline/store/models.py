@@ -139,7 +139,11 @@ class SnapshotItem(Base):
 
 
 class Artifact(Base):
-    """A trained model or report, with lineage: snapshot, parent artifact, config, code."""
+    """A trained model, evaluation or report: kind, path, config, code version, metrics.
+
+    Its lineage is a graph: every input (snapshot, base model, reward model, judge, previous
+    policy, ...) is one :class:`ArtifactInput` row.
+    """
 
     __tablename__ = "artifacts"
     id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
@@ -147,13 +151,31 @@ class Artifact(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     path: Mapped[str] = mapped_column(Text)
     config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"))
     snapshot_hash: Mapped[str | None] = mapped_column(String(64))
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("artifacts.id"))
+    """Content hash of the training data (a snapshot's hash, or a data file's sha256)."""
     code_version: Mapped[str | None] = mapped_column(String(100))
+    """``<version>+<commit>``, with ``.dirty-<diff hash>`` when the tree had changes."""
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(30), default="registered")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ArtifactInput(Base):
+    """One typed input of an artifact: another artifact, a snapshot, or a ref string
+    (model path or hub id, judge spec, file hash). ``role`` is one of
+    ``prefline.base.stage.INPUT_ROLES``; ``position`` keeps the order they were given in."""
+
+    __tablename__ = "artifact_inputs"
+    __table_args__ = (UniqueConstraint("artifact_id", "position"),)
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    artifact_id: Mapped[int] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(40))
+    # No cascade: an artifact that others were built from cannot vanish from under them.
+    input_artifact_id: Mapped[int | None] = mapped_column(ForeignKey("artifacts.id"), index=True)
+    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    ref: Mapped[str | None] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer)
 
 
 class AuditLog(Base):
@@ -173,5 +195,5 @@ Index("ix_snapshot_items_snapshot", SnapshotItem.snapshot_id, SnapshotItem.split
 
 __all__ = [
     "Base", "Prompt", "Response", "Annotator", "Feedback", "Snapshot", "SnapshotItem",
-    "Artifact", "AuditLog",
+    "Artifact", "ArtifactInput", "AuditLog",
 ]

@@ -142,10 +142,14 @@ def train_reward(cfg: RewardTrainConfig) -> RewardArtifact:
     saved = _save(scorer, members, out, card)
     art_id = None
     if cfg.register:
-        from prefline.registry import register_artifact
+        from prefline.registry import Ref, record
+        from prefline.store.snapshots import get_snapshot
 
-        art_id = register_artifact("reward_model", saved, db=cfg.db, config=card["config"],
-                                   snapshot_hash=source_hash, metrics=metrics)
+        source_ref = (Ref("snapshot", snapshot_id=get_snapshot(cfg.snapshot, cfg.db).id)
+                      if cfg.snapshot is not None else Ref("data", ref=source_hash))
+        art_id = record(cfg.db, "reward_model", saved, config=card["config"],
+                        snapshot_hash=source_hash, metrics=metrics,
+                        inputs=[source_ref, Ref("base_model", ref=members[0].spec.backbone)])
     return RewardArtifact(saved, art_id, metrics, scorer.card)
 
 
