@@ -105,13 +105,31 @@ def settings(cls: type) -> tuple[Setting, ...]:
         hint = hints[f.name]
         sub = _nested(hint)
         if sub is not None:
-            out.extend(dataclasses.replace(s, path=(f.name, *s.path)) for s in settings(sub))
+            # A stage may give its nested config its own defaults (a default_factory such as
+            # ``TrainConfig(lr=...)``): those, not the nested class's, are the defaults shown.
+            inst = _field_default(f)
+            out.extend(dataclasses.replace(s, path=(f.name, *s.path),
+                                           default=_walk(inst, s.path) if inst else s.default)
+                       for s in settings(sub))
             continue
         missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = (None if missing else f.default if f.default is not dataclasses.MISSING
                    else f.default_factory())  # type: ignore[misc,operator]
         out.append(Setting((f.name,), hint, default, docs.get(f.name, ""), missing))
     return tuple(out)
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    """The default value of a field (calling its default_factory), or None when it has none."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _walk(obj: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        obj = getattr(obj, name)
+    return obj
 
 
 def setting_index(cls: type) -> dict[str, Setting]:
@@ -252,7 +270,7 @@ def _assemble(cls: type, base: Any, updates: dict[tuple[str, ...], Any]) -> Any:
         if sub is not None:
             inner = {p[1:]: v for p, v in updates.items() if p[0] == f.name and len(p) > 1}
             if inner or current is dataclasses.MISSING or current is not None:
-                start = None if current is dataclasses.MISSING else current
+                start = _field_default(f) if current is dataclasses.MISSING else current
                 kwargs[f.name] = _assemble(sub, start, inner)
             else:
                 kwargs[f.name] = current
