@@ -143,3 +143,28 @@ def test_derived_command_lists_every_setting_and_merges_sources(tmp_path: Path) 
         assert ctx.progress.enabled is False  # type: ignore[attr-defined]
     finally:
         STAGE_COMMANDS.pop("toy", None)
+
+
+@dataclass(frozen=True)
+class WithPath:
+    path: str
+    """Input file."""
+    fmt: str = "auto"
+    """Format."""
+
+
+def test_positional_settings_are_arguments() -> None:
+    app, seen = typer.Typer(), {}
+    sub = typer.Typer()
+    app.add_typer(sub, name="grp")
+    stage_command("toy2", WithPath, lambda cfg, ctx, as_json: seen.update(cfg=cfg), app=sub,
+                  command="grp toy2", help="Toy.", positional=("path",))
+    try:
+        runner = CliRunner()
+        res = runner.invoke(app, ["grp", "toy2", "data.jsonl", "--fmt", "hh"])
+        assert res.exit_code == 0, res.output
+        assert seen["cfg"] == WithPath(path="data.jsonl", fmt="hh")
+        helptext = runner.invoke(app, ["grp", "toy2", "--help"], env={"COLUMNS": "200"}).output
+        assert "PATH" in helptext and "Input file." in helptext and "--path" not in helptext
+    finally:
+        STAGE_COMMANDS.pop("toy2", None)

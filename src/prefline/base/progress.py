@@ -12,7 +12,11 @@ SHOWN = ("loss", "accuracy", "margin", "examples_per_s", "tokens_per_s")
 
 
 class StepProgress:
-    def __init__(self, total: int, enabled: bool = True, start: int = 0,
+    """One bar on stderr: ``update(metrics)`` advances a step, ``set(n)`` jumps to ``n``.
+
+    ``total=None`` is a bar whose length is unknown (e.g. records read from a file)."""
+
+    def __init__(self, total: int | None, enabled: bool = True, start: int = 0,
                  description: str = "training") -> None:
         self.enabled = enabled
         self.progress: Progress | None = None
@@ -35,6 +39,14 @@ class StepProgress:
         info = "  ".join(f"{k}={rec[k]:.4g}" for k in SHOWN if k in rec)
         self.progress.update(self.task, advance=1, info=info)
 
+    def set(self, completed: int, description: str | None = None) -> None:
+        if self.progress is None:
+            return
+        if description is None:
+            self.progress.update(self.task, completed=completed)
+        else:
+            self.progress.update(self.task, completed=completed, description=description)
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self.progress is not None:
@@ -51,7 +63,7 @@ class Reporter:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
 
-    def bar(self, total: int, description: str, start: int = 0) -> StepProgress:
+    def bar(self, total: int | None, description: str, start: int = 0) -> StepProgress:
         """A bar over ``total`` steps; use as a context manager and call ``update(metrics)``."""
         return StepProgress(total, enabled=self.enabled, start=start, description=description)
 

@@ -74,6 +74,11 @@ def setting_params(cls: type, skip: tuple[str, ...] = (),
     return params
 
 
+def _argument(s: config.Setting) -> inspect.Parameter:
+    hint = Annotated[str, typer.Argument(help=s.doc, metavar=s.name.upper(), show_default=False)]
+    return inspect.Parameter(_dest(s.key), inspect.Parameter.KEYWORD_ONLY, annotation=hint)
+
+
 def _dest(key: str) -> str:
     return "cfg__" + key.replace(".", "__")
 
@@ -113,23 +118,27 @@ def stage_command(stage: str, cls: type, body: Body, *, app: typer.Typer,
                   command: str, help: str, section: str | None = None,
                   out_help: str | None = None, extra: list[inspect.Parameter] | None = None,
                   skip: tuple[str, ...] = (),
-                  flags: dict[str, tuple[str, ...]] | None = None) -> None:
+                  flags: dict[str, tuple[str, ...]] | None = None,
+                  positional: tuple[str, ...] = ()) -> None:
     """Add the command for one stage to ``app`` and record it in :data:`STAGE_COMMANDS`.
 
     ``command`` is the full command as typed (``"train dpo"``); its last word is the name
     in ``app``. ``body(cfg, ctx, as_json=..., **extra_values)`` does the work: call the
     stage's ``run``, record the result, print. ``extra`` parameters (e.g. a positional
-    path) are passed to ``body`` by name.
+    path) are passed to ``body`` by name. ``positional`` names config settings taken as
+    positional arguments instead of options (e.g. ``prefline import PATH``).
     """
     extra = extra or []
-    settings = setting_params(cls, skip, flags)
+    settings = setting_params(cls, skip + positional, flags)
+    args = [_argument(config.setting_index(cls)[name]) for name in positional]
     dests = {p.name: p for p in settings}
 
     def callback(ctx: typer.Context, **kw: Any) -> None:
         picked = {p.name: kw.pop(p.name) for p in extra}
+        given = {name: kw.pop(_dest(name)) for name in positional}
         flags = {k[len("cfg__"):].replace("__", "."): v for k, v in kw.items()
                  if k in dests and v is not None}
-        overrides = {**parse_overrides(ctx.args), **flags}
+        overrides = {**parse_overrides(ctx.args), **flags, **given}
         cfg = config.load(cls, kw["config_file"], overrides, command=command, section=section)
         run_ctx = make_context(cfg, db=kw["db"], out=kw.get("out"), device=kw["device"],
                                quiet=kw["as_json"])
@@ -137,9 +146,9 @@ def stage_command(stage: str, cls: type, body: Body, *, app: typer.Typer,
 
     ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                   annotation=typer.Context)
-    positional = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in extra]
+    extra_params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in extra]
     callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [ctx_param, *positional, *settings, *_common(out_help)])
+        [ctx_param, *args, *extra_params, *settings, *_common(out_help)])
     callback.__doc__ = (f"{help}\n\nEvery setting can also come from --config FILE (TOML/YAML/"
                         f"JSON) or as trailing key=value; `prefline config show {stage}` prints "
                         "the effective settings.")
