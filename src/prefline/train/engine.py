@@ -28,63 +28,9 @@ from prefline.base.errors import PreflineError
 from prefline.base.precision import autocast_context, resolve_precision
 from prefline.base.progress import Reporter
 from prefline.train import checkpoint as ckpt
+from prefline.train.train_config import TrainConfig
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings shared by every trainer (nested as ``train`` in stage configs).
-
-    Where the run writes (checkpoints, ``train_log.jsonl``) and whether it shows progress come
-    from the stage's Context, not from here: this is only *how* to optimise.
-    """
-
-    lr: float = 5e-5
-    """Peak learning rate (AdamW)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay (never applied to biases and norm weights)."""
-    epochs: int = 1
-    """Passes over the training examples (ignored when max_steps is set)."""
-    max_steps: int | None = None
-    """Optimizer steps; overrides ``epochs`` when set."""
-    batch_size: int = 8
-    """Examples per micro-batch per process."""
-    grad_accum: int = 1
-    """Micro-batches accumulated per optimizer step (exactly equal to one larger batch)."""
-    warmup_ratio: float = 0.1
-    """Share of the optimizer steps spent warming the learning rate up linearly."""
-    schedule: str = "cosine"
-    """Learning-rate decay after warmup: cosine | linear | constant."""
-    max_grad_norm: float | None = 1.0
-    """Clip the global gradient norm to this (None = no clipping)."""
-    precision: str = "auto"
-    """auto (bf16 autocast where the CPU has native bf16) | bf16 | fp32."""
-    seed: int = 0
-    """Seeds the data order and any random initialisation."""
-    eval_every: int | None = None
-    """Evaluate on the validation split every N optimizer steps (None = once per epoch when
-    there is a validation split)."""
-    save_every: int | None = None
-    """Write a resumable checkpoint every N optimizer steps (one is always written at the end)."""
-    early_stopping_patience: int | None = None
-    """Stop after this many evaluations without improvement, then restore the best weights
-    (None = never stop early)."""
-    early_stopping_metric: str = "accuracy"
-    """Validation metric to maximise for early stopping and the best checkpoint."""
-    resume: bool = False
-    """Continue from the latest checkpoint in the run folder."""
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise PreflineError(f"lr must be positive, got {self.lr}", field="lr")
-        for name in ("epochs", "batch_size", "grad_accum"):
-            if getattr(self, name) < 1:
-                raise PreflineError(f"{name} must be at least 1", field=name)
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise PreflineError("schedule must be cosine, linear or constant", field="schedule")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise PreflineError("precision must be auto, bf16 or fp32", field="precision")
-        if not 0 <= self.warmup_ratio < 1:
-            raise PreflineError("warmup_ratio must be in [0, 1)", field="warmup_ratio")
+__all__ = ["Task", "TrainConfig", "TrainResult", "Trainer", "unwrap"]
 
 
 class Task(Protocol):
@@ -95,6 +41,13 @@ class Task(Protocol):
     def loss(self, model: nn.Module, batch: Any) -> tuple[Tensor, float, dict[str, float]]:
         """(sum of per-example losses, example count, metric sums; "tokens" is a count)."""
         ...
+
+
+# Optional on a Task: ``prepare_step(model, batches, all_reduce)``, called once per optimizer
+# step before any micro-batch loss, without grad, with every micro-batch of the step and a
+# function that sums a list of floats over processes. A loss that depends on a statistic of
+# the whole step (KTO's reference point z0) computes it here, so gradient accumulation and
+# 2 processes stay exactly equal to one large batch.
 
 
 @dataclass
@@ -209,6 +162,10 @@ class Trainer:
     def _train_step(self) -> dict[str, Any]:
         self.model.train()
         batches = list(self._micro_batches(self.step))
+        prepare = getattr(self.task, "prepare_step", None)
+        if prepare is not None:
+            with torch.no_grad(), autocast_context(self.dtype):
+                prepare(unwrap(self.model), batches, lambda v: _all_reduce(v, self.world))
         # Global example count first, so every micro-loss is scaled by the same 1/N.
         counts = [float(self._count(b)) for b in batches]
         total = _all_reduce([sum(counts)], self.world)[0]

@@ -1,0 +1,76 @@
+"""``TrainConfig``: how the one training loop optimises, shared by every trainer.
+
+Kept free of torch so that the command line can derive its options (and ``--help``) from
+the stage configs that nest it without loading torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from prefline.base.errors import PreflineError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every trainer (nested as ``train`` in stage configs).
+
+    Where the run writes (checkpoints, ``train_log.jsonl``) and whether it shows progress come
+    from the stage's Context, not from here: this is only *how* to optimise.
+    """
+
+    lr: float = 5e-5
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (never applied to biases and norm weights)."""
+    epochs: int = 1
+    """Passes over the training examples (ignored when max_steps is set)."""
+    max_steps: int | None = None
+    """Optimizer steps; overrides ``epochs`` when set."""
+    batch_size: int = 8
+    """Examples per micro-batch per process."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step (exactly equal to one larger batch)."""
+    warmup_ratio: float = 0.1
+    """Share of the optimizer steps spent warming the learning rate up linearly."""
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Learning-rate decay after warmup."""
+    max_grad_norm: float | None = 1.0
+    """Clip the global gradient norm to this (None = no clipping)."""
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """auto = bf16 autocast where the hardware has native bf16 (fp32 master weights), else
+    fp32."""
+    seed: int = 0
+    """Seeds the data order and any random initialisation."""
+    eval_every: int | None = None
+    """Evaluate on the validation split every N optimizer steps, and at each epoch's end
+    (None = once, after the last step)."""
+    save_every: int | None = None
+    """Write a resumable checkpoint every N optimizer steps (one is always written at the end)."""
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without improvement, then restore the best weights
+    (None = never stop early)."""
+    early_stopping_metric: str = "accuracy"
+    """Validation metric to maximise for early stopping and the best checkpoint."""
+    resume: bool = False
+    """Continue from the latest checkpoint in the run folder."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise PreflineError(f"lr must be positive, got {self.lr}", field="lr")
+        for name in ("epochs", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise PreflineError(f"{name} must be at least 1", field=name)
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise PreflineError("schedule must be cosine, linear or constant", field="schedule")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise PreflineError("precision must be auto, bf16 or fp32", field="precision")
+        if not 0 <= self.warmup_ratio < 1:
+            raise PreflineError("warmup_ratio must be in [0, 1)", field="warmup_ratio")
+        for name in ("max_steps", "eval_every", "save_every", "early_stopping_patience"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise PreflineError(f"{name} must be at least 1 (or unset)", field=name)
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise PreflineError("max_grad_norm must be positive (or unset)", field="max_grad_norm")
