@@ -164,3 +164,31 @@ def test_rankings_binary_and_judges_from_the_store(store) -> None:  # type: igno
     assert jv["judges"] == [{"judge": "judge", "n": 4, "agreement": 0.75, "kappa": 0.0}]
     assert r.metrics["judge_agreement"] == 0.75
     assert r.scope.annotator_kinds == {"ai_judge": 1, "human": 2}
+
+
+def test_admin_page_agreement_is_the_audits() -> None:
+    """The annotation admin page measures campaign agreement with the audit's raw_and_alpha:
+    ratings per criterion (missing scores skipped), rankings on the best response, overall
+    pooled by annotator pairs; an annotator's repeated label counts once (their latest)."""
+    from prefline.collect.admin import raw_agreement
+
+    def rating(item: int, who: str, **scores: int) -> dict:  # type: ignore[type-arg]
+        return {"item": item, "annotator": who, "kind": "rating", "choice": None,
+                "payload": {"scores": scores}}
+
+    labels = [rating(1, "alice", help=4, tone=2), rating(1, "bob", help=4, tone=3),
+              rating(2, "alice", help=5), rating(2, "bob", help=3), rating(3, "alice", help=1)]
+    out = raw_agreement(labels, ["help", "tone"])
+    assert out["per_criterion"] == {"help": 0.5, "tone": 0.0}
+    assert out["pairs"] == 3 and out["overall"] == pytest.approx(1 / 3)
+
+    def ranking(item: int, who: str, order: list[int]) -> dict:  # type: ignore[type-arg]
+        return {"item": item, "annotator": who, "kind": "ranking", "choice": None,
+                "payload": {"order": order}}
+
+    out = raw_agreement([ranking(1, "a", [7, 8, 9]), ranking(1, "b", [7, 9, 8]),
+                         ranking(2, "a", [2, 1]), ranking(2, "b", [1, 2]),
+                         ranking(2, "b", [2, 1])])  # b changed their mind: now agrees
+    assert out == {"overall": 1.0, "pairs": 2, "per_criterion": {"label": 1.0}}
+    single = raw_agreement([ranking(1, "a", [1, 2])])
+    assert single == {"overall": None, "pairs": 0, "per_criterion": {"label": None}}

@@ -51,6 +51,7 @@ def cohen_kappa(confusion: np.ndarray) -> float:
 def raw_and_alpha(table: LabelTable) -> dict[str, Any]:
     """Share of agreeing annotator pairs on shared items, and Krippendorff's α.
 
+    ``pairs`` counts the (unordered) annotator pairs on shared items that the share is over.
     α uses the ``krippendorff`` package on value counts: nominal for categorical tables,
     interval (and ordinal, reported alongside) for ratings.
     """
@@ -59,6 +60,7 @@ def raw_and_alpha(table: LabelTable) -> dict[str, Any]:
     pairable = n >= 2
     out: dict[str, Any] = {"level": table.level, "items": table.n_items, "labels": int(len(table.item)),
                            "items_with_2plus": int(pairable.sum()),
+                           "pairs": int((n[pairable] * (n[pairable] - 1)).sum() // 2),
                            "annotators": int(len(np.unique(table.annotator)))}
     reason = ONE_ANNOTATOR if out["annotators"] < 2 else NO_OVERLAP if not pairable.any() else None
     if reason is not None:

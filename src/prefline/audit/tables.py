@@ -46,9 +46,13 @@ class LabelTable:
         return int(self.item_keys.shape[0])
 
 
-def _table(question: str, level: str, keys: np.ndarray, annotator: np.ndarray, value: np.ndarray,
-           categories: list[str] | None = None) -> LabelTable:
-    """Index items by their ``(K, 2)`` keys and keep each annotator's latest label per item."""
+def label_table(question: str, level: str, keys: np.ndarray, annotator: np.ndarray,
+                value: np.ndarray, categories: list[str] | None = None) -> LabelTable:
+    """A table from ``K`` labels in arrival order: ``keys`` ``(K, 2)`` int64 identify each
+    label's item, ``annotator`` ``(K,)`` int64 indexes, ``value`` ``(K,)`` category codes
+    (into ``categories``) or numbers. Items are indexed by their keys and each annotator's
+    latest label per item is kept. Used for store feedback here and for campaign labels by
+    the admin page, so both measure agreement the same way."""
     uniq, item = np.unique(keys, axis=0, return_inverse=True) if len(keys) else (
         np.zeros((0, 2), np.int64), np.zeros(0, np.int64))
     item = item.reshape(-1)
@@ -70,7 +74,7 @@ def pairwise_table(data: AuditData) -> LabelTable:
     value = np.where(winner == lo, 0, 1)
     value = np.where(choice == PAIRWISE_CHOICES.index("tie"), 2, value)
     value = np.where(choice == PAIRWISE_CHOICES.index("both_bad"), 3, value)
-    return _table("pairwise", "nominal", np.stack([lo, hi], axis=1), data.annotator[mask], value,
+    return label_table("pairwise", "nominal", np.stack([lo, hi], axis=1), data.annotator[mask], value,
                   PAIR_CATEGORIES)
 
 
@@ -86,7 +90,7 @@ def ranking_table(data: AuditData) -> LabelTable:
                 keys.append((min(better, worse), max(better, worse)))
                 ann.append(int(data.annotator[row]))
                 vals.append(0 if better < worse else 1)
-    return _table("ranking", "nominal", np.array(keys, np.int64).reshape(-1, 2),
+    return label_table("ranking", "nominal", np.array(keys, np.int64).reshape(-1, 2),
                   np.array(ann, np.int64), np.array(vals, np.float64), PAIR_CATEGORIES[:2])
 
 
@@ -96,7 +100,7 @@ def binary_table(data: AuditData) -> LabelTable:
     idx = np.array(rows, np.int64)
     value = np.array([1.0 if data.payloads[int(r)]["value"] else 0.0 for r in rows])
     resp = data.response[idx]
-    return _table("binary", "nominal", np.stack([resp, resp], axis=1), data.annotator[idx], value,
+    return label_table("binary", "nominal", np.stack([resp, resp], axis=1), data.annotator[idx], value,
                   ["down", "up"])
 
 
@@ -115,7 +119,7 @@ def rating_tables(data: AuditData) -> list[LabelTable]:
         rows_l, values_l = per[criterion]
         idx = np.array(rows_l, np.int64)
         resp = data.response[idx]
-        tables.append(_table(f"rating:{criterion}", "interval", np.stack([resp, resp], axis=1),
+        tables.append(label_table(f"rating:{criterion}", "interval", np.stack([resp, resp], axis=1),
                              data.annotator[idx], np.array(values_l), None))
     return tables
 

@@ -2,56 +2,83 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections import defaultdict
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from prefline.audit.agreement import raw_and_alpha
+from prefline.audit.stats import is_number
+from prefline.audit.tables import LabelTable, label_table
 from prefline.collect.campaigns import campaign_labels, progress
 from prefline.collect.state import UiError
 from prefline.collect.web import Admin, Db, page
 from prefline.store.collect_models import ApiKey, Campaign, User
+from prefline.store.models import PAIRWISE_CHOICES
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 
-def _label_key(label: dict[str, Any], criterion: str | None) -> Any:
+def _value(label: dict[str, Any], criterion: str | None) -> Any:
     """What two annotators must match on to agree, per campaign kind."""
     payload = label["payload"] or {}
     if label["kind"] == "pairwise":
         return label["choice"]
     if label["kind"] == "ranking":
-        return tuple(payload.get("order") or ())[:1]  # agreement on the best response
+        return (payload.get("order") or [None])[0]  # agreement on the best response
     return (payload.get("scores") or {}).get(criterion)
+
+
+def _campaign_tables(labels: list[dict[str, Any]],
+                     criteria: list[str]) -> list[tuple[str, LabelTable]]:
+    """Campaign labels as audit label tables (item = campaign item), one per rating
+    criterion, else one named ``label``."""
+    if not labels:
+        return []
+    kind = labels[0]["kind"]
+    categories = list(PAIRWISE_CHOICES) if kind == "pairwise" else None
+    users = {name: i for i, name in enumerate(sorted({x["annotator"] for x in labels}))}
+    tables = []
+    for criterion in criteria if kind == "rating" else [None]:
+        rows = [(x["item"], users[x["annotator"]], _value(x, criterion)) for x in labels]
+        rows = [r for r in rows if _usable(r[2], categories)]
+        codes = [categories.index(v) if categories else v for _, _, v in rows]
+        name = criterion or "label"
+        tables.append((name, label_table(
+            name, "interval" if kind == "rating" else "nominal",
+            np.array([[i, i] for i, _, _ in rows], np.int64).reshape(-1, 2),
+            np.array([a for _, a, _ in rows], np.int64), np.array(codes, np.float64),
+            categories)))
+    return tables
+
+
+def _usable(value: Any, categories: list[str] | None) -> bool:
+    """A label the table can hold: a known category, else a number (not a bool)."""
+    if categories is not None:
+        return value in categories
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def raw_agreement(labels: list[dict[str, Any]],
                   criteria: list[str] | None = None) -> dict[str, Any]:
-    """Raw pairwise agreement: over items with >= 2 labels, the share of annotator pairs
-    that gave the same label (ratings: the same score per criterion; rankings: the same
-    best response). Returns ``{"overall": share|None, "pairs": n, "per_criterion": {...}}``.
+    """Raw pairwise agreement, computed by the audit's :func:`raw_and_alpha`: over items with
+    >= 2 labels, the share of annotator pairs that gave the same label. Returns
+    ``{"overall": share|None, "pairs": n, "per_criterion": {name: share|None}}``; overall
+    pools the criteria, weighted by their annotator pairs.
     """
-    by_item: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for label in labels:
-        by_item[label["item"]].append(label)
-    keys: list[str | None] = list(criteria or []) if labels and labels[0]["kind"] == "rating" \
-        else [None]
     per: dict[str, float | None] = {}
-    agree_all = pairs_all = 0
-    for criterion in keys:
-        agree = pairs = 0
-        for group in by_item.values():
-            for x, y in itertools.combinations(group, 2):
-                pairs += 1
-                agree += _label_key(x, criterion) == _label_key(y, criterion)
-        per[criterion or "label"] = agree / pairs if pairs else None
-        agree_all, pairs_all = agree_all + agree, pairs_all + pairs
-    return {"overall": agree_all / pairs_all if pairs_all else None, "pairs": pairs_all,
+    agree = pairs = 0.0
+    for name, table in _campaign_tables(labels, list(criteria or [])):
+        row = raw_and_alpha(table)
+        share = float(row["raw_agreement"]) if is_number(row["raw_agreement"]) else None
+        per[name] = share
+        if share is not None:
+            agree, pairs = agree + share * row["pairs"], pairs + row["pairs"]
+    return {"overall": agree / pairs if pairs else None, "pairs": int(pairs),
             "per_criterion": per}
 
 
