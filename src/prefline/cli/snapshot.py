@@ -1,27 +1,24 @@
-"""``prefline snapshot create|list|show``: frozen, content-hashed training sets."""
+"""``prefline snapshot create|list|show``: frozen, content-hashed training sets.
+
+``create`` is derived from :class:`~prefline.store.snapshot_config.SnapshotConfig` (every
+setting is an option, documented once); ``--kind`` is the one hand-written option because
+it may be repeated (``--kind pairwise --kind rating``) as well as given as a comma list.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
+import inspect
 from typing import Annotated, Any
 
 import typer
 
-from prefline.base.errors import PreflineError
+from prefline.base import config
+from prefline.base.stage import jsonable
 from prefline.cli.common import DbOption, JsonOption, print_json, snapshot_app
-
-
-def _when(value: str | None, field: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise PreflineError(f"expected an ISO date or time like 2026-01-31T12:00, got {value!r}",
-                            field=field) from None
-    if when.tzinfo is not None:  # the store keeps naive UTC
-        when = when.astimezone(dt.UTC).replace(tzinfo=None)
-    return when
+from prefline.cli.options import stage_command
+from prefline.store.context import Context
+from prefline.store.models import FEEDBACK_KINDS
+from prefline.store.snapshot_config import DEFAULT_KINDS, SnapshotConfig
 
 
 def _describe(snap: Any) -> dict[str, Any]:
@@ -29,33 +26,62 @@ def _describe(snap: Any) -> dict[str, Any]:
             "created_at": snap.created_at, "recipe": snap.recipe, "stats": snap.stats}
 
 
-@snapshot_app.command("create")
-def create_cmd(
-    name: Annotated[str | None, typer.Option(help="A name to find it by.")] = None,
-    source: Annotated[str | None, typer.Option(help="Only feedback from this source.")] = None,
-    tag: Annotated[str | None, typer.Option(help="Only prompts with this tag.")] = None,
-    annotator_kind: Annotated[str | None, typer.Option(help="human|ai_judge|implicit")] = None,
-    since: Annotated[str | None, typer.Option(help="Feedback at or after this time (ISO, UTC).")] = None,
-    until: Annotated[str | None, typer.Option(help="Feedback before this time (ISO, UTC).")] = None,
-    aggregate: Annotated[str, typer.Option(help="majority|bt (Bradley-Terry)")] = "majority",
-    ties: Annotated[str, typer.Option(help="drop|keep|half")] = "drop",
-    test_fraction: Annotated[float, typer.Option(help="Share of prompts in the test split.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed of the prompt-grouped split.")] = 0,
-    db: DbOption = None,
-    json: JsonOption = False,
-) -> None:
-    """Build a snapshot from the store (same content → same hash, no copy stored)."""
-    from prefline.store.snapshots import Filters, create_snapshot
+def _by_kind(stats: dict[str, Any]) -> list[str]:
+    """Per-kind lines (records in, items out, what was left out and why), then the items
+    per stored kind and split. Snapshots made before kinds were recorded have only
+    ``counts``; show what they have."""
+    split_counts: dict[str, dict[str, int]] = {}
+    for key, n in (stats.get("counts") or {}).items():
+        kind, split = key.split("/")
+        split_counts.setdefault(kind, {})[split] = n
+    fed, made = stats.get("feedback_by_kind") or {}, stats.get("items_by_kind") or {}
+    dropped = stats.get("dropped") or {}
+    lines = []
+    for kind in FEEDBACK_KINDS:
+        items = made.get(kind, sum(split_counts.get(kind, {}).values()))
+        if not (fed.get(kind) or items or dropped.get(kind)):
+            continue
+        records = f"{fed[kind]} records" if kind in fed else "? records"
+        line = f"  {kind:<9} {records} -> {items} items" + (" (binary)" if kind == "implicit"
+                                                             else "")
+        left = dropped.get(kind) or {}
+        if left:
+            line += " | left out: " + "; ".join(f"{n} {why}" for why, n in left.items())
+        lines.append(line)
+    splits = [f"{kind} " + ", ".join(f"{s} {by[s]}" for s in ("train", "test") if s in by)
+              for kind, by in sorted(split_counts.items())]
+    lines.append(f"  {'split':<9} " + " | ".join(splits))
+    return lines
 
-    filters = Filters(source=source, tag=tag, annotator_kind=annotator_kind,
-                      since=_when(since, "since"), until=_when(until, "until"))
-    snap = create_snapshot(db, name, filters=filters, aggregate=aggregate, ties=ties,
-                           test_fraction=test_fraction, seed=seed)
-    if json:
-        print_json(_describe(snap))
-    else:
-        typer.echo(f"snapshot {snap.id} {snap.content_hash[:12]}: {snap.stats['items']} items "
-                   f"({snap.stats['counts']}), {snap.stats['ties_dropped']} ties dropped")
+
+def _create(cfg: SnapshotConfig, ctx: Context, *, as_json: bool, kind: list[str] | None) -> None:
+    from prefline.store.snapshots import run
+
+    if kind:  # a flag wins over --config and key=value, like every other flag
+        cfg = config.build(SnapshotConfig, {"kinds": ",".join(kind)}, base=cfg,
+                           command="snapshot create")
+    result = run(cfg, ctx)
+    if as_json:
+        print_json(result.to_json())
+        return
+    state = "already stored, reused" if result.reused else "new"
+    stats = result.stats
+    typer.echo(f"snapshot {result.id} {result.content_hash[:12]} ({state}): {stats.items} "
+               f"items on {stats.prompts} prompts from {stats.feedback} feedback records")
+    for line in _by_kind(jsonable(stats)):
+        typer.echo(line)
+
+
+_KIND_HELP = (f"{config.field_docs(SnapshotConfig)['kinds']} Repeat the option or give a "
+              f"comma list. (default: {','.join(DEFAULT_KINDS)})")
+
+stage_command(
+    "snapshot", SnapshotConfig, _create, app=snapshot_app, command="snapshot create",
+    help="Build a snapshot from the store: same content, same hash (no copy is stored).",
+    skip=("kinds",),
+    extra=[inspect.Parameter("kind", inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[list[str] | None, typer.Option(
+                                 "--kind", help=_KIND_HELP, metavar="KIND")])])
 
 
 @snapshot_app.command("list")
@@ -75,15 +101,22 @@ def list_cmd(db: DbOption = None, json: JsonOption = False) -> None:
 @snapshot_app.command("show")
 def show_cmd(ref: Annotated[str, typer.Argument(help="Id, name or content-hash prefix.")],
              db: DbOption = None, json: JsonOption = False) -> None:
-    """One snapshot: hash, recipe (filters, aggregation, ties, split) and counts."""
+    """One snapshot: hash, recipe (filters, kinds, aggregation, ties, split) and per-kind
+    counts (records in, items out per split, what was left out and why)."""
     from prefline.store.snapshots import get_snapshot
 
     info = _describe(get_snapshot(ref, db))
     if json:
         print_json(info)
         return
+    stats = info.pop("stats")
     for key, value in info.items():
         typer.echo(f"{key:>12}: {value}")
+    typer.echo(f"{'items':>12}: {stats.get('items', 0)} on {stats.get('prompts', '?')} prompts "
+               f"from {stats.get('feedback', '?')} feedback records")
+    typer.echo(f"{'by kind':>12}:")
+    for line in _by_kind(stats):
+        typer.echo(line)
 
 
 def register(app: typer.Typer) -> None:

@@ -42,13 +42,17 @@ class PreferencePair:
 
 @dataclass(frozen=True)
 class UnpairedExample:
-    """KTO-style: one completion labelled desirable (True) or undesirable (False)."""
+    """KTO-style: one completion labelled desirable (True) or undesirable (False).
+
+    ``meta`` may hold ``source`` (``"implicit:<signal>"`` for labels mapped from implicit
+    signals) and ``weight`` (how much the label counts; explicit thumbs count 1)."""
 
     prompt: Messages
     completion: str
     label: bool
     tags: tuple[str, ...] = ()
     prompt_key: str = ""
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,31 @@
 """Snapshots: frozen, content-hashed training sets built from the store's feedback.
 
-``create_snapshot`` selects feedback (source, prompt tag, annotator kind, time range),
-reaches a consensus per judged pair (majority or Bradley-Terry, explicit ties policy),
-splits train/test by prompt (a prompt's hash decides its split, so no prompt is in both
-and adding data never moves a prompt), and stores the items. The content hash covers the
-items only (split, kind, content; never database ids or names), so it changes if and only
-if the training content changes, on SQLite and PostgreSQL alike.
+``run(SnapshotConfig, Context)`` is the ``prefline snapshot create`` stage. It selects
+feedback (source, prompt tag, annotator kind, time range, feedback kinds), turns each kind
+into items (:mod:`prefline.store.feedback_items`: a consensus per judged pair, majority or
+Bradley-Terry with an explicit ties policy; thumbs by majority; ratings averaged; rankings
+as given; implicit signals mapped to binary labels by a rule, only when asked for), splits
+train/test by prompt (:func:`prefline.base.splits.split_of`: a prompt's hash decides, so no
+prompt is in both and adding data never moves a prompt), and stores the items. The content
+hash covers the items only (split, kind, content; never database ids, names or the
+recipe), so it changes if and only if the training content changes, on SQLite and
+PostgreSQL alike.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Connection
 
+from prefline.base import config
 from prefline.base.errors import PreflineError
 from prefline.base.hashing import content_hash
 from prefline.base.splits import split_of
+from prefline.base.stage import StageResult, jsonable
 from prefline.formats.examples import (
     PreferencePair,
     RankingExample,
@@ -29,9 +34,18 @@ from prefline.formats.examples import (
 )
 from prefline.formats.records import Example
 from prefline.store.bulk import dumps, insert_ignore
-from prefline.store.consensus import AGGREGATES, TIES, bradley_terry, bt_outcome, majority
+from prefline.store.context import Context, Store
 from prefline.store.db import open_store, session_scope
+from prefline.store.feedback_items import (
+    Items,
+    binary_items,
+    implicit_items,
+    pairwise_items,
+    ranking_items,
+    rating_items,
+)
 from prefline.store.models import (
+    FEEDBACK_KINDS,
     Annotator,
     AuditLog,
     Feedback,
@@ -41,42 +55,103 @@ from prefline.store.models import (
     SnapshotItem,
     utcnow,
 )
+from prefline.store.snapshot_config import DEFAULT_KINDS, Filters, SnapshotConfig
+
+__all__ = [
+    "DEFAULT_KINDS", "Filters", "SnapshotConfig", "SnapshotResult", "SnapshotStats", "create_snapshot",
+    "get_snapshot", "item_example", "list_snapshots", "run", "snapshot_examples",
+    "snapshot_items",
+]
 
 SPLITS = ("train", "test", "all")
 _ITEM_COLS = ("snapshot_id", "position", "split", "kind", "prompt_id", "data")
+UNSELECTED = "records of an unselected kind"
+_Q = TypeVar("_Q", bound=Select)
 
 
-@dataclass(frozen=True)
-class Filters:
-    """Which feedback goes in; None means no restriction. Times are naive UTC."""
+@dataclasses.dataclass(frozen=True)
+class SnapshotStats:
+    """How a snapshot was made from the feedback, kind by kind (stored as its ``stats``)."""
 
-    source: str | None = None
-    tag: str | None = None
-    annotator_kind: str | None = None
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
+    feedback: int
+    """Feedback records of the selected kinds that matched the filters."""
+    items: int
+    prompts: int
+    counts: dict[str, int]
+    """Items per ``"<stored kind>/<split>"``, e.g. ``"pairwise/train"`` (implicit-derived
+    items are stored as binary)."""
+    feedback_by_kind: dict[str, int]
+    """Records that matched the filters, per feedback kind (selected or not)."""
+    items_by_kind: dict[str, int]
+    """Items per feedback kind they came from (``implicit``: binary items mapped from
+    implicit signals)."""
+    dropped: dict[str, dict[str, int]]
+    """Per feedback kind, what was left out and why (each reason names its unit)."""
+    ties_dropped: int
+    """Pairs left out because their consensus is a tie (``ties=drop``)."""
+
+    def by_split(self) -> dict[str, dict[str, int]]:
+        """``counts`` as ``{stored kind: {split: items}}``."""
+        out: dict[str, dict[str, int]] = defaultdict(dict)
+        for key, n in sorted(self.counts.items()):
+            kind, split = key.split("/")
+            out[kind][split] = n
+        return dict(out)
 
 
-def _feedback_rows(conn: Connection, f: Filters) -> list[Any]:
-    q = (select(Feedback.id, Feedback.kind, Feedback.annotator_id, Feedback.prompt_id,
-                Feedback.response_a_id, Feedback.response_b_id, Feedback.response_id,
-                Feedback.choice, Feedback.payload, Prompt.content_hash, Prompt.messages,
-                Prompt.text, Prompt.tags)
-         .join(Prompt, Prompt.id == Feedback.prompt_id)
-         .join(Annotator, Annotator.id == Feedback.annotator_id)
-         .order_by(Feedback.id))
+@dataclasses.dataclass(frozen=True)
+class SnapshotResult(StageResult):
+    """What ``snapshot create`` made; ``stats`` describe this build (and are stored with
+    the snapshot unless ``reused``)."""
+
+    id: int
+    name: str | None
+    content_hash: str
+    reused: bool
+    """True when a snapshot with this content hash existed: it is returned, not copied."""
+    recipe: dict[str, Any]
+    """The settings it was built with (filters, kinds, aggregation, ties, split, implicit
+    rule); not part of the content hash."""
+    stats: SnapshotStats
+
+
+def _where(q: _Q, f: Filters) -> _Q:
+    """``q`` joined with prompts and annotators and restricted by ``f`` (tags aside)."""
+    q = q.join(Prompt, Prompt.id == Feedback.prompt_id).join(
+        Annotator, Annotator.id == Feedback.annotator_id)
+    since, until = f.window()
     if f.source:
         q = q.where(Feedback.source == f.source)
     if f.annotator_kind:
         q = q.where(Annotator.kind == f.annotator_kind)
-    if f.since:
-        q = q.where(Feedback.created_at >= f.since)
-    if f.until:
-        q = q.where(Feedback.created_at < f.until)
-    rows = list(conn.execute(q))
+    if since:
+        q = q.where(Feedback.created_at >= since)
+    if until:
+        q = q.where(Feedback.created_at < until)
+    return q
+
+
+def _feedback_rows(conn: Connection, f: Filters, kinds: tuple[str, ...]) -> list[Any]:
+    q = _where(select(Feedback.id, Feedback.kind, Feedback.annotator_id, Feedback.prompt_id,
+                      Feedback.response_a_id, Feedback.response_b_id, Feedback.response_id,
+                      Feedback.choice, Feedback.payload, Prompt.content_hash, Prompt.messages,
+                      Prompt.text, Prompt.tags), f)
+    rows = list(conn.execute(q.where(Feedback.kind.in_(kinds)).order_by(Feedback.id)))
     if f.tag:  # tags are a JSON list: filter here, portable across backends
         rows = [r for r in rows if f.tag in (r.tags or [])]
     return rows
+
+
+def _kind_counts(conn: Connection, f: Filters) -> dict[str, int]:
+    """Records matching the filters per kind, selected or not (so a snapshot can say what
+    it left out)."""
+    if not f.tag:
+        q = _where(select(Feedback.kind, func.count(Feedback.id)), f).group_by(Feedback.kind)
+        found: dict[str, int] = {str(k): int(n) for k, n in conn.execute(q).all()}
+    else:
+        found = Counter(str(k) for k, tags in conn.execute(_where(select(Feedback.kind, Prompt.tags), f))
+                        if f.tag in (tags or []))
+    return {k: int(found.get(k, 0)) for k in FEEDBACK_KINDS}
 
 
 def _texts(conn: Connection, rows: list[Any]) -> dict[int, str]:
@@ -93,141 +168,121 @@ def _texts(conn: Connection, rows: list[Any]) -> dict[int, str]:
     return out
 
 
-def _prompt(r: Any) -> dict[str, Any]:
-    msgs = r.messages or [{"role": "user", "content": r.text or ""}]
-    # "_pid" is the store's prompt id: kept out of the hashed content (ids differ per store).
-    return {"prompt": msgs, "prompt_key": r.content_hash, "tags": sorted(r.tags or []),
-            "_pid": r.prompt_id}
-
-
-def _pairwise_items(rows: list[Any], texts: dict[int, str], aggregate: str,
-                    ties: str) -> tuple[list[dict[str, Any]], int]:
-    """One item per judged pair; returns (items, pairs dropped as ties)."""
-    latest: dict[tuple[int, frozenset[int]], dict[int, int | None]] = defaultdict(dict)
-    info: dict[int, Any] = {}
-    for r in rows:  # in id order, so a later judgment by the same annotator wins
-        a, b = r.response_a_id, r.response_b_id
-        vote = a if r.choice == "a" else b if r.choice == "b" else None
-        latest[(r.prompt_id, frozenset((a, b)))][r.annotator_id] = vote
-        info[r.prompt_id] = r
-    scores: dict[int, dict[Any, float]] = {}
-    if aggregate == "bt":
-        comps: dict[int, list[tuple[Any, Any, float]]] = defaultdict(list)
-        for (pid, pair), votes in latest.items():
-            a, b = sorted(pair)
-            comps[pid].extend((a, b, 0.5 if v is None else float(v == a)) for v in votes.values())
-        scores = {pid: bradley_terry(c) for pid, c in comps.items()}
-    items, dropped = [], 0
-    for (pid, pair), votes in latest.items():
-        a, b = sorted(pair, key=lambda i: texts[i])
-        out = (bt_outcome(a, b, scores[pid], len(votes)) if aggregate == "bt"
-               else majority(a, b, list(votes.values()), ties))
-        if out.winner is None and ties == "drop":
-            dropped += 1
-            continue
-        win, lose = (out.winner, out.loser) if out.winner is not None else (a, b)
-        items.append({"kind": "pairwise", **_prompt(info[pid]), "chosen": texts[win],  # type: ignore[index]
-                      "rejected": texts[lose], "tie": out.winner is None,  # type: ignore[index]
-                      "strength": round(out.strength, 6), "votes": out.votes})
-    return items, dropped
-
-
-def _other_items(rows: list[Any], texts: dict[int, str]) -> list[dict[str, Any]]:
-    """Binary (KTO) labels by majority, rankings as given, ratings averaged per criterion."""
-    labels: dict[tuple[int, int], dict[int, bool]] = defaultdict(dict)
-    ratings: dict[tuple[int, int], dict[int, dict[str, float]]] = defaultdict(dict)
-    rankings: dict[tuple[int, tuple[int, ...]], dict[int, list[int]]] = defaultdict(dict)
-    info = {r.prompt_id: r for r in rows}
+def _kind_items(rows: list[Any], texts: dict[int, str],
+                cfg: SnapshotConfig) -> tuple[dict[str, Items], dict[str, Counter[str]]]:
+    """Items and drop reasons per feedback kind (the kind the items came from)."""
+    by_kind: dict[str, list[Any]] = defaultdict(list)
     for r in rows:
-        if r.kind == "binary":
-            labels[(r.prompt_id, r.response_id)][r.annotator_id] = bool(r.payload["value"])
-        elif r.kind == "rating":
-            ratings[(r.prompt_id, r.response_id)][r.annotator_id] = r.payload["scores"]
-        elif r.kind == "ranking":
-            order = list(r.payload["order"])
-            rankings[(r.prompt_id, tuple(sorted(order)))][r.annotator_id] = order
-    items: list[dict[str, Any]] = []
-    for (pid, rid), votes in labels.items():
-        yes = sum(votes.values())
-        if 2 * yes != len(votes):  # an even split carries no label
-            items.append({"kind": "binary", **_prompt(info[pid]), "completion": texts[rid],
-                          "label": 2 * yes > len(votes)})
-    for (pid, rid), by in ratings.items():
-        crit = sorted({c for s in by.values() for c in s})
-        mean = {c: round(sum(s[c] for s in by.values() if c in s)
-                         / sum(c in s for s in by.values()), 6) for c in crit}
-        items.append({"kind": "rating", **_prompt(info[pid]), "response": texts[rid], "scores": mean})
-    for (pid, _), orders in rankings.items():
-        for ranked in {tuple(o) for o in orders.values()}:  # identical rankings once
-            items.append({"kind": "ranking", **_prompt(info[pid]),
-                          "responses": [texts[i] for i in ranked]})
-    return items
+        by_kind[r.kind].append(r)
+    made: dict[str, Items] = {}
+    dropped: dict[str, Counter[str]] = defaultdict(Counter)
+    made["pairwise"], dropped["pairwise"] = pairwise_items(by_kind["pairwise"], texts,
+                                                           cfg.aggregate, cfg.ties)
+    made["ranking"] = ranking_items(by_kind["ranking"], texts)
+    made["rating"] = rating_items(by_kind["rating"], texts)
+    made["binary"], dropped["binary"] = binary_items(by_kind["binary"], texts)
+    made["implicit"], dropped["implicit"] = implicit_items(by_kind["implicit"], texts,
+                                                           cfg.implicit)
+    return made, dropped
 
 
-def build_items(conn: Connection, filters: Filters, aggregate: str, ties: str,
-                test_fraction: float, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def build_items(conn: Connection, cfg: SnapshotConfig) -> tuple[list[dict[str, Any]], SnapshotStats]:
     """The snapshot's items (``{"split", "kind", "data", "prompt_id", "hash"}``, in canonical
     order) and stats. ``hash`` covers kind and data; ``prompt_id`` links into this store."""
-    rows = _feedback_rows(conn, filters)
-    texts = _texts(conn, rows)
-    pairs, dropped = _pairwise_items([r for r in rows if r.kind == "pairwise"], texts, aggregate, ties)
+    matched = _kind_counts(conn, cfg.filters)
+    rows = _feedback_rows(conn, cfg.filters, cfg.kinds)
+    made, dropped = _kind_items(rows, _texts(conn, rows), cfg)
+    for kind in FEEDBACK_KINDS:
+        if kind not in cfg.kinds and matched[kind]:
+            dropped[kind][UNSELECTED] = matched[kind]
     raw = []
-    for d in pairs + _other_items(rows, texts):
-        pid = d.pop("_pid")
-        raw.append((d["kind"], d["prompt_key"], content_hash(d), d, pid))
+    for made_items in made.values():
+        for d in made_items:
+            pid = d.pop("_pid")
+            raw.append((d["kind"], d["prompt_key"], content_hash(d), d, pid))
     raw.sort(key=lambda t: t[:3])
-    items = [{"split": split_of(key, test_fraction, seed), "kind": d.pop("kind"), "data": d,
-              "prompt_id": pid, "hash": h} for _, key, h, d, pid in raw]
+    items = [{"split": split_of(key, cfg.test_fraction, cfg.seed), "kind": d.pop("kind"),
+              "data": d, "prompt_id": pid, "hash": h} for _, key, h, d, pid in raw]
     counts = Counter(f"{i['kind']}/{i['split']}" for i in items)
-    stats = {"feedback": len(rows), "items": len(items), "ties_dropped": dropped,
-             "prompts": len({i["data"]["prompt_key"] for i in items}), "counts": dict(counts)}
+    tied = dropped["pairwise"]["tied pairs (ties=drop)"]
+    stats = SnapshotStats(
+        feedback=len(rows), items=len(items), prompts=len({i["data"]["prompt_key"] for i in items}),
+        counts=dict(counts), feedback_by_kind=matched,
+        items_by_kind={k: len(made.get(k, [])) for k in FEEDBACK_KINDS},
+        dropped={k: dict(v) for k, v in sorted(dropped.items()) if v}, ties_dropped=tied)
     return items, stats
 
 
-def _check_args(aggregate: str, ties: str, test_fraction: float) -> None:
-    if aggregate not in AGGREGATES:
-        raise PreflineError(f"unknown aggregate {aggregate!r}; expected one of {', '.join(AGGREGATES)}",
-                            field="aggregate")
-    if ties not in TIES:
-        raise PreflineError(f"unknown ties policy {ties!r}; expected one of {', '.join(TIES)}",
-                            field="ties")
-    if not 0.0 <= test_fraction < 1.0:
-        raise PreflineError(f"test fraction must be in [0, 1), got {test_fraction}",
-                            field="test_fraction")
+def _recipe(cfg: SnapshotConfig) -> dict[str, Any]:
+    """How the snapshot was built (stored with it; not part of its hash)."""
+    recipe = {"filters": config.to_dict(cfg.filters), "kinds": list(cfg.kinds),
+              "aggregate": cfg.aggregate, "ties": cfg.ties,
+              "test_fraction": cfg.test_fraction, "seed": cfg.seed}
+    if "implicit" in cfg.kinds:
+        recipe["implicit"] = config.to_dict(cfg.implicit)
+    return recipe
+
+
+def _nothing(stats: SnapshotStats, cfg: SnapshotConfig) -> PreflineError:
+    if not stats.feedback:
+        other = {k: n for k, n in stats.feedback_by_kind.items() if n}
+        hint = (f"; records of other kinds match: {', '.join(f'{k} {n}' for k, n in other.items())}"
+                f" (add them with --kind)" if other else "")
+        return PreflineError(f"no feedback matches the snapshot filters and kinds "
+                             f"({', '.join(cfg.kinds)}){hint}", field="kinds" if other else None)
+    return PreflineError(f"the {stats.feedback} matching feedback records yield no items "
+                         f"(left out: {stats.dropped})")
+
+
+def _store(conn: Connection, cfg: SnapshotConfig, items: list[dict[str, Any]],
+           stats: SnapshotStats, recipe: dict[str, Any]) -> tuple[int, str, bool, str | None]:
+    """(id, content hash, reused, stored name): an existing snapshot with the same content
+    hash is reused instead of stored twice."""
+    # The items' own hashes (kind + data) with their splits, in order: hashing each item
+    # once serves both the canonical sort and the snapshot's hash.
+    digest = content_hash([[it["split"], it["hash"]] for it in items])
+    found = conn.execute(select(Snapshot.id, Snapshot.name).where(Snapshot.content_hash == digest)
+                         .order_by(Snapshot.id).limit(1)).first()
+    if found is not None:
+        sid, name, reused = int(found.id), found.name, True
+    else:
+        sid, name, reused = conn.execute(Snapshot.__table__.insert().values(  # type: ignore[attr-defined]
+            name=cfg.name, content_hash=digest, recipe=recipe, stats=jsonable(stats),
+            created_at=utcnow(),
+        ).returning(Snapshot.id)).scalar_one(), cfg.name, False
+        insert_ignore(conn, "snapshot_items", _ITEM_COLS, [
+            (sid, i, it["split"], it["kind"], it["prompt_id"], dumps(it["data"]))
+            for i, it in enumerate(items)], "snapshot_id, position")
+    conn.execute(AuditLog.__table__.insert().values(  # type: ignore[attr-defined]
+        actor=cfg.actor, action="snapshot.create", target=f"snapshot:{sid}", created_at=utcnow(),
+        details={"content_hash": digest, "recipe": recipe, "reused": reused}))
+    return sid, digest, reused, name
+
+
+def run(cfg: SnapshotConfig, ctx: Context) -> SnapshotResult:
+    """Build, hash and store a snapshot (same content → same hash, no copy stored).
+
+    Raises PreflineError when no feedback matches or nothing usable remains.
+    """
+    recipe = _recipe(cfg)
+    with ctx.store.engine.begin() as conn:
+        items, stats = build_items(conn, cfg)
+        if not items:
+            raise _nothing(stats, cfg)
+        sid, digest, reused, name = _store(conn, cfg, items, stats, recipe)
+    return SnapshotResult(id=sid, name=name, content_hash=digest, reused=reused, recipe=recipe,
+                          stats=stats)
 
 
 def create_snapshot(db: str | None = None, name: str | None = None, *,
                     filters: Filters | None = None, aggregate: str = "majority",
                     ties: str = "drop", test_fraction: float = 0.1, seed: int = 0,
-                    actor: str = "cli") -> Snapshot:
-    """Build, hash and store a snapshot; an existing snapshot with the same content hash
-    is returned instead of a copy. Raises PreflineError when no feedback matches."""
-    _check_args(aggregate, ties, test_fraction)
-    filters = filters or Filters()
-    engine = open_store(db)
-    with engine.begin() as conn:
-        items, stats = build_items(conn, filters, aggregate, ties, test_fraction, seed)
-        if not items:
-            raise PreflineError("no feedback matches the snapshot filters")
-        # The items' own hashes (kind + data) with their splits, in order: hashing each item
-        # once serves both the canonical sort and the snapshot's hash.
-        digest = content_hash([[it["split"], it["hash"]] for it in items])
-        recipe = {"filters": {k: (str(v) if v is not None else None) for k, v in asdict(filters).items()},
-                  "aggregate": aggregate, "ties": ties, "test_fraction": test_fraction, "seed": seed}
-        found = conn.execute(select(Snapshot.id).where(Snapshot.content_hash == digest)
-                             .order_by(Snapshot.id).limit(1)).scalar()
-        reused = found is not None
-        if found is None:
-            found = conn.execute(Snapshot.__table__.insert().values(  # type: ignore[attr-defined]
-                name=name, content_hash=digest, recipe=recipe, stats=stats, created_at=utcnow(),
-            ).returning(Snapshot.id)).scalar_one()
-            insert_ignore(conn, "snapshot_items", _ITEM_COLS, [
-                (found, i, it["split"], it["kind"], it["prompt_id"], dumps(it["data"]))
-                for i, it in enumerate(items)], "snapshot_id, position")
-        conn.execute(AuditLog.__table__.insert().values(  # type: ignore[attr-defined]
-            actor=actor, action="snapshot.create", target=f"snapshot:{found}", created_at=utcnow(),
-            details={"content_hash": digest, "recipe": recipe, "reused": reused}))
-    return get_snapshot(str(found), db)
+                    kinds: tuple[str, ...] = DEFAULT_KINDS, actor: str = "cli") -> Snapshot:
+    """Python shorthand for :func:`run` on store ``db``; returns the stored snapshot row."""
+    values = {"name": name, "kinds": kinds, "aggregate": aggregate, "ties": ties,
+              "test_fraction": test_fraction, "seed": seed, "actor": actor}
+    cfg = config.build(SnapshotConfig, values, base=SnapshotConfig(filters=filters or Filters()))
+    return get_snapshot(run(cfg, Context(store=Store.open(db))).id, db)
 
 
 def get_snapshot(ref: str | int | None = None, db: str | None = None) -> Snapshot:
@@ -276,7 +331,8 @@ def item_example(kind: str, d: dict[str, Any]) -> Example:
         return PreferencePair(chosen=d["chosen"], rejected=d["rejected"], tie=d["tie"],
                               strength=d.get("strength"), meta={"votes": d.get("votes")}, **common)
     if kind == "binary":
-        return UnpairedExample(completion=d["completion"], label=d["label"], **common)
+        meta: dict[str, Any] = {k: d[k] for k in ("source", "weight") if k in d}  # implicit-derived labels
+        return UnpairedExample(completion=d["completion"], label=d["label"], meta=meta, **common)
     if kind == "ranking":
         return RankingExample(responses=tuple(d["responses"]), **common)
     return RatingExample(response=d["response"], scores=d["scores"], **common)
