@@ -101,7 +101,7 @@ def test_import_on_bad_fail_names_the_option_and_skip_imports_the_rest(
     assert code == 0 and "added 0 feedback" in out and "3 already stored" in out
     assert f"rejected 2 bad records, written to {rejects}" in out
     code, _, err = run(["import", str(data), "--on-bad", "maybe", "--db", db_url], capsys)
-    assert code == 2 and "field 'on_bad': unknown policy 'maybe'" in err
+    assert code == 2 and "field 'on_bad': expected one of fail, skip, got 'maybe'" in err
 
 
 def test_unknown_format_exits_2(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,7 +109,7 @@ def test_unknown_format_exits_2(db_url: str, tmp_path: Path, capsys: pytest.Capt
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
     code, _, err = run(["import", str(data), "--format", "yaml", "--db", db_url], capsys)
-    assert code == 2 and "unknown format 'yaml'" in err and "field 'format'" in err
+    assert code == 2 and "field 'format': expected one of auto" in err and "field 'format'" in err
     notes = tmp_path / "notes.txt"
     notes.write_text("plain words\n")
     code, _, err = run(["import", str(notes), "--db", db_url], capsys)

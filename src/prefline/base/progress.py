@@ -17,14 +17,17 @@ class StepProgress:
     ``total=None`` is a bar whose length is unknown (e.g. records read from a file)."""
 
     def __init__(self, total: int | None, enabled: bool = True, start: int = 0,
-                 description: str = "training") -> None:
-        self.enabled = enabled
+                 description: str = "training", transient: bool = False) -> None:
+        console = Console(stderr=True)
+        # A transient bar leaves nothing behind on a terminal; in a log it would leave a
+        # stray line, so it is not drawn there at all.
+        self.enabled = enabled and (console.is_terminal or not transient)
         self.progress: Progress | None = None
-        if enabled:
+        if self.enabled:
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                console=Console(stderr=True), transient=False,
+                console=console, transient=transient,
             )
             self.task = self.progress.add_task(description, total=total, completed=start, info="")
 
@@ -39,12 +42,9 @@ class StepProgress:
         info = "  ".join(f"{k}={rec[k]:.4g}" for k in SHOWN if k in rec)
         self.progress.update(self.task, advance=1, info=info)
 
-    def set(self, completed: int, description: str | None = None) -> None:
-        if self.progress is None:
-            return
-        if description is None:
-            self.progress.update(self.task, completed=completed)
-        else:
+    def set(self, completed: int | None = None, description: str | None = None) -> None:
+        """Jump to ``completed`` and/or change the description."""
+        if self.progress is not None:
             self.progress.update(self.task, completed=completed, description=description)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -63,9 +63,12 @@ class Reporter:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
 
-    def bar(self, total: int | None, description: str, start: int = 0) -> StepProgress:
-        """A bar over ``total`` steps; use as a context manager and call ``update(metrics)``."""
-        return StepProgress(total, enabled=self.enabled, start=start, description=description)
+    def bar(self, total: int | None, description: str, start: int = 0,
+            transient: bool = False) -> StepProgress:
+        """A bar over ``total`` steps; use as a context manager and call ``update(metrics)``.
+        ``transient`` bars disappear when done (for steps whose result is printed anyway)."""
+        return StepProgress(total, enabled=self.enabled, start=start, description=description,
+                            transient=transient)
 
     def tick(self, description: str) -> TickBar:
         """A bar whose total is known only later: call it with ``(done, total)``."""

@@ -9,53 +9,23 @@ import typer
 
 from prefline.base.errors import PreflineError
 from prefline.cli.common import DbOption, JsonOption, print_json
+from prefline.cli.options import stage_command
 from prefline.formats.records import BadRecord
+from prefline.store.context import Context
+from prefline.store.imports import ImportConfig
+from prefline.store.imports import run as run_import
 
 _SKIP_HINT = "use --on-bad skip to import the other records and write rejects to a file"
 
 
-def import_cmd(
-    path: Annotated[Path, typer.Argument(help="File (.jsonl/.json/.csv/.parquet, .gz ok) or saved HF dataset folder.")],
-    format: Annotated[str, typer.Option("--format", help="auto|jsonl|json|hh|csv|parquet|hf")] = "auto",
-    source: Annotated[str | None, typer.Option(help="Source label (default: the file name).")] = None,
-    annotator: Annotated[str | None, typer.Option(help="Annotator name (default: import:<source>).")] = None,
-    annotator_kind: Annotated[str, typer.Option(help="human|ai_judge|implicit")] = "human",
-    skip_identical: Annotated[bool, typer.Option(
-        "--skip-identical", help="Skip pairs whose chosen equals rejected (default: only in HH transcripts).")] = False,
-    on_bad: Annotated[str, typer.Option(
-        "--on-bad", help="fail: any bad record stores nothing; skip: store the valid records and "
-                         "write the bad ones (line, reason, record) to a rejects file.")] = "fail",
-    rejects: Annotated[Path | None, typer.Option(
-        help="Rejects file for --on-bad skip (default: <input name>.rejects.jsonl next to the input).")] = None,
-    db: DbOption = None,
-    json: JsonOption = False,
-) -> None:
-    """Validate a whole file, then store it in one transaction; re-importing adds nothing."""
-    from rich.progress import BarColumn, Progress, TextColumn
-
-    from prefline.store.ingest import import_file
-
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed} records"), transient=True, disable=json) as bar:
-        task = bar.add_task(f"reading {path.name}", total=None)
-        try:
-            summary = import_file(
-                path, db, format=format, source=source, annotator=annotator,
-                annotator_kind=annotator_kind, skip_identical=skip_identical or None,
-                on_bad=on_bad, rejects=rejects,
-                progress=lambda n: bar.update(task, completed=n),
-                stage=lambda s: bar.update(task, description=f"{s} {path.name}"))
-        except BadRecord as exc:  # only raised under --on-bad fail: say how to go on
-            raise PreflineError(f"{exc.message} ({_SKIP_HINT})", path=exc.path, line=exc.line,
-                                field=exc.field) from None
-    out = {"path": summary.path, "source": summary.source, "records": summary.records,
-           "prompts_added": summary.prompts_added, "responses_added": summary.responses_added,
-           "feedback_added": summary.feedback_added, "feedback_existing": summary.feedback_existing,
-           "skipped_identical": summary.skipped_identical, "by_kind": summary.by_kind,
-           "rejected": summary.rejected, "rejects_path": summary.rejects_path,
-           "seconds": round(summary.seconds, 3)}
-    if json:
-        print_json(out)
+def _import_body(cfg: ImportConfig, ctx: Context, *, as_json: bool) -> None:
+    try:
+        summary = run_import(cfg, ctx)
+    except BadRecord as exc:  # only raised under on_bad=fail: say how to go on
+        raise PreflineError(f"{exc.message} ({_SKIP_HINT})", path=exc.path, line=exc.line,
+                            field=exc.field) from None
+    if as_json:
+        print_json(summary.to_json() | {"seconds": round(summary.seconds, 3)})
         return
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary.by_kind.items()))
     typer.echo(f"{summary.records} records ({kinds}) from {summary.source}: added "
@@ -94,5 +64,8 @@ def export_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("import")(import_cmd)
+    stage_command("import", ImportConfig, _import_body, app=app, command="import",
+                  positional=("path",),
+                  help="Validate a whole file, then store it in one transaction; re-importing "
+                       "adds nothing.")
     app.command("export")(export_cmd)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -60,18 +61,32 @@ def setting_params(cls: type, skip: tuple[str, ...] = (),
         unique = index.get(s.name) is s
         flag = (s.name if unique else s.key).replace("_", "-")
         default = "required" if s.required else _show(s.default)
-        text = f"{s.doc} (default: {default})" if s.doc else f"(default: {default})"
+        shown = s.default is None and "default" in s.doc.lower()  # the doc says it better
+        text = s.doc if shown else f"{s.doc} (default: {default})".strip()
         if s.hint is bool:
             opt = typer.Option(f"--{flag}/--no-{flag}", help=text, show_default=False)
             hint: Any = Annotated[bool | None, opt]
         else:
-            metavar = s.type_name().upper().replace(" ", "-").replace("-|-", "|")
+            metavar = _metavar(s.hint)
             names = (flags or {}).get(s.key) or (f"--{flag}",)
             opt = typer.Option(*names, help=text, metavar=metavar, show_default=False)
             hint = Annotated[str | None, opt]
         params.append(inspect.Parameter(_dest(s.key), inspect.Parameter.KEYWORD_ONLY,
                                         default=None, annotation=hint))
     return params
+
+
+def _metavar(hint: Any) -> str:
+    """TEXT, INT, FLOAT, LIST, JSON or the choices of a Literal (``none`` stays implicit)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if type(None) in typing.get_args(hint) and len(args) == 1:
+        hint = args[0]
+    if typing.get_origin(hint) is Literal:
+        return "|".join(map(str, typing.get_args(hint)))
+    names = {str: "TEXT", int: "INT", float: "FLOAT", Path: "PATH"}
+    if hint in names:
+        return names[hint]
+    return {tuple: "LIST", dict: "JSON"}.get(typing.get_origin(hint), "VALUE")
 
 
 def _argument(s: config.Setting) -> inspect.Parameter:

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from prefline.base.errors import PreflineError
 from prefline.base.hashing import canonical_json
+from prefline.base.stage import StageResult
 from prefline.formats.examples import (
     Messages,
     PreferencePair,
@@ -48,7 +49,7 @@ from prefline.store.models import ANNOTATOR_KINDS, AuditLog, utcnow
 
 
 @dataclass
-class ImportSummary:
+class ImportSummary(StageResult):
     """What one import added. ``records`` counts the valid records stored (or already
     there); ``feedback_existing`` counts records already in the store; ``by_kind`` counts
     the file's records per feedback kind (pairwise, binary, ...); ``skipped_identical``
