@@ -50,8 +50,7 @@ def show_cmd(artifact_id: Annotated[int, typer.Argument(help="Artifact id.")],
                                                 "indented; shared ancestors shown once.")] = False,
              db: DbOption = None, json: JsonOption = False) -> None:
     """One artifact and its inputs; with --tree, everything it was built from."""
-    from prefline.registry import get_artifact, lineage_tree, render_tree
-    from prefline.registry.lineage import describe_input
+    from prefline.registry import describe_input, get_artifact, lineage_tree, render_tree
 
     art = get_artifact(artifact_id, db)
     if art is None:

@@ -7,6 +7,7 @@ says which code produced an artifact and whether the tree was dirty.
 from prefline.base.stage import INPUT_ROLES, Ref
 from prefline.registry.lineage import (
     ancestors,
+    describe_input,
     get_artifact,
     inputs_by_artifact,
     inputs_of,
@@ -19,6 +20,6 @@ from prefline.registry.version import clear_code_version_cache, code_version
 
 __all__ = [
     "INPUT_ROLES", "Ref", "ancestors", "clear_code_version_cache", "code_version",
-    "get_artifact", "inputs_by_artifact", "inputs_of", "lineage_tree", "list_artifacts",
+    "describe_input", "get_artifact", "inputs_by_artifact", "inputs_of", "lineage_tree", "list_artifacts",
     "record", "record_result", "render_tree",
 ]
