@@ -209,7 +209,8 @@ def build_items(conn: Connection, cfg: SnapshotConfig) -> tuple[list[dict[str, A
         feedback=len(rows), items=len(items), prompts=len({i["data"]["prompt_key"] for i in items}),
         counts=dict(counts), feedback_by_kind=matched,
         items_by_kind={k: len(made.get(k, [])) for k in FEEDBACK_KINDS},
-        dropped={k: dict(v) for k, v in sorted(dropped.items()) if v}, ties_dropped=tied)
+        dropped={k: dict(sorted(v.items())) for k, v in sorted(dropped.items()) if v},
+        ties_dropped=tied)
     return items, stats
 
 
