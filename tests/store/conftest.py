@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from prefline.formats.jsonl import write_jsonl
 from prefline.store.db import open_store
 from prefline.store.ingest import import_file
 
-EXPLICIT = [
+EXPLICIT: list[dict[str, Any]] = [
     {"prompt": "p", "chosen": "good", "rejected": "bad", "annotator": "h1"},
     {"prompt": "p", "chosen": "good", "rejected": "bad", "annotator": "h2"},
     {"prompt": "p2", "chosen": "x", "rejected": "y", "annotator": "h1"},
@@ -44,7 +45,8 @@ def mixed_store(tmp_path: Path) -> Callable[[str], str]:
             {"text": text, "model": "m"} for _, text, _ in IMPLICIT]})
         _, rids = log_interaction(engine, req)
         FeedbackWriter(engine).write([
-            ImplicitEvent(kind="implicit", response_id=rid, signal=signal, value=value)
+            ImplicitEvent.model_validate({"kind": "implicit", "response_id": rid,
+                                          "signal": signal, "value": value})
             for (signal, _, value), rid in zip(IMPLICIT, rids, strict=True)], "app")
         return url
 

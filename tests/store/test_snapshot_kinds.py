@@ -27,7 +27,7 @@ from prefline.store.snapshots import run, snapshot_examples, snapshot_items
 MIXED_HASH = "2201d6597878214da295e19942fd19a47cf213a9a7105b915dbc40ad45d716ed"
 VOTES_HASH = "4bee62db953259626a84e3aba8cf20a3a06aa9e313b45516d42dfd9c912af45c"
 VOTES_BT_HASH = "c6af44c8e0e441fdd178275870b8faffb05d9daa4168e7c47a6e70f49c75f272"
-VOTES = [
+VOTES: list[dict[str, Any]] = [
     {"prompt": "q", "chosen": "a", "rejected": "b", "annotator": "h1"},
     {"prompt": "q", "chosen": "b", "rejected": "a", "annotator": "h2"},
     {"prompt": "q", "chosen": "a", "rejected": "b", "annotator": "h2"},
@@ -202,3 +202,16 @@ def test_cli_help_lists_every_setting(capsys: pytest.CaptureFixture[str],
         assert s.doc.split()[0] in out  # its docstring is the help text
     code, out, _ = cli(["config", "show", "snapshot", "kinds=implicit", "--json"], capsys)
     assert code == 0 and json.loads(out)["kinds"] == ["implicit"]
+
+
+def test_feedback_kinds_doc_states_the_implicit_rule_as_coded() -> None:
+    """docs/feedback-kinds.md lists every implicit setting as a flag, with its default."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "feedback-kinds.md").read_text()
+    rule = ImplicitRule()
+    for s in config.settings(ImplicitRule):
+        assert f"`--{s.name.replace('_', '-')}`" in doc, s.name
+    for signal in ("regenerate", "edit", "copy", "dwell", "click"):
+        label, weight = rule.rule("dwell_ms" if signal == "dwell" else signal)  # type: ignore[misc]
+        row = next(ln for ln in doc.splitlines() if f"(`--{signal}`)" in ln)
+        assert f"| {label} (`--{signal}`) | {weight} (`--{signal}-weight`) |" in row
+    assert f"({rule.dwell_min_ms:.0f})" in doc
