@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from prefline.base.errors import PreflineError
-from prefline.generate.io import read_generations, read_prompts
+from prefline.generate.io import read_generations, read_prompt_rows, read_prompts
 from prefline.generate.sampling import generate, load_policy, render_prompts
 
 PROMPTS = ["Hello there", [{"role": "user", "content": "Write a longer question about lists?"}], "Hi"]
@@ -58,11 +58,26 @@ def test_prompt_files(tmp_path: Path) -> None:
         read_generations(gen)
 
 
-def test_bench_generation_reports_each_setting(tiny_causal_dir: Path) -> None:
-    from prefline.generate.bench_generation import bench_generation
-
-    seen: list[dict] = []  # type: ignore[type-arg]
-    rows = bench_generation(str(tiny_causal_dir), prompts=2, n=2, max_new_tokens=3,
-                            settings=(("float32", 4, 1), ("bfloat16", 2, 1)), on_result=seen.append)
-    assert rows == seen and [r["dtype"] for r in rows] == ["float32", "bfloat16"]
-    assert all(r["new_tokens"] > 0 and r["tokens_per_s"] > 0 and r["threads"] == 1 for r in rows)
+def test_one_prompt_reader_for_generate_and_eval(tmp_path: Path) -> None:
+    """``read_prompt_rows`` serves ``generate`` and ``eval policy``: ids (or line numbers),
+    categories, bare JSON strings, the bundled set, and errors naming file, line and field."""
+    jl = tmp_path / "p.jsonl"
+    jl.write_text('{"id": "q1", "prompt": "How?", "category": "should_not_refuse"}\n\n'
+                  '"What is 3 times 4?"\n')
+    rows = read_prompt_rows(jl)
+    assert [(r.id, r.category, r.tags) for r in rows] == [
+        ("q1", "should_not_refuse", ("should_not_refuse",)), ("3", None, ())]
+    assert rows[1].prompt == [{"role": "user", "content": "What is 3 times 4?"}]
+    bundled = read_prompt_rows("bundled:eval")
+    assert len(bundled) == 84 and bundled[0].id == "coding-000" and bundled[0].category == "coding"
+    jl.write_text('{"prompt": "ok"}\nnot json\n')
+    with pytest.raises(PreflineError, match=r"p.jsonl, line 2: malformed JSON"):
+        read_prompt_rows(jl)
+    jl.write_text('{"prompt": "ok"}\n{"text": "no prompt key"}\n')
+    with pytest.raises(PreflineError) as err:
+        read_prompt_rows(jl)
+    assert (err.value.line, err.value.field) == (2, "prompt")
+    with pytest.raises(PreflineError, match="prompt file not found"):
+        read_prompt_rows(tmp_path / "missing.jsonl")
+    with pytest.raises(PreflineError, match="unknown prompt split 'dev'"):
+        read_prompt_rows("bundled:dev")

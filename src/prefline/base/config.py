@@ -248,15 +248,21 @@ def build(cls: type, values: Mapping[str, Any] | None = None, *, base: Any = Non
     ``values`` holds flat keys (leaf names or dotted paths) or nested tables; unknown keys
     and badly typed values raise :class:`PreflineError` naming the key.
     """
+    return _assemble(cls, base, _updates(cls, values or {}, command))
+
+
+def _updates(cls: type, values: Mapping[str, Any],
+             command: str | None) -> dict[tuple[str, ...], Any]:
+    """``values`` coerced and keyed by setting path; unknown keys raise PreflineError."""
     index = setting_index(cls)
     updates: dict[tuple[str, ...], Any] = {}
-    for key, value in flatten(values or {}, index).items():
+    for key, value in flatten(values, index).items():
         found = index.get(key)
         if found is None:
             see = f"; see `prefline {command} --help`" if command else ""
             raise PreflineError(f"unknown setting{see}", field=key)
         updates[found.path] = coerce(value, found.hint, found.key)
-    return _assemble(cls, base, updates)
+    return updates
 
 
 def _assemble(cls: type, base: Any, updates: dict[tuple[str, ...], Any]) -> Any:
@@ -314,21 +320,28 @@ def read_file(path: str | Path) -> dict[str, Any]:
 
 def load(cls: type, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
          *, command: str | None = None, section: str | None = None) -> Any:
-    """Defaults → file (``[section]`` table if given and present) → overrides, validated."""
-    cfg = build(cls, None, command=command) if _all_defaults(cls) else None
+    """Defaults → file (``[section]`` table if given and present) → overrides, merged first
+    and validated once, so a rule across settings (e.g. exactly one data source, one from
+    the file and one from a flag) sees them all. An error in a value that came from the
+    file names the file."""
+    from_file: dict[tuple[str, ...], Any] = {}
     if path is not None:
         data = read_file(path)
         if section and isinstance(data.get(section), dict):
             data = data[section]
         try:
-            cfg = build(cls, data, base=cfg, command=command)
+            from_file = _updates(cls, data, command)
         except PreflineError as exc:
             raise PreflineError(exc.message, path=str(path), field=exc.field) from None
-    return build(cls, overrides or {}, base=cfg, command=command)
-
-
-def _all_defaults(cls: type) -> bool:
-    return not any(s.required for s in settings(cls))
+    given = _updates(cls, overrides or {}, command)
+    try:
+        return _assemble(cls, None, {**from_file, **given})
+    except PreflineError as exc:
+        found = setting_index(cls).get(exc.field or "")
+        if path is not None and found is not None and found.path in from_file \
+                and found.path not in given:
+            raise PreflineError(exc.message, path=str(path), field=exc.field) from None
+        raise
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Files of the RLAIF loop: prompt lists in, generations and labelled pairs out.
 
-- prompts: JSONL with ``prompt`` (text or chat messages) and optional ``tags``/``category``,
-  or plain text with one prompt per line;
+- prompts (read by ``prefline generate`` and ``prefline eval policy``): JSONL with ``prompt``
+  (text or chat messages) and optional ``id``/``tags``/``category``, plain text with one
+  prompt per line, or ``bundled:train|eval``;
 - generations (written by ``prefline generate``, read by ``prefline judge``): JSONL, one
   object per prompt: ``{"prompt": messages, "responses": [...], "tags", "model", "gen_params"}``.
 """
@@ -9,14 +10,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefline.base.errors import PreflineError
-from prefline.formats.examples import as_messages
+from prefline.data import load_prompts
+from prefline.formats.examples import Messages, as_messages
 from prefline.formats.jsonl import read_jsonl
 from prefline.formats.jsonl import write_jsonl as atomic_write_jsonl
 from prefline.generate.store import Generation
+
+BUNDLED = "bundled:"
 
 
 def _checked_prompt(value: Any, path: Path, line: int) -> list[dict[str, str]]:
@@ -41,27 +46,55 @@ def _tags(rec: dict[str, Any], path: Path, line: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(tags))
 
 
-def read_prompts(path: str | Path) -> list[Generation]:
-    """Prompts from JSONL (detected by a first line starting with ``{``) or plain text lines;
-    returned as Generations with no responses yet."""
-    path = Path(path)
+@dataclass(frozen=True)
+class PromptRow:
+    """One prompt to sample from: its id (the file's ``id``, else the line number), the chat
+    messages, its category (None when the file has none) and its tags (category included)."""
+
+    id: str
+    prompt: Messages
+    category: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+def read_prompt_rows(source: str | Path) -> list[PromptRow]:
+    """Prompts from ``bundled:train`` / ``bundled:eval`` (the set shipped with prefline), a
+    JSONL file (``.jsonl``/``.json``, or a first line starting with ``{``) whose lines are
+    objects with ``prompt`` (text or messages; optional ``id``, ``category``, ``tags``) or
+    bare JSON strings, or a plain-text file with one prompt per line."""
+    if str(source).startswith(BUNDLED):
+        return [PromptRow(str(r["id"]), as_messages(r["prompt"]), r.get("category"),
+                          (r["category"],) if r.get("category") else ())
+                for r in load_prompts(str(source)[len(BUNDLED):])]
+    path = Path(source)
+    if not path.is_file():
+        raise PreflineError("prompt file not found", path=str(path))
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise PreflineError(f"cannot read prompts file: {exc.strerror}", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PreflineError(f"cannot read prompts file ({exc})", path=str(path)) from None
     first = next((ln for ln in lines if ln.strip()), None)
     if first is None:
         raise PreflineError("prompts file is empty", path=str(path))
-    if not first.lstrip().startswith("{"):
-        return [Generation(prompt=as_messages(ln.strip()), responses=[]) for ln in lines if ln.strip()]
+    if path.suffix not in (".jsonl", ".json") and not first.lstrip().startswith("{"):
+        return [PromptRow(str(no), as_messages(ln.strip()))
+                for no, ln in enumerate(lines, start=1) if ln.strip()]
     out = []
     for no, rec in read_jsonl(path):
+        rec = {"prompt": rec} if isinstance(rec, str) else rec
         if not isinstance(rec, dict) or "prompt" not in rec:
-            raise PreflineError("expected an object with a 'prompt'", path=str(path), line=no,
-                                field="prompt")
-        out.append(Generation(prompt=_checked_prompt(rec["prompt"], path, no), responses=[],
-                              tags=_tags(rec, path, no)))
+            raise PreflineError("expected an object with a 'prompt' (text or messages)",
+                                path=str(path), line=no, field="prompt")
+        category = rec.get("category") if isinstance(rec.get("category"), str) else None
+        out.append(PromptRow(str(rec.get("id", no)), _checked_prompt(rec["prompt"], path, no),
+                             category, _tags(rec, path, no)))
     return out
+
+
+def read_prompts(source: str | Path) -> list[Generation]:
+    """:func:`read_prompt_rows` as Generations with no responses yet (tags kept)."""
+    return [Generation(prompt=r.prompt, responses=[], tags=r.tags)
+            for r in read_prompt_rows(source)]
 
 
 def read_generations(path: str | Path) -> list[Generation]:

@@ -28,6 +28,17 @@ def load_policy(path: str | None, precision: str = "auto") -> tuple[Any, Any]:
     return load_causal_lm(path, dtype=dtype)
 
 
+def place_on_device(model: Any, device: str) -> Any:
+    """``model`` on ``device`` (a Context's: auto = CUDA when present, else CPU; cpu; cuda[:N])."""
+    import torch
+
+    name = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PreflineError(f"device {device!r} asked for, but torch sees no CUDA device",
+                            field="device")
+    return model.to(name)
+
+
 def auto_threads() -> int:
     """Torch threads for CPU inference: the cores not already busy (at least 1).
 

@@ -16,8 +16,13 @@ from typing import Any
 
 from prefline.base.errors import PreflineError
 from prefline.judges.base import Judge, Verdict
+from prefline.judges.http import HttpJudge
+from prefline.judges.local_lm import LocalLMJudge
+from prefline.judges.principles import PrincipleConfig, PrincipleJudge
+from prefline.judges.reward_model import RewardModelJudge
 
 SPECS = "rules, rules:CONFIG.json, openai:URL[#model], reward:DIR, lm:PATH"
+KINDS = ("rules", "openai", "reward", "lm")
 
 
 def _build(factory: Any, *args: Any, **options: Any) -> Any:
@@ -31,34 +36,33 @@ def _build(factory: Any, *args: Any, **options: Any) -> Any:
     return factory(*args, **options)
 
 
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``(kind, argument)`` of a judge spec; an unknown kind or a missing argument is a
+    PreflineError naming the ``judge`` field (checked before any model loads)."""
+    kind, _, arg = spec.partition(":")
+    if kind not in KINDS:
+        raise PreflineError(f"unknown judge {spec!r}; expected one of {SPECS}", field="judge")
+    if kind != "rules" and not arg:
+        raise PreflineError(f"judge spec {spec!r} needs an argument after ':'; expected one of "
+                            f"{SPECS}", field="judge")
+    return kind, arg
+
+
 def make_judge(spec: str, options: dict[str, Any] | None = None) -> Judge:
     """Build the judge named by ``spec``; ``options`` are extra keyword arguments for it."""
-    kind, _, arg = spec.partition(":")
+    kind, arg = parse_spec(spec)
     options = dict(options or {})
     if kind == "rules":
-        from prefline.judges.principles import PrincipleConfig, PrincipleJudge
-
         cfg = PrincipleConfig.from_file(arg) if arg else _build(PrincipleConfig, **options)
         return PrincipleJudge(cfg)
-    if kind not in ("openai", "reward", "lm"):
-        raise PreflineError(f"unknown judge {spec!r}; expected one of {SPECS}", field="judge")
-    if not arg:
-        raise PreflineError(f"judge spec {spec!r} needs an argument after ':'; expected one of {SPECS}",
-                            field="judge")
     if kind == "openai":
-        from prefline.judges.http import HttpJudge
-
         url, _, model = arg.partition("#")
         if model:
             options["model"] = model
         return _build(HttpJudge, url, **options)
     if kind == "reward":
-        from prefline.judges.reward_model import RewardModelJudge
-
         return _build(RewardModelJudge, arg, **options)
-    from prefline.judges.local_lm import LocalLMJudge
-
     return _build(LocalLMJudge, arg, **options)
 
 
-__all__ = ["Judge", "Verdict", "make_judge", "SPECS"]
+__all__ = ["Judge", "Verdict", "make_judge", "parse_spec", "SPECS"]

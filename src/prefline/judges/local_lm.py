@@ -18,7 +18,9 @@ from typing import Any
 
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import as_messages, prompt_text
+from prefline.generate.sampling import cpu_threads, encode_left, render_prompts
 from prefline.judges.base import PairItem, PromptLike, Verdict, combine_orders, dir_fingerprint
+from prefline.models.hub import load_causal_lm, resolve_model_path
 
 LM_TEMPLATE = (
     "Which response to the user's prompt is better: more helpful, correct, concise, with no "
@@ -36,8 +38,6 @@ class LocalLMJudge:
 
     def __init__(self, path: str, template: str | None = None, max_response_tokens: int = 384,
                  batch_size: int = 8, tie_band: float = 0.0) -> None:
-        from prefline.models.hub import load_causal_lm, resolve_model_path
-
         self.source = resolve_model_path(path)
         self.template = template or LM_TEMPLATE
         self.max_response_tokens, self.batch_size, self.tie_band = (
@@ -64,8 +64,6 @@ class LocalLMJudge:
         return self.tok.decode(ids[:self.max_response_tokens]) + " [...]"
 
     def _render(self, prompt: PromptLike, a: str, b: str) -> str:
-        from prefline.generate.sampling import render_prompts
-
         question = self.template.format(prompt=prompt_text(as_messages(prompt)),
                                         a=self._clip(a), b=self._clip(b))
         return render_prompts(self.tok, [question])[0]
@@ -73,8 +71,6 @@ class LocalLMJudge:
     def prob_first_letter(self, texts: Sequence[str]) -> list[float]:
         """P("A") / (P("A") + P("B")) at the next token of each rendered text."""
         import torch
-
-        from prefline.generate.sampling import encode_left
 
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
         out: list[float] = []
@@ -95,8 +91,6 @@ class LocalLMJudge:
 
     def judge_many(self, items: Sequence[PairItem],
                    on_done: Callable[[int], None] | None = None) -> list[Verdict]:
-        from prefline.generate.sampling import cpu_threads
-
         texts = [t for p, a, b in items for t in (self._render(p, a, b), self._render(p, b, a))]
         with cpu_threads(0):
             probs = self.prob_first_letter(texts)
