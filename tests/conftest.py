@@ -42,7 +42,7 @@ def _fresh_pg_db() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("PREFLINE_TEST_PG is not set: run the suite with `make test`")
         pytest.skip("PREFLINE_TEST_PG not set (make test starts PostgreSQL)")
-    from prefline.store.bench_ingest import fresh_postgres
+    from prefline.store.testing import fresh_postgres
 
     with fresh_postgres(PG_URL) as url:
         yield url

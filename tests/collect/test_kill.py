@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from prefline.collect.bench import Server, load, prepare
+from prefline.collect.loadtest import Server, load, prepare
 from prefline.store.db import normalise_url, session_scope
 from prefline.store.models import Feedback
 

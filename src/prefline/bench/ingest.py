@@ -1,7 +1,9 @@
 """``prefline bench ingest``: generated pairwise JSONL into fresh SQLite and PostgreSQL stores.
 
 Timing covers the whole import (read, validate, hash, insert, commit), the same call as
-``prefline import``. Each backend gets a brand-new store so no run benefits from another.
+``prefline import``; migrations are set-up and stay outside it. Every run imports the same
+generated file (written once by the parent) into brand-new stores, so no run benefits from
+another. There is no peer: the figures are records/s against the targets below.
 """
 
 from __future__ import annotations
@@ -10,19 +12,32 @@ import json
 import os
 import random
 import subprocess
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefline.base.errors import PreflineError
-from prefline.store.ingest import import_file
+from prefline.bench.harness import Benchmark, side_main
 
 _WORDS = ("model", "answer", "question", "preference", "reward", "policy", "token", "user",
           "explain", "summary", "careful", "helpful", "because", "example", "result", "data")
+
+
+@dataclass(frozen=True)
+class IngestBenchConfig:
+    """How many records, into which backends."""
+
+    n: int = 100_000
+    """Generated pairwise records (two per prompt, 20-60 words per response)."""
+    postgres: bool = True
+    """Also import into a fresh PostgreSQL database (SQLite always runs)."""
+    pg_url: str | None = None
+    """PostgreSQL server URL; default $PREFLINE_TEST_PG, else scripts/pg-start.sh."""
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise PreflineError(f"n must be positive, got {self.n}", field="n")
 
 
 def generate(path: Path, n: int, seed: int = 0) -> Path:
@@ -57,29 +72,6 @@ def postgres_url(explicit: str | None = None) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-@contextmanager
-def fresh_postgres(server_url: str) -> Iterator[str]:
-    """A new empty database on ``server_url``'s server, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-
-    from prefline.store.db import check_reachable, get_engine, normalise_url
-
-    server_url = normalise_url(server_url)
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    check_reachable(admin)
-    name = f"prefline_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server_url.rsplit("/", 1)[0] + "/" + name
-    try:
-        yield url
-    finally:
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def _backend_cpu(url: str) -> dict[int, float]:
     """CPU seconds used so far by each server process attached to ``url``'s database
     (PostgreSQL on this machine only; empty when /proc cannot tell)."""
@@ -101,8 +93,15 @@ def _backend_cpu(url: str) -> dict[int, float]:
     return out
 
 
-def _timed_import(path: Path, url: str) -> dict[str, float]:
+def timed_import(path: Path, url: str) -> dict[str, float]:
+    """Import ``path`` into the fresh store ``url``: records/s (wall) and CPU seconds.
+
+    ``client_cpu_s`` is this process, ``server_cpu_s`` the PostgreSQL processes serving the
+    import; ``records_per_cpu_s`` divides by their sum, a figure a busy machine does not
+    inflate.
+    """
     from prefline.store.db import open_store
+    from prefline.store.ingest import import_file
 
     open_store(url)  # migrations are set-up, not ingest: keep them out of the timing
     server_before = _backend_cpu(url)
@@ -121,22 +120,29 @@ def _timed_import(path: Path, url: str) -> dict[str, float]:
     return out
 
 
-def run_ingest_bench(n: int = 100_000, pg_url: str | None = None,
-                     postgres: bool = True) -> dict[str, Any]:
-    """Import ``n`` generated records into a fresh SQLite and a fresh PostgreSQL store.
+def prepare(cfg: IngestBenchConfig, inputs: Path) -> dict[str, Any]:
+    generate(inputs / "pairs.jsonl", cfg.n)
+    if cfg.postgres:
+        postgres_url(cfg.pg_url)  # fail (or start the server) before any run
+    return {"records": cfg.n}
 
-    Returns ``{"n", "sqlite_records_per_s", "postgres_records_per_s", ...}``. Records/s is
-    wall-clock; ``*_client_cpu_s`` (this process) and ``postgres_server_cpu_s`` (the
-    server processes serving the import) are CPU seconds, and ``*_records_per_cpu_s``
-    divides by their sum: a figure a busy shared machine does not inflate.
-    """
-    out: dict[str, Any] = {"n": n}
-    with tempfile.TemporaryDirectory(prefix="prefline-bench-") as tmp:
-        data = generate(Path(tmp) / "pairs.jsonl", n)
-        for key, value in _timed_import(data, f"sqlite:///{Path(tmp) / 'bench.db'}").items():
-            out[f"sqlite_{key}"] = value
-        if postgres:
-            with fresh_postgres(postgres_url(pg_url)) as url:
-                for key, value in _timed_import(data, url).items():
-                    out[f"postgres_{key}"] = value
+
+def run_side(impl: str, setting: str, cfg: IngestBenchConfig, inputs: Path,
+             scratch: Path) -> dict[str, Any]:
+    from prefline.store.testing import fresh_postgres
+
+    data = inputs / "pairs.jsonl"
+    out: dict[str, Any] = {"sqlite": timed_import(data, f"sqlite:///{scratch / 'bench.db'}")}
+    if cfg.postgres:
+        with fresh_postgres(postgres_url(cfg.pg_url)) as url:
+            out["postgres"] = timed_import(data, url)
     return out
+
+
+BENCH = Benchmark(name="ingest", module="prefline.bench.ingest", config=IngestBenchConfig,
+                  run_side=run_side, prepare=prepare, headline="sqlite.records_per_s",
+                  targets={"sqlite.records_per_s": (">=", 20_000),
+                           "postgres.records_per_s": (">=", 10_000)})
+
+if __name__ == "__main__":
+    side_main(BENCH)

@@ -1,18 +1,18 @@
-"""Benchmark: audit a fresh SQLite store holding ``n`` synthetic feedback events.
+"""``prefline bench audit``: audit a fresh SQLite store holding ``n`` synthetic feedback events.
 
 The store is filled with bulk Core inserts (not ORM objects) so filling does not dominate.
 The data has the shape of a real labelling project: 3 responses per prompt, 10 humans and
 2 AI judges, mostly pairwise labels plus ratings and thumbs, a mild position and length
 bias, some fast labels, 1% exact and 1% near-duplicate prompts, and one snapshot with a
-90/10 train/test split that leaks a few prompts.
+90/10 train/test split that leaks a few prompts. Each run fills its own fresh store, then
+times the audit of the whole store and of the snapshot. There is no peer: the target is the
+30 s budget.
 """
 
 from __future__ import annotations
 
-import statistics
-import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,26 @@ import numpy as np
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
+from prefline.base.errors import PreflineError
+from prefline.bench.harness import Benchmark, side_main
 from prefline.store.models import Annotator, Feedback, Prompt, Response, Snapshot, SnapshotItem
+
+BUDGET_S = 30.0
+
+
+@dataclass(frozen=True)
+class AuditBenchConfig:
+    """Size and seed of the synthetic store."""
+
+    n: int = 100_000
+    """Synthetic feedback events (prompts = n / 4, three responses each)."""
+    seed: int = 0
+    """Seed of the synthetic data."""
+
+    def __post_init__(self) -> None:
+        if self.n < 10:
+            raise PreflineError(f"n must be at least 10, got {self.n}", field="n")
+
 
 WORDS = [f"w{i}" for i in range(4000)]
 TAGS = ["chat", "code", "math", "safety"]
@@ -103,36 +122,37 @@ def fill_store(engine: Engine, n: int = 100_000, seed: int = 0) -> dict[str, int
     return {"feedback": n, "prompts": n_prompts, "responses": n_prompts * 3, "annotators": 12}
 
 
-def bench_audit(n: int = 100_000, seed: int = 0, repeat: int = 3, workdir: Path | None = None,
-                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Fill a fresh SQLite store with ``n`` events, then time ``run_audit`` ``repeat`` times
-    on the whole store and on its snapshot. Returns median seconds per phase (and all runs)
-    plus the per-stage timings of the last whole-store run. ``progress`` gets phase names."""
-    from prefline.audit.run import run_audit
+def run_side(impl: str, setting: str, cfg: AuditBenchConfig, inputs: Path,
+             scratch: Path) -> dict[str, Any]:
+    """Fill a fresh store, then time the audit of the whole store and of its snapshot."""
+    from prefline.audit.run import AuditConfig, run
+    from prefline.base.progress import Reporter
+    from prefline.store.context import Context, Store
     from prefline.store.db import open_store
 
-    say = progress or (lambda _msg: None)
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        engine = open_store(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        say(f"filling a fresh store with {n} events")
-        t0 = time.perf_counter()
-        counts = fill_store(engine, n, seed)
-        fill_s = time.perf_counter() - t0
-        whole_s, snap_s = [], []
-        for i in range(repeat):
-            say(f"audit run {i + 1}/{repeat}")
-            t1 = time.perf_counter()
-            whole = run_audit(engine)
-            t2 = time.perf_counter()
-            snap = run_audit(engine, snapshot=1)
-            whole_s.append(t2 - t1)
-            snap_s.append(time.perf_counter() - t2)
-        engine.dispose()
-    audit_s, audit_snap_s = statistics.median(whole_s), statistics.median(snap_s)
-    return {"n_feedback": n, "counts": counts, "fill_s": round(fill_s, 2), "repeat": repeat,
-            "audit_s": round(audit_s, 2), "audit_snapshot_s": round(audit_snap_s, 2),
-            "audit_runs_s": [round(t, 2) for t in whole_s], "snapshot_runs_s": [round(t, 2) for t in snap_s],
-            "stages_s": whole["timings_s"], "snapshot_stages_s": snap["timings_s"],
-            "budget_s": 30.0, "within_budget": max(whole_s + snap_s) < 30.0,
-            "headline": {k: whole["metrics"][k] for k in ("position_bias", "length_bias", "alpha", "duplicates")},
-            "snapshot_leakage": snap["metrics"]["leakage"]}
+    url = f"sqlite:///{scratch / 'bench.db'}"
+    engine = open_store(url)
+    t0 = time.perf_counter()
+    counts = fill_store(engine, cfg.n, cfg.seed)
+    fill_s = time.perf_counter() - t0
+    ctx = Context(store=Store.open(url), progress=Reporter(False))
+    t1 = time.perf_counter()
+    whole = run(AuditConfig(), ctx)
+    t2 = time.perf_counter()
+    snap = run(AuditConfig(snapshot="1"), ctx)
+    t3 = time.perf_counter()
+    engine.dispose()
+    return {"counts": counts, "fill_s": round(fill_s, 3), "audit_s": round(t2 - t1, 3),
+            "audit_snapshot_s": round(t3 - t2, 3), "stages_s": whole.timings_s,
+            "snapshot_stages_s": snap.timings_s,
+            "headline": {k: whole.metrics[k]
+                         for k in ("position_bias", "length_bias", "alpha", "duplicates")},
+            "snapshot_leakage": snap.metrics["leakage"]}
+
+
+BENCH = Benchmark(name="audit", module="prefline.bench.audit", config=AuditBenchConfig,
+                  run_side=run_side, headline="",
+                  targets={"audit_s": ("<=", BUDGET_S), "audit_snapshot_s": ("<=", BUDGET_S)})
+
+if __name__ == "__main__":
+    side_main(BENCH)

@@ -1,9 +1,8 @@
-"""HTTP ingest benchmark: uvicorn in one process, the load generator in another.
+"""The collection service under load: ``prefline serve`` in a subprocess, and the load generator
+(``prefline.collect.loadgen``) in another.
 
-``run_http_bench`` measures (1) batched ingest in events/s and (2) single-event POST
-latency at many concurrent clients, then checks that the store holds exactly the events
-the server acknowledged. Both phases are bounded by an event count and a time limit.
-Also runnable as ``python -m prefline.collect.bench --db URL [--json]``.
+Used by the crash test (tests/collect/test_kill.py: SIGKILL mid-load, nothing lost or
+duplicated) and by the HTTP ingest benchmark (``prefline bench collect``).
 """
 
 from __future__ import annotations
@@ -25,11 +24,8 @@ from sqlalchemy import func, select
 from prefline.collect.auth import create_api_key
 from prefline.collect.ingest import log_interaction
 from prefline.collect.schemas import LogRequest
-from prefline.store.db import normalise_url, open_store, session_scope
+from prefline.store.db import open_store, session_scope
 from prefline.store.models import Feedback
-
-TARGET_EVENTS_PER_S = 5000.0
-TARGET_P99_MS = 50.0
 
 
 def free_port() -> int:
@@ -129,73 +125,3 @@ def stored_count(db_url: str, key_name: str, prefix: str) -> int:
     with session_scope(db_url) as s:
         return int(s.scalar(select(func.count()).select_from(Feedback).where(
             Feedback.idempotency_key.like(f"{key_name}/{prefix}-%"))) or 0)
-
-
-def run_http_bench(db_url: str, n_events: int = 50_000, concurrency: int = 50,
-                   seconds_limit: float = 60.0, batch: int = 500) -> dict[str, Any]:
-    """Benchmark the ingest API over HTTP on ``db_url``.
-
-    Phase 1 posts up to ``n_events`` events in batches of ``batch`` over 4 connections;
-    phase 2 posts up to ``n_events // 5`` single events from ``concurrency`` clients. Each
-    phase stops after ``seconds_limit / 2`` seconds. Returns events/s, latency
-    percentiles in ms, and acknowledged vs stored counts (which must be equal).
-    """
-    url = normalise_url(db_url)
-    name, key, pairs = prepare(url)
-    server = Server(url).start()
-    try:
-        half = seconds_limit / 2
-        cpu0 = server.cpu_seconds()
-        batched = load(server.port, key, pairs, "b", start=0, n=n_events, batch=batch,
-                       concurrency=4, seconds=half)
-        cpu1 = server.cpu_seconds()
-        single = load(server.port, key, pairs, "s", start=0, n=max(n_events // 5, concurrency),
-                      batch=1, concurrency=concurrency, seconds=half)
-        cpu2 = server.cpu_seconds()
-        # CPU per event is what the server costs whatever else runs on the machine.
-        batched["server_cpu_us_per_event"] = 1e6 * (cpu1 - cpu0) / max(batched["acked"], 1)
-        single["server_cpu_us_per_event"] = 1e6 * (cpu2 - cpu1) / max(single["acked"], 1)
-    finally:
-        server.stop()
-    stored_b, stored_s = stored_count(url, name, "b"), stored_count(url, name, "s")
-    backend = "postgresql" if url.startswith("postgresql") else "sqlite"
-    return {
-        "backend": backend, "cpu_count": os.cpu_count(),
-        "batched": {"batch_size": batch, "connections": 4, **batched, "stored": stored_b},
-        "single": {"clients": concurrency, **single, "stored": stored_s},
-        "targets": {"batched_events_per_s": TARGET_EVENTS_PER_S, "single_p99_ms": TARGET_P99_MS},
-        "meets": {"batched_events_per_s": batched["events_per_s"] >= TARGET_EVENTS_PER_S,
-                  "single_p99_ms": (single["p99_ms"] or 1e9) < TARGET_P99_MS,
-                  "stored_equals_acked": stored_b == batched["acked"]
-                  and stored_s == single["acked"]},
-    }
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    p = argparse.ArgumentParser(description="HTTP ingest benchmark (prefline bench ingest --http).")
-    p.add_argument("--db", default=None, help="store URL (default: a temp SQLite file)")
-    p.add_argument("--events", type=int, default=50_000)
-    p.add_argument("--concurrency", type=int, default=50)
-    p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    db = args.db
-    if db is None:
-        import tempfile
-
-        db = f"sqlite:///{tempfile.mkdtemp(prefix='prefline-bench-')}/bench.db"
-    result = run_http_bench(db, args.events, args.concurrency, args.seconds)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
-    b, s = result["batched"], result["single"]
-    print(f"{result['backend']}: batched {b['events_per_s']:.0f} events/s "
-          f"(target >= {TARGET_EVENTS_PER_S:.0f}); single POST p50 {s['p50_ms']:.1f} ms, "
-          f"p99 {s['p99_ms']:.1f} ms at {s['clients']} clients (target < {TARGET_P99_MS:.0f}); "
-          f"stored == acknowledged: {result['meets']['stored_equals_acked']}")
-
-
-if __name__ == "__main__":
-    main()
