@@ -33,7 +33,7 @@ def test_two_processes_equal_one_process_with_double_batch(tmp_path: Path,
                                  "rejected": "no" + "!" * (i % 4)}) + "\n")
     common = ["-m", "prefline", "train", "dpo", "--data", str(data), "--model",
               str(tiny_causal_dir), "--beta", "0.5", "--json", "lr=2e-3", "max_steps=3",
-              "precision=fp32", "warmup_ratio=0", "eval_fraction=0"]
+              "precision=fp32", "warmup_ratio=0", "val_fraction=0", "test_fraction=0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).parent / "torchrun"
     two = subprocess.Popen(

@@ -234,22 +234,34 @@ def stage_dpo(cfg: DemoConfig, models: dict[str, Any], snapshot: dict[str, Any],
               reward: dict[str, Any], work: Path) -> tuple[dict[str, Any], list[str]]:
     """DPO with LoRA on the snapshot's train split (best-vs-worst pair per prompt)."""
     dpo = need("prefline.train.dpo", "dpo")
-    engine = need("prefline.train.engine", "dpo")
+    policy_data = need("prefline.train.policy_data", "dpo")
     snaps = need("prefline.store.snapshots", "dpo")
     pairs = best_vs_worst(snaps.snapshot_examples(snapshot["id"], "train", cfg.db_url))
     if not pairs:
         raise PreflineError("stage dpo: the snapshot has no decisive pairs to train on")
+    from prefline.base.splits import carve
+    from prefline.models.hub import load_causal_lm
+    from prefline.registry import Ref, record_result
+    from prefline.store.context import Context, Store
+    from prefline.train.train_config import TrainConfig
+
+    tcfg = TrainConfig(lr=cfg.dpo_lr, epochs=cfg.dpo_epochs, batch_size=cfg.dpo_batch_size,
+                       warmup_ratio=0.1, seed=cfg.seed)
     dcfg = dpo.DPOConfig(model=models["policy"], loss=cfg.dpo_loss, beta=cfg.dpo_beta,
                          lora=True, lora_r=cfg.dpo_lora_r, lora_alpha=2 * cfg.dpo_lora_r,
-                         max_length=cfg.dpo_max_length, eval_fraction=0.1, export="adapter")
-    tcfg = engine.TrainConfig(lr=cfg.dpo_lr, epochs=cfg.dpo_epochs,
-                              batch_size=cfg.dpo_batch_size, warmup_ratio=0.1, seed=cfg.seed)
-    res = dpo.train_dpo(pairs, dcfg, tcfg, run_dir=work, progress=Bars(not cfg.quick),
-                        db=cfg.db_url, snapshot_hash=snapshot["hash"],
-                        snapshot_id=snapshot["id"])
-    rel = str(Path(res.model_path).relative_to(cfg.out_dir))
-    return ({"path": str(res.model_path), "artifact_id": res.artifact_id, "pairs": len(pairs),
-             "summary": _jsonable(res.summary)}, [rel])
+                         max_length=cfg.dpo_max_length, val_fraction=0.1, export="adapter",
+                         train=tcfg)
+    train, val = carve(pairs, dcfg.val_fraction, cfg.seed)
+    data = policy_data.PolicyData(train, val, [], policy_data.FeedbackUse({"pairwise": len(pairs)}),
+                                  Ref("snapshot", snapshot_id=snapshot["id"]), snapshot["hash"])
+    ctx = Context(store=Store.open(cfg.db_url), run_dir=work, seed=cfg.seed,
+                  progress=Bars(not cfg.quick))
+    lm, tok = load_causal_lm(models["policy"])
+    res = dpo.fit_policy(dcfg, ctx, data, lm, tok, base_model=str(models["policy"]))
+    art_id = record_result(ctx.store, res, dcfg, name=f"dpo-{dcfg.loss}")
+    rel = str(Path(res.path).relative_to(cfg.out_dir))
+    return ({"path": str(res.path), "artifact_id": art_id, "pairs": len(pairs),
+             "summary": _jsonable(res.to_json())}, [rel])
 
 
 def stage_evaluate(cfg: DemoConfig, models: dict[str, Any], reward: dict[str, Any],

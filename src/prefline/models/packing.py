@@ -12,7 +12,10 @@ prompt into each response, so a decoder gets exactly the hidden states it would 
 ``prompt + response`` alone. For bidirectional encoders this fixes one modelling choice —
 prompt tokens do not look at the response — and scoring a response alone uses the same mask,
 so shared and per-response scoring agree (tested). Groups are placed first-fit-decreasing
-into rows as wide as the widest group; the unfilled tails of rows are the only padding.
+into rows as wide as the widest group (or ``width``, if wider); the unfilled tails of rows
+are the only padding. This is prefline's one packer: reward models (pooled scores) and policy
+training (:mod:`prefline.train.policy_batch`, summed response log-probs) both lay out their
+rows with it.
 One forward per micro-batch also means bf16 weight casts and weight-gradient accumulation
 happen once, not once per length bucket.
 """
@@ -83,12 +86,15 @@ def _groups(seqs: Sequence[Sequence[int]], segments: Sequence[int],
 
 
 def pack(seqs: Sequence[Sequence[int]], pad_id: int, segments: Sequence[int],
-         causal: bool = False, share: bool = True) -> Packed:
-    """Pack token-id lists; ``segments[i]``: length of sequence i's prompt part (type 0)."""
+         causal: bool = False, share: bool = True, width: int = 0) -> Packed:
+    """Pack token-id lists; ``segments[i]``: length of sequence i's prompt part (type 0).
+
+    A row holds at most ``max(width, largest group)`` tokens: a larger ``width`` puts more
+    groups in one row (fewer, longer rows)."""
     groups = _groups(seqs, segments, share)
     sizes = [p + sum(len(seqs[i]) - p for i in members) for p, members in groups]
-    w = max(sizes)
-    rows = first_fit(sizes, w)
+    rows = first_fit(sizes, max(width, max(sizes)))
+    w = max(sum(sizes[g] for g in row) for row in rows)  # no row is padded past the fullest
     shape = (len(rows), w)
     ids = torch.full(shape, pad_id, dtype=torch.long)
     pos, types = torch.zeros(shape, dtype=torch.long), torch.zeros(shape, dtype=torch.long)

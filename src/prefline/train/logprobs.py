@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from prefline.train.packing import PackedBatch
+from prefline.train.policy_batch import PackedBatch
 
 
 def _token_logps(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor,
@@ -52,7 +52,8 @@ def _mask_for(model: nn.Module, mask: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 class SequenceLogps(nn.Module):
-    """Wraps a causal LM: ``forward(batch) -> (2n,)`` summed log-probs of each response.
+    """Wraps a causal LM: ``forward(batch)`` -> summed log-probs of each packed response,
+    shape ``(responses,)`` in the batch's numbering (``(2n,)`` for pairs).
 
     The training engine wraps *this* module in DDP, so the whole computation, LM head
     included, runs inside DDP's forward and gradients are synchronised correctly.
@@ -75,5 +76,5 @@ class SequenceLogps(nn.Module):
         hidden = out.last_hidden_state[batch.pred_rows, batch.pred_cols]
         head = lm.get_output_embeddings()
         tok = chunked_token_logps(hidden, head, batch.targets, self.chunk, self.softcap)
-        sums = torch.zeros(2 * batch.n, dtype=torch.float32, device=tok.device)
+        sums = torch.zeros(batch.lengths.numel(), dtype=torch.float32, device=tok.device)
         return sums.index_add(0, batch.owner, tok)

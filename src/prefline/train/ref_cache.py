@@ -16,13 +16,16 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from prefline.base.hashing import content_hash
 from prefline.base.paths import cache_dir
-from prefline.train.packing import EncodedPair, pack
+from prefline.train.policy_batch import Encoded, EncodedPair, EncodedSingle, pack
+
+E = TypeVar("E", EncodedPair, EncodedSingle)
 
 
 def weights_fingerprint(model: nn.Module, skip: Callable[[str], bool] = lambda n: False) -> str:
@@ -36,18 +39,20 @@ def weights_fingerprint(model: nn.Module, skip: Callable[[str], bool] = lambda n
     return digest.hexdigest()
 
 
-def cache_key(pairs: Sequence[EncodedPair], model_fingerprint: str, precision: str) -> str:
-    data = content_hash([[p.prompt, p.chosen, p.rejected] for p in pairs])
+def cache_key(pairs: Sequence[Encoded], model_fingerprint: str, precision: str) -> str:
+    # [prompt, chosen, rejected] for pairs, [prompt, completion, partner] for KTO examples.
+    data = content_hash([[p.prompt, *p.responses] for p in pairs])
     return content_hash({"data": data, "model": model_fingerprint, "precision": precision,
                          "version": 1})
 
 
-def _compute(logps_fn: nn.Module, pairs: Sequence[EncodedPair], batch_pairs: int,
+def _compute(logps_fn: nn.Module, pairs: Sequence[Encoded], batch_pairs: int,
              autocast: AbstractContextManager[object] | None, pad_id: int,
              progress: Callable[[], None] | None) -> torch.Tensor:
     out = torch.empty(len(pairs), 2, dtype=torch.float64)
     # Similar lengths together: packing is tighter and fewer pad tokens are computed.
-    order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i].prompt) - len(pairs[i].chosen))
+    order = sorted(range(len(pairs)),
+                   key=lambda i: -len(pairs[i].prompt) - len(pairs[i].responses[0]))
     for s in range(0, len(order), batch_pairs):
         idx = order[s:s + batch_pairs]
         with torch.no_grad(), autocast or nullcontext():
@@ -58,16 +63,18 @@ def _compute(logps_fn: nn.Module, pairs: Sequence[EncodedPair], batch_pairs: int
     return out
 
 
-def reference_logps(logps_fn: nn.Module, pairs: Sequence[EncodedPair], fingerprint: str,
+def reference_logps(logps_fn: nn.Module, pairs: Sequence[E], fingerprint: str,
                     precision: str, *, batch_pairs: int = 16, pad_id: int = 0,
                     autocast: AbstractContextManager[object] | None = None,
                     progress: Callable[[], None] | None = None,
-                    ) -> tuple[list[EncodedPair], bool]:
-    """``pairs`` with ``ref`` filled in, and whether the disk cache supplied them.
+                    ) -> tuple[list[E], bool]:
+    """``pairs`` (EncodedPairs or EncodedSingles) with ``ref`` filled in, and whether the disk
+    cache supplied them.
 
     ``logps_fn`` maps a PackedBatch to ``(2n,)`` summed log-probs under the reference (the
-    caller disables adapters etc.); ``progress`` is called once per batch of ``batch_pairs``. The file is written atomically so concurrent runs and
-    crashes never leave a partial entry.
+    caller disables adapters etc.); ``progress`` is called once per batch of ``batch_pairs``.
+    The file is written atomically so concurrent runs and crashes never leave a partial
+    entry.
     """
     path = cached_path(pairs, fingerprint, precision)
     hit = path.exists()
@@ -84,6 +91,6 @@ def reference_logps(logps_fn: nn.Module, pairs: Sequence[EncodedPair], fingerpri
     return filled, hit
 
 
-def cached_path(pairs: Sequence[EncodedPair], fingerprint: str, precision: str) -> Path:
+def cached_path(pairs: Sequence[Encoded], fingerprint: str, precision: str) -> Path:
     """Where :func:`reference_logps` keeps (or would keep) the values for these inputs."""
     return cache_dir() / "ref_logps" / f"{cache_key(pairs, fingerprint, precision)}.pt"

@@ -1,0 +1,177 @@
+"""Policy-training data: where it comes from, what each kind of feedback becomes, the splits.
+
+Sources: a snapshot (its ``train`` split trains; its ``test`` split is the held-out set) or a
+file (any format ``prefline import`` reads). A file has no test split of its own, so one is
+cut with the rule a snapshot uses when it is made, :func:`prefline.base.splits.split_of`
+(``test_fraction`` of the prompts, seeded by ``train.seed``), as reward training does. The
+validation split ``val`` (held-out training metrics, early stopping) is carved from train with
+:func:`prefline.base.splits.carve`, the same way reward training carves it.
+
+What each kind of feedback becomes:
+
+================  =========================================  ===============================
+kind              DPO family (pairs)                         KTO (single labelled responses)
+================  =========================================  ===============================
+pairwise          the pair                                   chosen desirable, rejected not
+pairwise tie      ignored: no preference                     ignored: no preference
+ranking           its implied pairs (``ranking_pairs``)      its implied pairs, then split
+binary (thumbs)   ignored: no second response                the labelled response
+implicit→binary   ignored: no second response                the labelled response, weighted
+rating            ignored: train a reward model on it        ignored: no desirability label
+================  =========================================  ===============================
+
+A pair split for KTO is the paper's recipe (and TRL's ``unpair_preference_dataset``): a
+response that wins one pair and loses another is desirable in one example and undesirable
+in the other. The stage counts the records it used and ignored per kind, with the reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefline.base.errors import PreflineError
+from prefline.base.hashing import file_sha256
+from prefline.base.splits import carve, prompt_key_of, split_of
+from prefline.base.stage import Ref
+from prefline.formats.examples import (
+    PreferencePair,
+    RankingExample,
+    RatingExample,
+    UnpairedExample,
+)
+from prefline.formats.load import load_examples, ranking_pairs
+
+IGNORED_WHY = {
+    ("dpo", "pairwise tie"): "a tie prefers neither response, so there is nothing to push apart",
+    ("kto", "pairwise tie"): "a tie says neither response is better; neither is labelled",
+    ("dpo", "binary"): "DPO needs two responses to compare; thumbs train KTO (loss=kto)",
+    ("dpo", "implicit→binary"): "a label mapped from an implicit signal is a thumbs label; "
+                                "thumbs train KTO (loss=kto)",
+    ("dpo", "rating"): "DPO needs pairs; ratings train a reward model (prefline train reward)",
+    ("kto", "rating"): "KTO needs a desirable/undesirable label; ratings train a reward model "
+                       "(prefline train reward)",
+    ("dpo", "ranking (one response)"): "a ranking of one response implies no pair",
+    ("kto", "ranking (one response)"): "a ranking of one response implies no pair",
+}
+"""Why a kind of record is left out, per trainer family (printed and recorded)."""
+
+
+@dataclass
+class FeedbackUse:
+    """Records of the training split (train + val) used and ignored, per kind, and why."""
+
+    used: dict[str, int] = field(default_factory=dict)
+    ignored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """kind → ``{"count": n, "why": reason}``."""
+
+    def lines(self) -> list[str]:
+        """One line per kind, for the command's output."""
+        out = [f"used {n} {kind} record(s)" for kind, n in self.used.items()]
+        out += [f"ignored {v['count']} {kind} record(s): {v['why']}"
+                for kind, v in self.ignored.items()]
+        return out
+
+
+def kind_of(example: object) -> str:
+    """A record's kind as the counts name it (``implicit→binary``: a label mapped from an
+    implicit signal at snapshot time)."""
+    if isinstance(example, PreferencePair):
+        return "pairwise tie" if example.tie else "pairwise"
+    if isinstance(example, RankingExample):
+        return "ranking" if len(example.responses) > 1 else "ranking (one response)"
+    if isinstance(example, RatingExample):
+        return "rating"
+    if isinstance(example, UnpairedExample):
+        source = str((example.meta or {}).get("source", ""))
+        return "implicit→binary" if source.startswith("implicit") else "binary"
+    return type(example).__name__
+
+
+def split_pair(pair: PreferencePair) -> list[UnpairedExample]:
+    """A decisive pair as two KTO examples: chosen desirable, rejected undesirable."""
+    meta = {**(pair.meta or {}), "source": "pair"}
+    return [UnpairedExample(pair.prompt, response, label, tags=pair.tags,
+                            prompt_key=pair.prompt_key, meta=meta)
+            for response, label in ((pair.chosen, True), (pair.rejected, False))]
+
+
+def select(examples: Sequence[Any], kto: bool) -> tuple[list[Any], FeedbackUse]:
+    """The trainer's examples (PreferencePairs, or UnpairedExamples for KTO) and the counts."""
+    family = "kto" if kto else "dpo"
+    used: Counter[str] = Counter()
+    ignored: Counter[str] = Counter()
+    out: list[Any] = []
+    for ex in examples:
+        kind = kind_of(ex)
+        if kind == "pairwise":
+            out.extend(split_pair(ex) if kto else [ex])
+            used["pairwise→split" if kto else "pairwise"] += 1
+        elif kind == "ranking":
+            pairs = ranking_pairs(ex)
+            out.extend([u for p in pairs for u in split_pair(p)] if kto else pairs)
+            used["ranking→pairs→split" if kto else "ranking→pairs"] += 1
+        elif kto and kind in ("binary", "implicit→binary"):
+            out.append(ex)
+            used[kind] += 1
+        else:
+            ignored[kind] += 1
+    why = {k: IGNORED_WHY.get((family, k), f"{family} has no loss for {k} records")
+           for k in ignored}
+    return out, FeedbackUse(dict(used), {k: {"count": n, "why": why[k]}
+                                         for k, n in ignored.items()})
+
+
+@dataclass
+class PolicyData:
+    """The stage's examples by split, what was used and ignored, and where they came from."""
+
+    train: list[Any]
+    val: list[Any]
+    heldout: list[Any]
+    use: FeedbackUse
+    source: Ref
+    """``Ref("snapshot", snapshot_id=..)`` or ``Ref("data", ref=<file sha256>)``."""
+    source_hash: str
+    """The snapshot's content hash, or the file's SHA-256."""
+
+
+def _read(snapshot: str | None, data: str | None, db: str, test_fraction: float,
+          seed: int) -> tuple[list[Any], list[Any], Ref, str]:
+    if snapshot is not None:
+        from prefline.store.snapshots import get_snapshot, snapshot_examples
+
+        snap = get_snapshot(snapshot, db)
+        return (list(snapshot_examples(snap.id, "train", db)),
+                list(snapshot_examples(snap.id, "test", db)),
+                Ref("snapshot", snapshot_id=int(snap.id)), str(snap.content_hash))
+    if data is None:
+        raise PreflineError("give a snapshot (--snapshot ID) or a file (--data FILE) to train "
+                            "on", field="snapshot")
+    train: list[Any] = []
+    test: list[Any] = []
+    for ex in load_examples(data):
+        (test if split_of(prompt_key_of(ex), test_fraction, seed) == "test" else train).append(ex)
+    digest = file_sha256(Path(data))
+    return train, test, Ref("data", ref=digest), digest
+
+
+def load_policy_data(*, snapshot: str | None, data: str | None, db: str, kto: bool,
+                     val_fraction: float, test_fraction: float, seed: int) -> PolicyData:
+    """Read the source, keep what the trainer can use and split it (module docstring)."""
+    pool, test, source, digest = _read(snapshot, data, db, test_fraction, seed)
+    examples, use = select(pool, kto)
+    if not examples:
+        held = ", ".join(f"{v['count']} {k}" for k, v in use.ignored.items()) or "nothing"
+        need = "thumbs, pairs or rankings" if kto else "pairs or rankings"
+        raise PreflineError(f"{'snapshot ' + snapshot if snapshot else data} holds no {need} "
+                            f"to train on in its train split (it holds {held})",
+                            field="snapshot" if snapshot is not None else "data")
+    train, val = carve(examples, val_fraction, seed)
+    if not train:
+        raise PreflineError("every training prompt fell into the val split; lower "
+                            "val_fraction", field="val_fraction")
+    return PolicyData(train, val, select(test, kto)[0], use, source, digest)
