@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
 from prefline.base.errors import PreflineError
-from prefline.cli.common import DbOption, JsonOption, print_json
+from prefline.cli.common import print_json
 from prefline.cli.options import stage_command
 from prefline.formats.records import BadRecord
 from prefline.store.context import Context
+from prefline.store.export_stage import ExportConfig
+from prefline.store.export_stage import run as run_export
 from prefline.store.imports import ImportConfig
 from prefline.store.imports import run as run_import
 
@@ -41,26 +40,15 @@ def _import_body(cfg: ImportConfig, ctx: Context, *, as_json: bool) -> None:
         typer.echo(f"rejected {summary.rejected} bad records, written to {summary.rejects_path}")
 
 
-def export_cmd(
-    out: Annotated[Path, typer.Argument(help="Output JSONL file.")],
-    task: Annotated[str, typer.Option("--task", help="dpo|reward|kto|ranking")],
-    snapshot: Annotated[str | None, typer.Option(help="Snapshot id, name or hash prefix (default: latest).")] = None,
-    split: Annotated[str, typer.Option(help="train|test|all")] = "all",
-    style: Annotated[str, typer.Option(help="conversational (message lists) or standard (strings).")] = "conversational",
-    db: DbOption = None,
-    json: JsonOption = False,
-) -> None:
-    """Write a snapshot as TRL-compatible JSONL for one training task."""
-    from prefline.formats.export import export_snapshot
-
-    n, snap = export_snapshot(out, task, snapshot, split, db, style)
-    result = {"out": str(out), "task": task, "split": split, "rows": n, "snapshot_id": snap.id,
-              "snapshot_hash": snap.content_hash}
-    if json:
-        print_json(result)
-    else:
-        typer.echo(f"wrote {n} {task} rows ({split}) from snapshot {snap.id} "
-                   f"[{snap.content_hash[:12]}] to {out}")
+def _export_body(cfg: ExportConfig, ctx: Context, *, as_json: bool) -> None:
+    result = run_export(cfg, ctx)
+    if as_json:
+        print_json(result.to_json())
+        return
+    typer.echo(f"wrote {result.rows} {result.task} rows ({result.split}) from snapshot "
+               f"{result.snapshot_id} [{result.snapshot_hash[:12]}] to {result.out}")
+    for kind, why in result.ignored_by_kind.items():
+        typer.echo(f"left out {kind} items: " + "; ".join(f"{n} {r}" for r, n in why.items()))
 
 
 def register(app: typer.Typer) -> None:
@@ -68,4 +56,6 @@ def register(app: typer.Typer) -> None:
                   positional=("path",),
                   help="Validate a whole file, then store it in one transaction; re-importing "
                        "adds nothing.")
-    app.command("export")(export_cmd)
+    stage_command("export", ExportConfig, _export_body, app=app, command="export",
+                  positional=("out",),
+                  help="Write a snapshot as TRL-compatible JSONL for one training task.")
