@@ -1,4 +1,5 @@
-"""Reward evaluation: stats against hand values, calibration, probes, RewardBench, report, CLI."""
+"""Reward evaluation: stats against hand values, calibration, probes, RewardBench, report;
+the ``eval reward`` stage and command are in test_reward_eval_stage.py."""
 
 from __future__ import annotations
 
@@ -12,21 +13,17 @@ import numpy as np
 import pytest
 
 from prefline.base.errors import PreflineError
-from prefline.evaluate.reward import (
+from prefline.base.stage import jsonable
+from prefline.evaluate.reward_metrics import (
     PROBES,
     evaluate_pairs,
     evaluate_reward,
     load_rewardbench,
     rewardbench,
 )
-from prefline.evaluate.stats import (
-    bootstrap_ci,
-    ece,
-    fit_temperature,
-    pairwise_ece,
-    rank_correlations,
-)
+from prefline.evaluate.stats import bootstrap_ci, rank_correlations
 from prefline.formats.examples import PreferencePair, RatingExample
+from prefline.models.calibration import ece, fit_temperature, pairwise_ece
 from prefline.models.reward import RewardModel
 
 
@@ -69,9 +66,9 @@ def _pairs() -> list[PreferencePair]:
 def test_evaluate_pairs_counts_ties_apart(tiny_encoder_dir: Path) -> None:
     scorer = _scorer(tiny_encoder_dir)
     res = evaluate_pairs(scorer, _pairs())
-    assert res["n_pairs"] == 11 and res["n_ties"] == 1 and "tie_mean_abs_p" in res
-    assert 0.0 <= res["accuracy"] <= 1.0 and res["accuracy_ci"][0] <= res["accuracy"] <= res["accuracy_ci"][1]
-    assert set(res["per_tag"]) == {"x", "y"}
+    assert res.n_pairs == 11 and res.n_ties == 1 and res.tie_mean_abs_p is not None
+    assert 0.0 <= res.accuracy <= 1.0 and res.accuracy_ci[0] <= res.accuracy <= res.accuracy_ci[1]
+    assert set(res.per_tag) == {"x", "y"}
     with pytest.raises(PreflineError, match="every pair is a tie"):
         evaluate_pairs(scorer, [_pairs()[5]])
 
@@ -104,32 +101,12 @@ def test_report_embeds_real_png_plots(tiny_encoder_dir: Path, tmp_path: Path) ->
 
     ratings = [RatingExample([{"role": "user", "content": "q"}], "r" * i, {"helpful": float(i)})
                for i in range(1, 5)]
-    res = evaluate_reward(_scorer(tiny_encoder_dir), _pairs(), ratings, probes=4)
-    assert set(res["ratings"]["helpful"]) == {"n", "spearman", "kendall"}
-    assert set(res["robustness"]) == set(PROBES)
-    out = write_report(res, tmp_path / "r.html")
+    res, plots = evaluate_reward(_scorer(tiny_encoder_dir), _pairs(), ratings, probes=4)
+    assert set(res.ratings["helpful"]) == {"n", "spearman", "kendall"}
+    assert set(res.robustness) == set(PROBES)
+    out = write_report(jsonable(res), plots, tmp_path / "r.html")
     html = out.read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) >= 4
     assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
     assert "Reliability" in html or "Calibration" in html
-
-
-def test_eval_cli_json_and_report(tiny_encoder_dir: Path, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from prefline.cli import main
-
-    model = _scorer(tiny_encoder_dir)
-    model.save(tmp_path / "rm")
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen,
-                                        "rejected": p.rejected}) + "\n" for p in _pairs()))
-    main(["eval", "reward", "--model", str(tmp_path / "rm"), "--data", str(data), "--json",
-          "--probes", "2", "--report", str(tmp_path / "rep.html")])
-    out = json.loads(capsys.readouterr().out)
-    assert {"accuracy", "accuracy_ci", "ece", "n_pairs"} <= set(out) and out["n_pairs"] == 12
-    assert (tmp_path / "rep.html").exists()
-    with pytest.raises(SystemExit) as exc:
-        main(["eval", "reward", "--model", str(tmp_path / "nope"), "--data", str(data)])
-    assert exc.value.code == 2
-    assert "not a saved reward model" in capsys.readouterr().err

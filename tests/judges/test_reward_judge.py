@@ -9,7 +9,7 @@ import pytest
 
 from prefline.base.errors import PreflineError
 from prefline.judges import make_judge
-from prefline.models.reward import RewardModel
+from prefline.models.reward import RewardModel, load_reward_model
 
 PROMPT = "Tell me about cats."
 TEXTS = ["Cats are small domesticated felines.", "zzzz", "Dogs bark a lot at night!"]
@@ -24,7 +24,7 @@ def reward_dir(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 
 def test_verdicts_follow_calibrated_probabilities(reward_dir: Path) -> None:
     judge = make_judge(f"reward:{reward_dir}")
-    model = RewardModel.load(reward_dir)
+    model = load_reward_model(reward_dir)
     items = [(PROMPT, a, b) for a in TEXTS for b in TEXTS if a != b]
     verdicts = judge.judge_many(items)  # type: ignore[attr-defined]
     for (p, a, b), v in zip(items, verdicts, strict=True):

@@ -13,7 +13,7 @@ from torch.testing import assert_close
 from prefline.base.errors import PreflineError
 from prefline.models.backbone import load_backbone, load_tokenizer
 from prefline.models.buckets import make_buckets
-from prefline.models.reward import VETO, HeadSpec, RewardModel
+from prefline.models.reward import VETO, HeadSpec, RewardModel, load_reward_model
 
 PROMPT = [{"role": "user", "content": "How do I boil an egg?"},
           {"role": "assistant", "content": "Do you want it soft or hard?"},
@@ -78,7 +78,7 @@ def test_save_load_roundtrip(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     assert card["normalisation"] == {"mean": 0.3, "std": 2.0} and card["temperature"] == 1.7
     assert card["snapshot_hash"] == "abc" and card["backbone"] == str(tiny_encoder_dir)
     assert (tmp_path / "rm" / "head.safetensors").exists()
-    loaded = RewardModel.load(tmp_path / "rm")
+    loaded = load_reward_model(tmp_path / "rm")
     assert_close(torch.tensor(loaded.score(PROMPT, RESPONSES)), torch.tensor(before))
     ra, rb = loaded.score(PROMPT, RESPONSES[:2])
     assert loaded.preference_prob(PROMPT, RESPONSES[0], RESPONSES[1]) == pytest.approx(
@@ -94,7 +94,7 @@ def test_lora_saves_adapter_and_head_only(tiny_causal_dir: Path, tmp_path: Path)
     before = model.score(PROMPT, RESPONSES)
     model.save(tmp_path / "lora")
     assert (tmp_path / "lora" / "adapter").is_dir() and not (tmp_path / "lora" / "backbone").exists()
-    assert_close(torch.tensor(RewardModel.load(tmp_path / "lora").score(PROMPT, RESPONSES)),
+    assert_close(torch.tensor(load_reward_model(tmp_path / "lora").score(PROMPT, RESPONSES)),
                  torch.tensor(before))
 
 
@@ -131,4 +131,20 @@ def test_unloadable_backbone_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PreflineError, match="cannot load backbone"):
         RewardModel.create(str(tmp_path / "bad"))
     with pytest.raises(PreflineError, match="not a saved reward model"):
-        RewardModel.load(tmp_path)
+        load_reward_model(tmp_path)
+
+
+def test_one_loader_for_models_and_ensembles(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    from prefline.models.reward import RewardEnsemble
+
+    members = [RewardModel.create(str(tiny_encoder_dir), seed=s) for s in (0, 1)]
+    RewardEnsemble(members, 2.0).save(tmp_path / "ens")
+    ens = load_reward_model(tmp_path / "ens")
+    assert isinstance(ens, RewardEnsemble) and ens.temperature == 2.0
+    mean = ens.score(PROMPT, RESPONSES)
+    each = [m.score(PROMPT, RESPONSES) for m in members]
+    assert mean == pytest.approx([(a + b) / 2 for a, b in zip(*each, strict=True)], abs=1e-4)
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "model_card.json").write_text('{"format": "something-else/1"}')
+    with pytest.raises(PreflineError, match="expected prefline-reward/1 or prefline-reward-ens"):
+        load_reward_model(tmp_path / "odd")

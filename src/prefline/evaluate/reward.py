@@ -1,201 +1,163 @@
-"""Reward-model evaluation: accuracy with CI, calibration, slices, shortcuts and robustness.
+"""The ``eval reward`` stage: ``run(RewardEvalConfig, Context) -> RewardEvalResult``.
 
-Every function takes a :class:`prefline.models.ensemble.Scorer` (a reward model or an
-ensemble) and plain examples, and returns JSON-ready dicts (NaN where undefined).
+A reward model's held-out set is its snapshot's ``test`` split; for a model trained on a
+file, it is the prompts that training held out of that file, found again from the fractions
+and seed in the model card by the same rule (:mod:`prefline.train.reward_data`). Pairs and
+rankings (as their implied pairs, :func:`prefline.formats.load.ranking_pairs`) give accuracy
+and calibration; ratings give rank agreement; thumbs are counted and left out, as in
+training. The metrics themselves are in :mod:`prefline.evaluate.reward_metrics`.
 """
 
 from __future__ import annotations
 
-import math
-import random
-from collections.abc import Sequence
-from dataclasses import asdict
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-import numpy as np
+from sqlalchemy import select
 
 from prefline.base.errors import PreflineError
-from prefline.evaluate.stats import (
-    bootstrap_ci,
-    pairwise_ece,
-    rank_correlations,
-    reliability_bins,
-    symmetric_pairs,
-)
-from prefline.formats.examples import PreferencePair, RatingExample, as_messages
-from prefline.models.ensemble import Scorer
+from prefline.base.hashing import file_sha256
+from prefline.base.splits import carve
+from prefline.base.stage import Ref, StageResult
+from prefline.evaluate.reward_metrics import RewardEvalMetrics, evaluate_reward, load_rewardbench
+from prefline.formats.examples import PreferencePair, RankingExample, RatingExample
+from prefline.formats.load import load_examples, ranking_pairs
+from prefline.models.reward import load_reward_model
+from prefline.store.context import Context
+from prefline.store.models import Artifact
+from prefline.train.reward_data import FeedbackCounts, count_kinds, file_splits
+
+RESULT_FILE = "reward_eval.json"
 
 
-def score_pairs(scorer: Scorer, pairs: Sequence[PreferencePair]) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised (chosen, rejected) scores ``[P]`` each, all in one bucketed pass."""
-    items = [(p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)]
-    s = np.asarray(scorer.score_items(items), dtype=np.float64)
-    return s[0::2], s[1::2]
+@dataclass(frozen=True)
+class RewardEvalConfig:
+    """What ``prefline eval reward`` accepts."""
+
+    model: str
+    """Saved reward model or ensemble folder (what `prefline train reward` wrote)."""
+    snapshot: str | None = None
+    """Snapshot id, name or content-hash prefix to evaluate on (instead of data)."""
+    data: str | None = None
+    """A pairs/rankings/ratings file (any format `prefline import` reads), or RewardBench rows
+    with rewardbench (instead of snapshot)."""
+    split: Literal["auto", "test", "val", "all"] = "auto"
+    """test: the model's held-out prompts (a snapshot's test split; for a file, the prompts its
+    training held out, from the fractions and seed in the model card); val: the validation
+    prompts training carved from train; all: everything; auto: test for a snapshot, all for
+    a file."""
+    rewardbench: bool = False
+    """data holds RewardBench rows (prompt/chosen/rejected/subset): also report accuracy per
+    subset, overall weighted and macro."""
+    probes: int = 100
+    """Pairs used by the robustness probes (filler, confident tone, typos); 0 skips them."""
+    report: str | None = None
+    """Also write an HTML report (tables and plots) to this file."""
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.snapshot is None):
+            raise PreflineError("give exactly one of snapshot or data", field="snapshot")
+        if self.rewardbench and (self.data is None or self.split not in ("auto", "all")):
+            raise PreflineError("rewardbench reads a data file as a whole (split all)",
+                                field="rewardbench")
+        if self.probes < 0:
+            raise PreflineError(f"probes must be 0 or more, got {self.probes}", field="probes")
 
 
-def evaluate_pairs(scorer: Scorer, pairs: Sequence[PreferencePair],
-                   scores: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
-    """Pairwise accuracy (+95% bootstrap CI), ECE, per-tag accuracy, ties and length bias.
+@dataclass(frozen=True)
+class RewardEvalResult(StageResult):
+    """An evaluation of one reward model on one data source."""
 
-    Strict pairs count 1 when Δ > 0, ½ when Δ = 0. Tie pairs are excluded from accuracy and
-    reported separately: a good model gives them P(a ≻ b) near ½ (``tie_mean_abs_p``).
-    """
+    artifact_kind: ClassVar[str] = "evaluation"
+    model: str
+    split: str
+    """The split evaluated: test, val or all."""
+    metrics: RewardEvalMetrics
+    counts: FeedbackCounts
+    """Records of the evaluated split by kind, used or ignored, and why."""
+    inputs: tuple[Ref, ...]
+    """The reward model (its artifact id when registered, else its path) and the snapshot or
+    data file."""
+    snapshot_hash: str
+    """Content hash of the evaluated data (the snapshot's, or the file's SHA-256)."""
+    path: Path | None = None
+    """This result as JSON in the run folder (None without a run folder)."""
+    report: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The metrics at the top level (``accuracy``, ``n_pairs``, ...), then the rest."""
+        out = super().to_json()
+        return {**out.pop("metrics"), **out}
+
+
+def run(cfg: RewardEvalConfig, ctx: Context) -> RewardEvalResult:
+    """Evaluate ``cfg.model`` on the chosen split; write the JSON (and report) if asked."""
+    scorer = load_reward_model(cfg.model)
+    split = cfg.split if cfg.split != "auto" else ("test" if cfg.snapshot else "all")
+    examples, source, source_hash = _examples(cfg, split, scorer.card, ctx.db)
+    pairs: list[PreferencePair] = []
+    for ex in examples:
+        if isinstance(ex, PreferencePair):
+            pairs.append(ex)
+        elif isinstance(ex, RankingExample):
+            pairs.extend(ranking_pairs(ex))
     if not pairs:
-        raise PreflineError("no pairs to evaluate")
-    c, r = scores if scores is not None else score_pairs(scorer, pairs)
-    delta = c - r
-    tie = np.array([p.tie for p in pairs])
-    strict = ~tie
-    if not strict.any():
-        raise PreflineError("every pair is a tie; accuracy needs pairs with a preferred response")
-    correct = np.where(delta > 0, 1.0, np.where(delta == 0, 0.5, 0.0))[strict]
-    t = float(scorer.temperature)
-    lo, hi = bootstrap_ci(correct)
-    out: dict[str, Any] = {
-        "n_pairs": int(strict.sum()), "n_ties": int(tie.sum()),
-        "accuracy": float(correct.mean()), "accuracy_ci": [lo, hi],
-        "ece": pairwise_ece(delta[strict], t), "temperature": t,
-        "mean_margin": float(delta[strict].mean()),
-    }
-    if tie.any():
-        p_tie = 1 / (1 + np.exp(-delta[tie] / t))
-        out["tie_mean_abs_p"] = float(np.abs(p_tie - 0.5).mean())
-    out["per_tag"] = _per_tag(pairs, delta)
-    out["length_bias"] = length_bias(pairs, c, r)
-    return out
+        raise PreflineError(f"the {split} split holds no preference pairs or rankings to "
+                            "evaluate on", field="split")
+    ratings = [ex for ex in examples if isinstance(ex, RatingExample)]
+    metrics, plots = evaluate_reward(scorer, pairs, ratings, cfg.probes, bench=cfg.rewardbench)
+    path = ctx.run_dir / RESULT_FILE if ctx.run_dir is not None else None
+    result = RewardEvalResult(cfg.model, split, metrics, count_kinds(examples),
+                              (_model_ref(ctx, cfg.model), source), source_hash, path,
+                              cfg.report)
+    if path is not None:
+        ctx.require_run_dir()
+        path.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    if cfg.report is not None:
+        from prefline.evaluate.reward_report import write_report
+
+        write_report(result.to_json(), plots, cfg.report,
+                     title=f"Reward model {Path(cfg.model).name}")
+    return result
 
 
-def _per_tag(pairs: Sequence[PreferencePair], delta: np.ndarray) -> dict[str, dict[str, Any]]:
-    groups: dict[str, list[float]] = {}
-    for p, d in zip(pairs, delta, strict=True):
-        if p.tie:
-            continue
-        for tag in p.tags:
-            groups.setdefault(tag, []).append(1.0 if d > 0 else 0.5 if d == 0 else 0.0)
-    return {tag: {"n": len(v), "accuracy": float(np.mean(v)), "accuracy_ci": list(bootstrap_ci(v))}
-            for tag, v in sorted(groups.items())}
+def _examples(cfg: RewardEvalConfig, split: str, card: dict[str, Any],
+              db: str) -> tuple[list[Any], Ref, str]:
+    """(examples of ``split``, the source's Ref, the source's content hash)."""
+    trained = card.get("config") or {}
+    seed = int((trained.get("train") or {}).get("seed", 0))
+    val_fraction = float(trained.get("val_fraction", 0.1))
+    if cfg.snapshot is not None:
+        from prefline.store.snapshots import get_snapshot, snapshot_examples
+
+        snap = get_snapshot(cfg.snapshot, db)
+        part = "train" if split == "val" else split
+        examples: list[Any] = list(snapshot_examples(snap.id, part, db))
+        ref, digest = Ref("snapshot", snapshot_id=int(snap.id)), snap.content_hash
+    else:
+        data = str(cfg.data)
+        examples = load_rewardbench(data) if cfg.rewardbench else load_examples(data)
+        digest = file_sha256(Path(data))
+        ref = Ref("data", ref=digest)
+        if split != "all":
+            train, test = file_splits(examples, float(trained.get("test_fraction", 0.1)), seed)
+            examples = test if split == "test" else train
+    if split == "val":
+        examples = carve(examples, val_fraction, seed)[1]
+    if not examples:
+        raise PreflineError(f"no examples fall in the {split} split", field="split")
+    return examples, ref, digest
 
 
-def length_bias(pairs: Sequence[PreferencePair], c: np.ndarray, r: np.ndarray) -> dict[str, Any]:
-    """Accuracy when the chosen response is longer vs shorter, and reward-length correlation.
+def _model_ref(ctx: Context, model: str) -> Ref:
+    """The registered reward model at ``model`` (its latest record), else the path itself."""
+    where = str(Path(model).resolve())
+    with ctx.store.session() as s:
+        found = s.scalars(select(Artifact.id).where(Artifact.path == where,
+                                                    Artifact.kind == "reward_model")
+                          .order_by(Artifact.id.desc()).limit(1)).first()
+    return Ref("reward_model", artifact_id=int(found)) if found is not None else \
+        Ref("reward_model", ref=where)
 
-    A model that learnt "longer is better" is accurate only where chosen is longer.
-    """
-    strict = np.array([not p.tie for p in pairs])
-    lc = np.array([len(p.chosen) for p in pairs], dtype=np.float64)
-    lr = np.array([len(p.rejected) for p in pairs], dtype=np.float64)
-    ok = np.where(c > r, 1.0, np.where(c == r, 0.5, 0.0))
-    longer, shorter = strict & (lc > lr), strict & (lc < lr)
-    corr = rank_correlations(np.concatenate([lc, lr]).tolist(), np.concatenate([c, r]).tolist())
-    return {
-        "n_chosen_longer": int(longer.sum()), "n_chosen_shorter": int(shorter.sum()),
-        "accuracy_chosen_longer": float(ok[longer].mean()) if longer.any() else math.nan,
-        "accuracy_chosen_shorter": float(ok[shorter].mean()) if shorter.any() else math.nan,
-        "reward_length_spearman": corr["spearman"],
-    }
-
-
-def rating_agreement(scorer: Scorer, ratings: Sequence[RatingExample]) -> dict[str, Any]:
-    """Spearman/Kendall between the reward and each Likert criterion (when rated)."""
-    if not ratings:
-        return {}
-    s = scorer.score_items([(x.prompt, x.response) for x in ratings])
-    out: dict[str, Any] = {}
-    for crit in sorted({k for x in ratings for k in x.scores}):
-        idx = [i for i, x in enumerate(ratings) if crit in x.scores]
-        out[crit] = {"n": len(idx), **rank_correlations([s[i] for i in idx],
-                                                       [ratings[i].scores[crit] for i in idx])}
-    return out
-
-
-# ----- robustness probes ----------------------------------------------------------------------
-FILLER = (" To elaborate further, it is worth noting that this is an important point to keep in"
-          " mind, and there are many aspects to consider in this context.")
-
-
-def _confident(text: str) -> str:
-    return f"Absolutely, I am 100% certain about this. {text} This is definitely correct."
-
-
-def _typos(text: str, seed: int = 0, rate: float = 0.25) -> str:
-    """Swap two adjacent letters in about ``rate`` of the longer words (at least one word;
-    deterministic in ``seed``)."""
-    rng = random.Random(seed)
-    words = text.split(" ")
-    eligible = [i for i, w in enumerate(words) if len(w) > 3]
-    picked = [i for i in eligible if rng.random() < rate] or eligible[:1]
-    for i in picked:
-        w = words[i]
-        j = rng.randrange(len(w) - 1)
-        if w[j] == w[j + 1]:
-            j = next((k for k in range(len(w) - 1) if w[k] != w[k + 1]), j)
-        words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:]
-    return " ".join(words)
-
-
-PROBES = {"filler": lambda t: t + FILLER * 2, "confident": _confident, "typos": _typos}
-"""Perturbations that add no content; a robust reward should not rise under them."""
-
-
-def robustness(scorer: Scorer, pairs: Sequence[PreferencePair], n: int = 100) -> dict[str, Any]:
-    """Per probe: mean score change and the share of responses whose score ROSE."""
-    sample = list(pairs)[:n]
-    if not sample:
-        return {}
-    base = np.asarray(scorer.score_items([(p.prompt, p.chosen) for p in sample]))
-    out = {}
-    for name, fn in PROBES.items():
-        moved = np.asarray(scorer.score_items([(p.prompt, fn(p.chosen)) for p in sample]))
-        d = moved - base
-        out[name] = {"n": len(sample), "mean_delta": float(d.mean()),
-                     "rose_fraction": float((d > 1e-6).mean())}
-    return out
-
-
-# ----- RewardBench-format runner --------------------------------------------------------------
-def load_rewardbench(path: str | Path) -> list[PreferencePair]:
-    """Rows ``{prompt, chosen, rejected, subset}`` (JSON Lines) → pairs tagged by subset."""
-    from prefline.formats.jsonl import read_jsonl
-
-    pairs = []
-    for line, row in read_jsonl(Path(path)):
-        for key in ("prompt", "chosen", "rejected", "subset"):
-            if not isinstance(row, dict) or not isinstance(row.get(key), str):
-                raise PreflineError("expected a string", path=str(path), line=line, field=key)
-        pairs.append(PreferencePair(as_messages(row["prompt"]), row["chosen"], row["rejected"],
-                                    tags=(row["subset"],)))
-    if not pairs:
-        raise PreflineError("no rows", path=str(path))
-    return pairs
-
-
-def rewardbench(scorer: Scorer, pairs: Sequence[PreferencePair]) -> dict[str, Any]:
-    """Per-subset accuracy, overall weighted by subset size, and the unweighted subset mean."""
-    c, r = score_pairs(scorer, pairs)
-    per = _per_tag(pairs, c - r)
-    n = sum(v["n"] for v in per.values())
-    return {"subsets": per,
-            "overall_weighted": sum(v["n"] * v["accuracy"] for v in per.values()) / max(1, n),
-            "overall_macro": float(np.mean([v["accuracy"] for v in per.values()])),
-            "n_pairs": n}
-
-
-def evaluate_reward(scorer: Scorer, pairs: Sequence[PreferencePair],
-                    ratings: Sequence[RatingExample] = (), probes: int = 100) -> dict[str, Any]:
-    """Everything ``prefline eval reward`` reports, plus plot data under ``_plots``."""
-    c, r = score_pairs(scorer, pairs)
-    out = evaluate_pairs(scorer, pairs, (c, r))
-    out["ratings"] = rating_agreement(scorer, ratings)
-    out["robustness"] = robustness(scorer, [p for p in pairs if not p.tie], probes)
-    strict = np.array([not p.tie for p in pairs])
-    probs, outcomes = symmetric_pairs((c - r)[strict], scorer.temperature)
-    raw_p, raw_y = symmetric_pairs((c - r)[strict], 1.0)
-    out["_plots"] = {
-        "reliability": [asdict(b) for b in reliability_bins(probs, outcomes)],
-        "reliability_uncalibrated": [asdict(b) for b in reliability_bins(raw_p, raw_y)],
-        "chosen": c.tolist(), "rejected": r.tolist(), "tie": (~strict).tolist(),
-        "len_chosen": [len(p.chosen) for p in pairs],
-        "len_rejected": [len(p.rejected) for p in pairs],
-    }
-    return out

@@ -95,9 +95,10 @@ def _table(rows: dict[str, Any]) -> str:
     return f"<table>{body}</table>"
 
 
-def render_report(result: dict[str, Any], title: str = "Reward model evaluation") -> str:
-    """The HTML text of a report for an :func:`evaluate_reward` result (with ``_plots``)."""
-    plots = result["_plots"]
+def render_report(result: dict[str, Any], plots: dict[str, Any],
+                  title: str = "Reward model evaluation") -> str:
+    """The HTML text of a report: ``result`` is a ``RewardEvalResult.to_json()`` and ``plots``
+    the plot data :func:`prefline.evaluate.reward_metrics.evaluate_reward` returns with it."""
     headline: dict[str, Any] = {k: result[k] for k in ("n_pairs", "n_ties", "accuracy", "accuracy_ci", "ece",
                                        "temperature", "mean_margin", "tie_mean_abs_p")
                 if k in result}
@@ -133,12 +134,13 @@ def render_report(result: dict[str, Any], title: str = "Reward model evaluation"
         f"<h2>Plots</h2>{figures}</body></html>")
 
 
-def write_report(result: dict[str, Any], path: str | Path, title: str = "Reward model evaluation") -> Path:
+def write_report(result: dict[str, Any], plots: dict[str, Any], path: str | Path,
+                 title: str = "Reward model evaluation") -> Path:
     """Render and write atomically (a temp file renamed into place)."""
     use_agg()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(render_report(result, title), encoding="utf-8")
+    tmp.write_text(render_report(result, plots, title), encoding="utf-8")
     tmp.replace(path)
     return path

@@ -39,7 +39,7 @@ class RewardModelJudge:
     @property
     def model(self) -> Any:
         if self._model is None:
-            from prefline.models.ensemble import load_reward_model
+            from prefline.models.reward import load_reward_model
 
             self._model = load_reward_model(self.path)
         return self._model

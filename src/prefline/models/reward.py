@@ -1,8 +1,10 @@
 """Reward model: a Hugging Face backbone + named scalar heads, with a small scoring API.
 
-``RewardModel.load(path).score(prompt, responses)`` returns normalised rewards (mean 0, std 1
+``load_reward_model(path).score(prompt, responses)`` returns normalised rewards (mean 0, std 1
 on the reference set recorded at training time); ``preference_prob(prompt, a, b)`` returns
-the calibrated ``σ((r_a - r_b) / T)``. Several heads (e.g. helpfulness, harmlessness) are
+the calibrated ``σ((r_a - r_b) / T)``. :func:`load_reward_model` is the one loader: it returns
+a :class:`RewardModel` or a :class:`RewardEnsemble`, whichever the folder holds, and both
+offer the same scoring API (:class:`Scorer`), so every caller accepts ensembles. Several heads (e.g. helpfulness, harmlessness) are
 combined as ``Σ_h w_h · s_h``; a head scoring below its guardrail threshold vetoes the
 response (its combined score becomes :data:`VETO`).
 """
@@ -14,8 +16,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -26,6 +29,8 @@ from prefline.models.buckets import Buckets, make_buckets
 from prefline.models.packing import Packed, pack, pool_packed
 
 CARD = "model_card.json"
+SINGLE_FORMAT = "prefline-reward/1"
+ENSEMBLE_FORMAT = "prefline-reward-ensemble/1"
 PACKABLE = {"bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2", "qwen3"}
 VETO = -100.0
 """Normalised score given to a response that a guardrail head vetoes."""
@@ -231,7 +236,7 @@ class RewardModel(nn.Module, PairwiseScoring):
             self.tokenizer.save_pretrained(path / "backbone")
         heads = {k: v.detach().contiguous() for k, v in self.head.state_dict().items()}
         save_file(heads, str(path / "head.safetensors"))
-        full = {**self.card, **(card or {}), "format": "prefline-reward/1",
+        full = {**self.card, **(card or {}), "format": SINGLE_FORMAT,
                 "spec": asdict(self.spec), "backbone": self.spec.backbone,
                 "normalisation": {"mean": self.norm_mean, "std": self.norm_std},
                 "temperature": self.temperature,
@@ -240,33 +245,96 @@ class RewardModel(nn.Module, PairwiseScoring):
         self.card = full
         return path
 
-    @classmethod
-    def load(cls, path: str | Path) -> RewardModel:
-        """A model saved by :meth:`save`; PreflineError if ``path`` is not one."""
-        from safetensors.torch import load_file
 
+class Scorer(Protocol):
+    """What evaluators, judges and policy evaluation need: a reward model or an ensemble."""
+
+    temperature: float
+    card: dict[str, Any]
+
+    def score_items(self, items: Sequence[tuple[Messages | str, str]]) -> list[float]: ...
+
+    def score(self, prompt: Messages | str, responses: Sequence[str]) -> list[float]: ...
+
+    def preference_prob(self, prompt: Messages | str, a: str, b: str) -> float: ...
+
+
+class RewardEnsemble(PairwiseScoring):
+    """K members (seeds or bootstrap resamples); each member's scores are already
+    normalised and the ensemble averages them. The std across members is an uncertainty
+    signal: a policy that pushes the reward where members disagree is usually exploiting it."""
+
+    def __init__(self, members: list[RewardModel], temperature: float = 1.0,
+                 card: dict[str, Any] | None = None) -> None:
+        if not members:
+            raise PreflineError("an ensemble needs at least one member")
+        self.members, self.temperature, self.card = members, temperature, dict(card or {})
+
+    def member_scores(self, items: Sequence[tuple[Messages | str, str]]) -> np.ndarray:
+        """``[K, N]`` normalised scores of every member."""
+        return np.array([m.score_items(items) for m in self.members], dtype=np.float64)
+
+    def score_items(self, items: Sequence[tuple[Messages | str, str]]) -> list[float]:
+        return [float(x) for x in self.member_scores(items).mean(0)] if items else []
+
+    def score_with_std(self, prompt: Messages | str,
+                       responses: Sequence[str]) -> tuple[list[float], list[float]]:
+        """(mean, std across members) per response."""
+        s = self.member_scores([(prompt, r) for r in responses])
+        return s.mean(0).tolist(), s.std(0).tolist()
+
+    def save(self, path: str | Path, card: dict[str, Any] | None = None) -> Path:
+        """Members under ``member-k/`` + an ensemble ``model_card.json``."""
         path = Path(path)
-        card = read_card(path)
-        if card.get("format") != "prefline-reward/1":
-            raise PreflineError("not a single reward model (is it an ensemble? use "
-                                "load_reward_model)", path=str(path))
-        raw = dict(card["spec"])
-        raw["heads"] = HeadSpec(**{**raw["heads"], "names": tuple(raw["heads"]["names"])})
-        spec = ModelSpec(**raw)
-        if spec.lora:
-            from peft import PeftModel
+        names = []
+        for k, m in enumerate(self.members):
+            name = f"member-{k}"
+            m.save(path / name)
+            names.append(name)
+        first = self.members[0].card
+        full = {**self.card, **(card or {}), "format": ENSEMBLE_FORMAT, "members": names,
+                "temperature": self.temperature, "backbone": first.get("backbone"),
+                "spec": first.get("spec")}
+        (path / CARD).write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+        self.card = full
+        return path
 
-            base, tok, _ = load_backbone(spec.backbone)
-            backbone = PeftModel.from_pretrained(base, str(path / "adapter"))
-        else:
-            backbone, tok, _ = load_backbone(str(path / "backbone"))
-        model = cls(backbone, tok, spec)
-        model.head.load_state_dict(load_file(str(path / "head.safetensors")))
-        model.norm_mean = float(card["normalisation"]["mean"])
-        model.norm_std = float(card["normalisation"]["std"])
-        model.temperature = float(card["temperature"])
-        model.card = card
-        return model.eval()
+
+def load_reward_model(path: str | Path) -> RewardModel | RewardEnsemble:
+    """The saved reward model or ensemble in ``path`` (whichever it holds); PreflineError
+    naming the folder when it holds neither."""
+    path = Path(path)
+    card = read_card(path)
+    if card.get("format") == ENSEMBLE_FORMAT:
+        members = [_load_single(path / m) for m in card["members"]]
+        return RewardEnsemble(members, float(card.get("temperature", 1.0)), card)
+    return _load_single(path, card)
+
+
+def _load_single(path: Path, card: dict[str, Any] | None = None) -> RewardModel:
+    from safetensors.torch import load_file
+
+    card = read_card(path) if card is None else card
+    if card.get("format") != SINGLE_FORMAT:
+        raise PreflineError(f"{CARD} has format {card.get('format')!r}, expected "
+                            f"{SINGLE_FORMAT} or {ENSEMBLE_FORMAT}", path=str(path))
+    raw = dict(card["spec"])
+    raw["heads"] = HeadSpec(**{**raw["heads"], "names": tuple(raw["heads"]["names"])})
+    spec = ModelSpec(**raw)
+    if spec.lora:
+        from peft import PeftModel
+
+        base, tok, _ = load_backbone(spec.backbone)
+        backbone = PeftModel.from_pretrained(base, str(path / "adapter"))
+    else:
+        backbone, tok, _ = load_backbone(str(path / "backbone"))
+    model = RewardModel(backbone, tok, spec)
+    model.head.load_state_dict(load_file(str(path / "head.safetensors")))
+    model.norm_mean = float(card["normalisation"]["mean"])
+    model.norm_std = float(card["normalisation"]["std"])
+    model.temperature = float(card["temperature"])
+    model.card = card
+    return model.eval()
 
 
 def read_card(path: Path) -> dict[str, Any]:

@@ -1,202 +1,269 @@
-"""``train_reward(cfg) -> RewardArtifact``: the reward-model stage, end to end.
+"""The reward-model stage: ``run(RewardConfig, Context) -> RewardResult``.
 
-load examples → prompt-grouped train/val/test split → tokenise once → for each ensemble
-member: train with the shared engine (early stopping on val pairwise accuracy) → normalise
-rewards on the training responses → fit a temperature on val (ECE before/after) → evaluate
-on the held-out test pairs → save safetensors + model card → register the artifact.
+load (a snapshot's train split, or a file less its held-out prompts) → count the kinds of
+feedback used and ignored → carve ``val`` from train by prompt → tokenise once → for each
+ensemble member: train with the shared engine (early stopping on val pairwise accuracy) →
+normalise rewards on the training responses → fit a temperature on val (ECE before/after)
+→ save safetensors + model card in the run folder.
+
+The held-out figures come from the ``eval reward`` stage on the snapshot's test split
+(:mod:`prefline.evaluate.reward`): one evaluator, never tuned on. ``prefline train reward``
+runs it after training. The stage does not register anything; the caller records the
+result (``prefline.registry.record_result``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
+from prefline.base import config
 from prefline.base.errors import PreflineError
-from prefline.base.progress import Reporter
-from prefline.formats.examples import PreferencePair
-from prefline.models.ensemble import RewardEnsemble
-from prefline.models.reward import HeadSpec, RewardModel
-from prefline.train.engine import TrainConfig, Trainer
-from prefline.train.reward_data import load_reward_examples, rating_stats, split_by_prompt
+from prefline.base.precision import autocast_context, resolve_precision
+from prefline.base.stage import Ref, StageResult
+from prefline.formats.examples import PreferencePair, RankingExample
+from prefline.formats.load import ranking_pairs
+from prefline.models.calibration import fit_temperature, pairwise_ece
+from prefline.models.reward import HeadSpec, RewardEnsemble, RewardModel
+from prefline.store.context import Context
+from prefline.train.engine import TrainConfig, Trainer, TrainResult
+from prefline.train.reward_data import FeedbackCounts, RewardData, load_reward_data, rating_stats
 from prefline.train.reward_task import Item, RewardTask, tokenize
 
 
-@dataclass(frozen=True)
-class RewardTrainConfig:
-    """Everything ``prefline train reward`` accepts (``--key value`` overrides any field)."""
+def _reward_engine_defaults() -> TrainConfig:
+    # Where reward training departs from the engine's defaults: a pretrained encoder needs
+    # a little decay and two passes, and early stopping guards the second one.
+    return TrainConfig(lr=5e-5, weight_decay=0.01, epochs=2, early_stopping_patience=2)
 
-    out: str = "reward-model"
-    data: str | None = None
-    """A pairs/rankings/ratings file (any format ``prefline import`` reads)."""
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Everything ``prefline train reward`` accepts."""
+
     snapshot: str | None = None
-    """A snapshot id in the store, instead of ``data``."""
-    db: str | None = None
+    """Snapshot id, name or content-hash prefix to train on: its train split (val is carved
+    from it); its test split is the held-out set."""
+    data: str | None = None
+    """A pairs/rankings/ratings file (any format `prefline import` reads), instead of
+    snapshot; test_fraction of its prompts is held out as its test split."""
     model: str | None = None
-    """Backbone (HF id or local path); default: the embedded all-MiniLM-L6-v2."""
-    pooling: str | None = None
+    """Backbone: Hugging Face id or local folder; none: the embedded all-MiniLM-L6-v2."""
+    pooling: Literal["mean", "cls", "last"] | None = None
+    """How a sequence becomes one vector; none: mean for encoders, last for decoders."""
     max_length: int = 512
+    """Prompt + response tokens; the prompt is cut from the left to fit."""
     heads: tuple[str, ...] = ("reward",)
+    """Named reward heads, e.g. helpfulness,harmlessness; pairs with a criterion train its
+    head, ratings train the head of the same name."""
     head_weights: dict[str, float] = field(default_factory=dict)
+    """Weight of each head in the combined reward (JSON object; missing heads weigh 1)."""
     thresholds: dict[str, float] = field(default_factory=dict)
+    """Guardrails: a head scoring below its threshold (raw units) vetoes the response."""
     lora: bool = False
+    """Train LoRA adapters on the backbone instead of all its weights."""
     lora_r: int = 8
+    """LoRA rank (with lora)."""
     lora_alpha: int = 16
+    """LoRA scaling alpha (with lora)."""
     dropout: float | None = None
+    """Backbone dropout override; none: the backbone's own."""
     train_embeddings: bool = False
+    """Also train the token-embedding table (frozen by default: half of MiniLM's weights,
+    and a preference set touches few of its rows)."""
     head_dropout: float = 0.1
-    tie_loss: str = "davidson"
+    """Dropout before the reward heads."""
+    tie_loss: Literal["davidson", "rao_kupper"] = "davidson"
+    """Likelihood of a tie between two responses."""
     label_smoothing: float = 0.0
+    """Bradley-Terry label smoothing (the assumed share of flipped labels), in [0, 0.5)."""
     use_margin: bool = False
-    """Use each pair's ``strength`` as the Bradley-Terry margin."""
+    """Use each pair's strength as the Bradley-Terry margin."""
     center_coef: float | None = None
-    train: dict[str, Any] = field(default_factory=dict)
-    """Engine settings: any :class:`TrainConfig` field but ``out_dir`` (lr, epochs, batch_size,
-    grad_accum, precision, seed, resume, ...); :data:`ENGINE_DEFAULTS` fills the rest."""
+    """Weight of a penalty on the mean reward, keeping rewards centred near 0."""
     val_fraction: float = 0.1
+    """Share of the training prompts carved out as the val split (early stopping and the
+    temperature), by prefline.base.splits.carve as in policy training."""
     test_fraction: float = 0.1
+    """With data: share of the file's prompts held out as its test split (the rule a
+    snapshot uses). A snapshot's test split was fixed when it was made."""
     ensemble: int = 1
-    ensemble_mode: str = "seed"
+    """Number of ensemble members (their score spread is an uncertainty signal)."""
+    ensemble_mode: Literal["seed", "bootstrap"] = "seed"
     """seed: members differ by seed; bootstrap: each also trains on a resample of the data."""
-    register: bool = True
+    train: TrainConfig = field(default_factory=_reward_engine_defaults)
+    """Engine settings (optimiser, schedule, batches, precision, seed, early stopping)."""
 
     def __post_init__(self) -> None:
         if (self.data is None) == (self.snapshot is None):
-            raise PreflineError("give exactly one of --data FILE or --snapshot ID", field="data")
-        if self.ensemble < 1:
-            raise PreflineError("ensemble must be at least 1", field="ensemble")
-        if self.ensemble_mode not in ("seed", "bootstrap"):
-            raise PreflineError("ensemble_mode must be seed or bootstrap", field="ensemble_mode")
+            raise PreflineError("give exactly one of snapshot or data", field="snapshot")
         for name in ("val_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 0.5:
-                raise PreflineError(f"{name} must be in [0, 0.5)", field=name)
+                raise PreflineError(f"{name} must be in [0, 0.5), got {getattr(self, name)}",
+                                    field=name)
+        t = self.train
+        checks: list[tuple[str, Any, bool, str]] = [
+            ("ensemble", self.ensemble, self.ensemble >= 1, "at least 1"),
+            ("max_length", self.max_length, self.max_length >= 16, "at least 16"),
+            ("lora_r", self.lora_r, self.lora_r >= 1, "at least 1"),
+            ("lora_alpha", self.lora_alpha, self.lora_alpha >= 1, "at least 1"),
+            ("head_dropout", self.head_dropout, 0 <= self.head_dropout < 1, "in [0, 1)"),
+            ("dropout", self.dropout, self.dropout is None or 0 <= self.dropout < 1,
+             "in [0, 1)"),
+            ("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 0.5,
+             "in [0, 0.5)"),
+            ("center_coef", self.center_coef, self.center_coef is None or self.center_coef >= 0,
+             "0 or more"),
+            ("train.early_stopping_metric", t.early_stopping_metric,
+             t.early_stopping_metric in ("accuracy", "margin"), "accuracy or margin"),
+        ]
+        for name, value, ok, expected in checks:
+            if not ok:
+                raise PreflineError(f"{name} must be {expected}, got {value!r}", field=name)
+        self.head_spec()  # validates heads, head_weights and thresholds together
 
-        unknown = set(self.train) - ENGINE_FIELDS
-        if unknown:
-            raise PreflineError(f"unknown training setting(s) {sorted(unknown)}", field="train")
-        self.engine(Path("."), 0, None)  # validates the engine settings now, not mid-run
-
-    def setting(self, key: str) -> Any:
-        return {**ENGINE_DEFAULTS, **self.train}.get(key, TRAIN_DEFAULTS.get(key))
-
-    def engine(self, out_dir: Path, member: int, eval_every: int | None) -> TrainConfig:
-        """The engine config of ensemble member ``member`` (its seed is offset by it)."""
-        values = {**ENGINE_DEFAULTS, **self.train, "early_stopping_metric": "accuracy"}
-        values.pop("progress", None)  # the run folder and progress go to Trainer, not here
-        values["seed"] = int(values.get("seed", 0)) + member
-        values["eval_every"] = values.get("eval_every") or eval_every
-        if not values["eval_every"]:  # nothing to stop on without held-out pairs
-            values["early_stopping_patience"] = None
-        return TrainConfig(**values)
+    def head_spec(self) -> HeadSpec:
+        return HeadSpec(tuple(self.heads), dict(self.head_weights), dict(self.thresholds))
 
 
-ENGINE_DEFAULTS: dict[str, Any] = {"lr": 5e-5, "weight_decay": 0.01, "epochs": 2,
-                                   "early_stopping_patience": 2}
-"""Where reward training departs from the engine's own defaults."""
-ENGINE_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} | {"progress"}
-TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+@dataclass(frozen=True)
+class RewardMetrics:
+    """Validation figures of the trained model (held-out ones come from ``eval reward``)."""
+
+    temperature: float
+    """Fitted on val pairs: P(a ≻ b) = σ((r_a − r_b) / T)."""
+    val_pairs: int
+    """Strict val pairs (rankings count as their implied pairs)."""
+    val_accuracy: float
+    val_ece_before: float
+    """ECE at T = 1."""
+    val_ece_after: float
+    """ECE at the fitted T."""
 
 
-@dataclass
-class RewardArtifact:
+@dataclass(frozen=True)
+class RewardResult(StageResult):
+    """A trained reward model (or ensemble) in the run folder."""
+
+    artifact_kind: ClassVar[str] = "reward_model"
     path: Path
-    artifact_id: int | None
-    metrics: dict[str, Any]
+    metrics: RewardMetrics
+    counts: FeedbackCounts
+    """Records of the training split by kind: used, ignored, and why."""
+    splits: dict[str, int]
+    """Examples in train, val and test (test: held out for ``eval reward``)."""
     card: dict[str, Any]
+    """The saved model card."""
+    inputs: tuple[Ref, ...]
+    """The snapshot (or data file hash) and the base model."""
+    snapshot_hash: str
+    """Content hash of the training data (the snapshot's, or the file's SHA-256)."""
 
 
-def train_reward(cfg: RewardTrainConfig) -> RewardArtifact:
-    """Train, calibrate, evaluate, save and register a reward model (or ensemble)."""
-    examples, source_hash = load_reward_examples(cfg.data, cfg.snapshot, cfg.db)
-    train, val, test = split_by_prompt(examples, cfg.val_fraction, cfg.test_fraction,
-                                        cfg.setting("seed"))
-    _check_usable(train)
-    out = Path(cfg.out)
-    stats = rating_stats(examples)
+def run(cfg: RewardConfig, ctx: Context) -> RewardResult:
+    """Train, normalise, calibrate and save a reward model or ensemble (module docstring)."""
+    out = ctx.require_run_dir()
+    data = load_reward_data(snapshot=cfg.snapshot, data=cfg.data, db=ctx.db,
+                            val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                            seed=cfg.train.seed)
+    _check_usable(data.train)
+    stats = rating_stats(data.train)
+    val_pairs = [p for ex in data.val for p in _as_pairs(ex)]
     members: list[RewardModel] = []
+    histories: list[dict[str, Any]] = []
     items_train: list[Item] = []
     items_val: list[Item] = []
-    histories = []
+    truncation: dict[str, int] = {}
     for k in range(cfg.ensemble):
-        model = _new_model(cfg, seed=cfg.setting("seed") + k)
+        model = _new_model(cfg, seed=cfg.train.seed + k)
         if k == 0:  # tokenisation does not depend on the weights: do it once
-            items_train, items_val = tokenize(model, train, stats), tokenize(model, val, stats)
+            items_train, items_val = tokenize(model, data.train, stats), tokenize(model, val_pairs)
             truncation = dict(model.builder.counts)
-        data = _member_data(items_train, cfg, k)
-        run_dir = out / (f"member-{k}" if cfg.ensemble > 1 else ".") / "run"
-        result = _fit(model, data, items_val, cfg, run_dir, member=k)
-        histories.append({"steps": result.steps, "best": result.best})
+        run_dir = (out / f"member-{k}" if cfg.ensemble > 1 else out) / "run"
+        fit = _fit(model, _member_data(items_train, cfg, k), items_val, cfg, k, run_dir, ctx)
+        histories.append({"steps": fit.steps, "best": fit.best})
         normalise(model, items_train)
         members.append(model)
-    metrics = _calibrate_and_evaluate(members, items_val, test)
-    card: dict[str, Any] = {"config": _jsonable(asdict(cfg)), "snapshot_hash": source_hash, "metrics": metrics,
-            "training": histories, "truncation": truncation,
-            "splits": {"train": len(train), "val": len(val), "test": len(test)}}
-    scorer = _scorer(members)
-    saved = _save(scorer, members, out, card)
-    art_id = None
-    if cfg.register:
-        from prefline.registry import Ref, record
-        from prefline.store.snapshots import get_snapshot
-
-        source_ref = (Ref("snapshot", snapshot_id=get_snapshot(cfg.snapshot, cfg.db).id)
-                      if cfg.snapshot is not None else Ref("data", ref=source_hash))
-        art_id = record(cfg.db, "reward_model", saved, config=card["config"],
-                        snapshot_hash=source_hash, metrics=metrics,
-                        inputs=[source_ref, Ref("base_model", ref=members[0].spec.backbone)])
-    return RewardArtifact(saved, art_id, metrics, scorer.card)
+    metrics = _calibrate(members, items_val)
+    card = {"config": config.to_dict(cfg), "snapshot_hash": data.source_hash,
+            "metrics": config.to_dict(metrics), "training": histories, "truncation": truncation,
+            "splits": _splits(data), "feedback": config.to_dict(data.counts)}
+    scorer = _save(members, out, card)
+    source = (Ref("snapshot", snapshot_id=data.snapshot_id) if data.snapshot_id is not None
+              else Ref("data", ref=data.source_hash))
+    return RewardResult(out, metrics, data.counts, _splits(data), scorer.card,
+                        (source, Ref("base_model", ref=members[0].spec.backbone)),
+                        data.source_hash)
 
 
-def _new_model(cfg: RewardTrainConfig, seed: int) -> RewardModel:
+def _splits(data: RewardData) -> dict[str, int]:
+    return {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+
+
+def _as_pairs(example: Any) -> list[Any]:
+    """Validation compares pairs: a ranking counts as its implied pairs; ratings have none."""
+    if isinstance(example, PreferencePair):
+        return [example]
+    if isinstance(example, RankingExample):
+        return list(ranking_pairs(example))
+    return []
+
+
+def _new_model(cfg: RewardConfig, seed: int) -> RewardModel:
     lora = {"r": cfg.lora_r, "alpha": cfg.lora_alpha} if cfg.lora else None
-    heads = HeadSpec(tuple(cfg.heads), dict(cfg.head_weights), dict(cfg.thresholds))
     return RewardModel.create(cfg.model, pooling=cfg.pooling, max_length=cfg.max_length,
-                              heads=heads, lora=lora, dropout=cfg.dropout,
+                              heads=cfg.head_spec(), lora=lora, dropout=cfg.dropout,
                               head_dropout=cfg.head_dropout, seed=seed,
                               train_embeddings=cfg.train_embeddings)
 
 
 def _check_usable(train: list[Any]) -> None:
     if not train:
-        raise PreflineError("no training examples after the train/val/test split; "
-                            "give more pairs or lower val_fraction/test_fraction")
+        raise PreflineError("no training examples left after carving the val split; give "
+                            "more data or lower val_fraction", field="val_fraction")
     pairs = [e for e in train if isinstance(e, PreferencePair)]
-    others = len(train) - len(pairs)
-    if pairs and all(p.tie for p in pairs) and not others:
+    if pairs and len(pairs) == len(train) and all(p.tie for p in pairs):
         raise PreflineError("every training pair is a tie; a reward model needs at least one "
                             "pair with a preferred response")
 
 
-def _member_data(items: list[Item], cfg: RewardTrainConfig, k: int) -> list[Item]:
+def _member_data(items: list[Item], cfg: RewardConfig, k: int) -> list[Item]:
     if cfg.ensemble_mode != "bootstrap" or cfg.ensemble == 1:
         return items
-    rng = random.Random(cfg.setting("seed") * 7919 + k)
+    rng = random.Random(cfg.train.seed * 7919 + k)
     return [items[rng.randrange(len(items))] for _ in items]
 
 
-def _fit(model: RewardModel, items: list[Item], val: list[Item], cfg: RewardTrainConfig,
-         run_dir: Path, member: int) -> Any:
+def _engine(cfg: RewardConfig, member: int, steps_per_epoch: int, has_val: bool) -> TrainConfig:
+    """The engine config of ensemble member ``member``: its seed is offset by it, and it
+    evaluates once per epoch unless told otherwise (no val pairs: no early stopping)."""
+    t = cfg.train
+    return replace(t, seed=t.seed + member,
+                   eval_every=(t.eval_every or steps_per_epoch) if has_val else None,
+                   early_stopping_patience=t.early_stopping_patience if has_val else None)
+
+
+def _fit(model: RewardModel, items: list[Item], val: list[Item], cfg: RewardConfig,
+         member: int, run_dir: Path, ctx: Context) -> TrainResult:
     task = RewardTask(model.make_batch, tie_loss=cfg.tie_loss,
                       label_smoothing=cfg.label_smoothing, use_margin=cfg.use_margin,
                       center_coef=cfg.center_coef)
     strict_val = [it for it in val if it.kind == "pair"]
-    per_epoch = max(1, len(items) // (cfg.setting("batch_size") * cfg.setting("grad_accum")))
-    eval_every = per_epoch if strict_val else None
+    per_epoch = max(1, len(items) // (cfg.train.batch_size * cfg.train.grad_accum))
 
     def evaluate(m: torch.nn.Module) -> dict[str, float]:
         d = pair_deltas(m, strict_val)  # type: ignore[arg-type]
-        return {"accuracy": float((d > 0).float().mean()),
-                "margin": float(d.mean())}
+        return {"accuracy": float((d > 0).float().mean()), "margin": float(d.mean())}
 
-    shown = Reporter(bool(cfg.train.get("progress", True)))
-    trainer = Trainer(model, task, items, cfg.engine(run_dir, member, eval_every),
-                      run_dir=run_dir, progress=shown, evaluate=evaluate if strict_val else None)
+    trainer = Trainer(model, task, items, _engine(cfg, member, per_epoch, bool(strict_val)),
+                      run_dir=run_dir, progress=ctx.progress,
+                      evaluate=evaluate if strict_val else None)
     return trainer.fit()
 
 
@@ -216,8 +283,6 @@ def pair_deltas(model: RewardModel, items: list[Item], chunk: int = 64) -> torch
 
 def normalise(model: RewardModel, items: list[Item], max_seqs: int = 2000) -> None:
     """Set the model's reward mean/std from the responses of ``items`` (mean 0, std 1)."""
-    from prefline.base.precision import autocast_context, resolve_precision
-
     seqs = [s for it in items for s in it.seqs][:max_seqs]
     model.eval()
     raw = []
@@ -230,12 +295,8 @@ def normalise(model: RewardModel, items: list[Item], max_seqs: int = 2000) -> No
     model.norm_std = float(r.std()) if r.numel() > 1 and float(r.std()) > 1e-6 else 1.0
 
 
-def _calibrate_and_evaluate(members: list[RewardModel], val: list[Item],
-                            test: list[Any]) -> dict[str, Any]:
-    from prefline.base.precision import autocast_context, resolve_precision
-    from prefline.evaluate.reward import evaluate_pairs
-    from prefline.evaluate.stats import fit_temperature, pairwise_ece
-
+def _calibrate(members: list[RewardModel], val: list[Item]) -> RewardMetrics:
+    """Fit one temperature for the (averaged) normalised margins on strict val pairs."""
     strict = [it for it in val if it.kind == "pair"]
     with autocast_context(resolve_precision("auto")):
         deltas = np.mean([(pair_deltas(m, strict) / m.norm_std).numpy() for m in members], 0) \
@@ -243,78 +304,21 @@ def _calibrate_and_evaluate(members: list[RewardModel], val: list[Item],
     temperature = fit_temperature(deltas) if deltas.size else 1.0
     for m in members:
         m.temperature = temperature
-    metrics: dict[str, Any] = {
-        "temperature": temperature,
-        "val_accuracy": float((deltas > 0).mean()) if deltas.size else math.nan,
-        "val_ece_before": pairwise_ece(deltas, 1.0) if deltas.size else math.nan,
-        "val_ece_after": pairwise_ece(deltas, temperature) if deltas.size else math.nan,
-    }
-    test_pairs = [p for p in test if isinstance(p, PreferencePair)]
-    if test_pairs:
-        res = evaluate_pairs(_scorer(members), test_pairs)
-        metrics.update({f"test_{k}": v for k, v in res.items()
-                        if k in ("accuracy", "accuracy_ci", "ece", "n_pairs")})
-    return metrics
+    some = bool(deltas.size)
+    return RewardMetrics(
+        temperature=temperature, val_pairs=int(deltas.size),
+        val_accuracy=float((deltas > 0).mean()) if some else math.nan,
+        val_ece_before=pairwise_ece(deltas, 1.0) if some else math.nan,
+        val_ece_after=pairwise_ece(deltas, temperature) if some else math.nan)
 
 
-def _scorer(members: list[RewardModel]) -> RewardModel | RewardEnsemble:
+def _save(members: list[RewardModel], out: Path,
+          card: dict[str, Any]) -> RewardModel | RewardEnsemble:
     if len(members) == 1:
+        members[0].save(out, card)
         return members[0]
-    return RewardEnsemble(members, members[0].temperature)
-
-
-def _save(scorer: RewardModel | RewardEnsemble, members: list[RewardModel], out: Path,
-          card: dict[str, Any]) -> Path:
-    if isinstance(scorer, RewardEnsemble):
-        for m in members:
-            m.card = {"snapshot_hash": card["snapshot_hash"], "config": card["config"]}
-    return scorer.save(out, card)
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def config_from(values: dict[str, Any], base: RewardTrainConfig | None = None) -> RewardTrainConfig:
-    """Typed config from strings/JSON values (CLI overrides, config files); engine settings
-    (TrainConfig fields) go into ``train``."""
-    import json
-
-    own = {f.name: str(f.type) for f in dataclasses.fields(RewardTrainConfig)}
-    eng = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
-    typed: dict[str, Any] = {}
-    train = dict(base.train) if base else {}
-    for key, value in values.items():
-        if key == "train" and isinstance(value, dict):
-            train.update({k: _coerce(k, eng.get(k, "str"), v, json) for k, v in value.items()})
-        elif key in own:
-            typed[key] = _coerce(key, own[key], value, json)
-        elif key in ENGINE_FIELDS:
-            train[key] = _coerce(key, eng.get(key, "bool"), value, json)
-        else:
-            raise PreflineError(f"unknown setting {key!r}", field=key)
-    typed["train"] = train
-    return replace(base, **typed) if base else RewardTrainConfig(**typed)
-
-
-def _coerce(key: str, type_name: str, value: Any, json: Any) -> Any:
-    if not isinstance(value, str):
-        return tuple(value) if isinstance(value, list) else value
-    try:
-        if value.lower() in ("none", "null") and "None" in type_name:
-            return None
-        if type_name.startswith("bool"):
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
-        if type_name.startswith("int"):
-            return int(value)
-        if type_name.startswith("float"):
-            return float(value)
-        if type_name.startswith("tuple"):
-            return tuple(x.strip() for x in value.split(",") if x.strip())
-        if type_name.startswith("dict"):
-            return {k: float(v) for k, v in json.loads(value).items()}
-    except (ValueError, AttributeError, TypeError):
-        raise PreflineError(f"cannot read {value!r} as {type_name}", field=key) from None
-    return value
+    for m in members:
+        m.card = {"snapshot_hash": card["snapshot_hash"], "config": card["config"]}
+    ensemble = RewardEnsemble(members, members[0].temperature)
+    ensemble.save(out, card)
+    return ensemble

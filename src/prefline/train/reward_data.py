@@ -1,72 +1,152 @@
-"""Reward-training data: load from a file or a snapshot, split by prompt, rating statistics."""
+"""Reward-training data: where it comes from, which records a reward model can learn from,
+and the train / val / test splits.
+
+Sources: a snapshot (its ``train`` split; its ``test`` split is the held-out set) or a file
+(any format ``prefline import`` reads). A file has no test split of its own, so one is cut
+with the rule a snapshot uses when it is made, :func:`prefline.base.splits.split_of`
+(``test_fraction`` of the prompts, seeded by ``train.seed``); ``prefline eval reward --data
+FILE --split test`` cuts the same prompts again from the fractions in the model card. The
+validation split ``val`` (early stopping, temperature) is carved from train with
+:func:`prefline.base.splits.carve`, as in policy training.
+
+What each kind of feedback becomes:
+
+- ``pairwise``: Bradley-Terry on (chosen, rejected); ties go to the tie model (Davidson or
+  Rao-Kupper), which pulls the two rewards together instead of being dropped.
+- ``ranking``: one listwise Plackett-Luce term per ranking in training. Splitting a ranking
+  of n into its n(n-1)/2 pairs would count one annotator judgement as many correlated ones;
+  Plackett-Luce is the likelihood of the whole order. Validation compares the implied pairs
+  (:func:`prefline.formats.load.ranking_pairs`, the one rankings-to-pairs rule).
+- ``rating``: regression of the head on the standardised score (see
+  :func:`prefline.train.reward_task.tokenize`).
+- ``binary`` (thumbs) and ``implicit`` (labels mapped from implicit signals): ignored, with
+  :data:`IGNORED` as the reason; the stage counts and reports them.
+"""
 
 from __future__ import annotations
 
-import hashlib
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefline.base.errors import PreflineError
-from prefline.base.hashing import content_hash, file_sha256
-from prefline.formats.examples import PreferencePair, RankingExample, RatingExample
+from prefline.base.hashing import file_sha256
+from prefline.base.splits import carve, prompt_key_of, split_of
+from prefline.formats.examples import (
+    PreferencePair,
+    RankingExample,
+    RatingExample,
+    UnpairedExample,
+)
+
+USED = (PreferencePair, RankingExample, RatingExample)
+"""Example types reward training learns from."""
+
+IGNORED = {
+    "binary": "a thumbs label rates one response against no other and on no scale, so a "
+              "pairwise reward has nothing to fit without assuming where 'good' starts; "
+              "thumbs train KTO (prefline train dpo loss=kto)",
+    "implicit": "a label mapped from an implicit signal is a thumbs label (one response, no "
+                "comparison, no scale); it trains KTO (prefline train dpo loss=kto)",
+}
+"""Why each kind that reward training does not use is left out (printed and recorded)."""
 
 
-def load_reward_examples(data: str | None, snapshot: str | None,
-                         db: str | None = None) -> tuple[list[Any], str]:
-    """(examples, content hash of the source). Files go through ``formats.load``; unpaired
-    (KTO) records are refused with the file and line by :func:`check_examples`."""
-    if data is not None:
-        from prefline.formats.load import load_records
-
-        records = load_records(data)
-        for rec in records:
-            check_examples([rec.example], where=(data, rec.line))
-        examples = [r.example for r in records]
-        return examples, file_sha256(Path(data))
-    return snapshot_data(str(snapshot), "train", db)
-
-
-def snapshot_data(snapshot: str, split: str, db: str | None) -> tuple[list[Any], str]:
-    """A snapshot's examples for ``split`` (train/test/all) and the snapshot's content hash."""
-    from prefline.store.snapshots import get_snapshot, snapshot_examples
-
-    examples = list(snapshot_examples(snapshot, split=split, db=db))
-    check_examples(examples)
-    if not examples:
-        raise PreflineError(f"snapshot {snapshot} holds no {split} examples", field="snapshot")
-    return examples, get_snapshot(snapshot, db).content_hash
+def kind_of(example: object) -> str:
+    """The feedback kind of an example: pairwise, ranking, rating, binary or implicit."""
+    if isinstance(example, PreferencePair):
+        return "pairwise"
+    if isinstance(example, RankingExample):
+        return "ranking"
+    if isinstance(example, RatingExample):
+        return "rating"
+    if isinstance(example, UnpairedExample):
+        source = str((getattr(example, "meta", None) or {}).get("source", ""))
+        return "implicit" if source.startswith("implicit") else "binary"
+    return type(example).__name__
 
 
-def check_examples(examples: Sequence[Any],
-                   where: tuple[str, int | None] | None = None) -> None:
+@dataclass(frozen=True)
+class FeedbackCounts:
+    """How many records of each kind of the training split (train + val) the stage used and
+    ignored, and why it ignored them."""
+
+    used: dict[str, int] = field(default_factory=dict)
+    ignored: dict[str, int] = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)
+    """kind → the reason records of that kind were ignored."""
+
+    def lines(self) -> list[str]:
+        """One line per kind, for the command's output."""
+        out = [f"used {n} {kind} record(s)" for kind, n in sorted(self.used.items())]
+        out += [f"ignored {n} {kind} record(s): {self.why[kind]}"
+                for kind, n in sorted(self.ignored.items())]
+        return out
+
+
+def count_kinds(examples: Sequence[object]) -> FeedbackCounts:
+    used: Counter[str] = Counter()
+    ignored: Counter[str] = Counter()
     for ex in examples:
-        if not isinstance(ex, PreferencePair | RankingExample | RatingExample):
-            path, line = where if where else (None, None)
-            raise PreflineError(f"reward training cannot use {type(ex).__name__} records; "
-                                "expected pairs, rankings or ratings", path=path, line=line)
+        (used if isinstance(ex, USED) else ignored)[kind_of(ex)] += 1
+    why = {k: IGNORED.get(k, f"reward training has no loss for {k} records") for k in ignored}
+    return FeedbackCounts(dict(used), dict(ignored), why)
 
 
-def _prompt_key(ex: Any) -> str:
-    key = getattr(ex, "prompt_key", "")
-    return key or content_hash(ex.prompt)
+@dataclass
+class RewardData:
+    """The stage's examples by split, where they came from, and what was left out."""
+
+    train: list[Any]
+    val: list[Any]
+    test: list[Any]
+    counts: FeedbackCounts
+    source_hash: str
+    """The snapshot's content hash, or the file's SHA-256."""
+    snapshot_id: int | None = None
 
 
-def split_by_prompt(examples: Sequence[Any], val_fraction: float, test_fraction: float,
-                    seed: int = 0) -> tuple[list[Any], list[Any], list[Any]]:
-    """(train, val, test) with every prompt in exactly one split, so held-out accuracy is not
-    inflated by near-duplicate responses to a training prompt. Deterministic in ``seed``."""
-    train, val, test = [], [], []
+def load_reward_data(*, snapshot: str | None, data: str | None, db: str,
+                     val_fraction: float, test_fraction: float, seed: int) -> RewardData:
+    """Read the source, split it and keep the usable kinds (see the module docstring)."""
+    snapshot_id = None
+    if snapshot is not None:
+        from prefline.store.snapshots import get_snapshot, snapshot_examples
+
+        snap = get_snapshot(snapshot, db)
+        pool = list(snapshot_examples(snap.id, "train", db))
+        test = list(snapshot_examples(snap.id, "test", db))
+        source_hash, snapshot_id, where = snap.content_hash, int(snap.id), f"snapshot {snapshot}"
+    elif data is not None:
+        from prefline.formats.load import load_examples
+
+        examples = load_examples(data)
+        pool, test = file_splits(examples, test_fraction, seed)
+        source_hash, where = file_sha256(Path(data)), data
+    else:
+        raise PreflineError("give exactly one of snapshot or data", field="snapshot")
+    counts = count_kinds(pool)
+    usable = [ex for ex in pool if isinstance(ex, USED)]
+    if not usable:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(counts.ignored.items())) or "nothing"
+        raise PreflineError(f"{where} holds no pairs, rankings or ratings to train a reward "
+                            f"model on in its train split (it holds {kinds})",
+                            field="snapshot" if snapshot is not None else "data")
+    train, val = carve(usable, val_fraction, seed)
+    return RewardData(train, val, [ex for ex in test if isinstance(ex, USED)], counts,
+                      source_hash, snapshot_id)
+
+
+def file_splits(examples: Sequence[Any], test_fraction: float,
+                seed: int) -> tuple[list[Any], list[Any]]:
+    """(train, test) of a file's examples by the snapshot rule (grouped by prompt)."""
+    train: list[Any] = []
+    test: list[Any] = []
     for ex in examples:
-        digest = hashlib.sha256(f"{seed}:{_prompt_key(ex)}".encode()).digest()
-        u = int.from_bytes(digest[:8], "big") / 2**64
-        if u < test_fraction:
-            test.append(ex)
-        elif u < test_fraction + val_fraction:
-            val.append(ex)
-        else:
-            train.append(ex)
-    return train, val, test
+        (test if split_of(prompt_key_of(ex), test_fraction, seed) == "test" else train).append(ex)
+    return train, test
 
 
 def rating_stats(examples: Sequence[Any]) -> dict[str, tuple[float, float]]:

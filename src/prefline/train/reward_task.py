@@ -74,18 +74,32 @@ def tokenize(model: RewardModel, examples: Sequence[object],
         elif isinstance(ex, RankingExample):
             out.append(Item("ranking", tuple(model.encode(ex.prompt, list(ex.responses)))))
         elif isinstance(ex, RatingExample):
-            stats = rating_stats or {}
-            targets = tuple(
-                (ex.scores[n] - stats.get(n, (0.0, 1.0))[0]) / stats.get(n, (0.0, 1.0))[1]
-                if n in ex.scores else math.nan for n in names)
-            for crit in ex.scores:
-                _head_index(names, crit)
             out.append(Item("rating", tuple(model.encode(ex.prompt, [ex.response])),
-                            targets=targets))
+                            targets=rating_targets(names, ex.scores, rating_stats or {})))
         else:
             raise PreflineError(f"reward training cannot use {type(ex).__name__} examples; "
                                 "give pairs, rankings or ratings")
     return out
+
+
+def rating_targets(names: tuple[str, ...], scores: dict[str, float],
+                   stats: dict[str, tuple[float, float]]) -> tuple[float, ...]:
+    """Regression targets per head: each criterion's score standardised by ``stats``
+    (mean, std over the training ratings), NaN for a head the record did not rate.
+
+    Several heads: a criterion trains the head of the same name (an unknown criterion is an
+    error). One head: its own criterion when rated, else the mean of the record's
+    standardised scores, so a single reward learns from ratings of any criterion instead of
+    silently getting no target.
+    """
+    z = {k: (float(v) - stats.get(k, (0.0, 1.0))[0]) / stats.get(k, (0.0, 1.0))[1]
+         for k, v in scores.items()}
+    if len(names) == 1:
+        own = z.get(names[0])
+        return (own if own is not None else sum(z.values()) / len(z) if z else math.nan,)
+    for crit in z:
+        _head_index(names, crit)
+    return tuple(z.get(n, math.nan) for n in names)
 
 
 def _head_index(names: tuple[str, ...], criterion: object) -> int | None:
