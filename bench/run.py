@@ -1,4 +1,8 @@
-"""Run prefline's benchmarks from a checkout: ``python bench/run.py NAME|all [flags...]``."""
+"""Run prefline's benchmarks from a checkout: ``python bench/run.py NAME|all [flags...]``.
+
+Each name is a ``prefline bench ...`` command (the code is in ``src/prefline/bench/``, on one
+harness); extra flags are passed through, e.g. ``python bench/run.py dpo --reps 5 --json``.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ import sys
 
 BENCHMARKS: dict[str, list[str]] = {
     "ingest": ["bench", "ingest"],
-    "ingest-http": ["bench", "ingest", "--http"],
+    "collect": ["bench", "collect"],
     "audit": ["bench", "audit"],
     "generate": ["bench", "generate"],
     "reward": ["bench", "reward", "--against", "trl"],
     "dpo": ["bench", "dpo", "--against", "trl"],
+    "dpo-lora": ["bench", "dpo", "--against", "trl", "--lora"],
 }
 
 
@@ -23,7 +28,7 @@ def main(argv: list[str]) -> int:
     status = 0
     for name in names:
         cmd = [sys.executable, "-m", "prefline", *BENCHMARKS[name], *argv[1:]]
-        print("$", " ".join(cmd[2:]), flush=True)
+        print("$ prefline", " ".join(cmd[3:]), flush=True)
         status = max(status, subprocess.call(cmd))
     return status
 
