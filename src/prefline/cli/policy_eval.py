@@ -1,120 +1,66 @@
-"""``prefline eval policy``: win rate, KL, length, diversity and refusals of A against B."""
+"""``prefline eval policy``: win rate, KL, length, diversity and refusals of A against B,
+derived from :class:`PolicyEvalConfig`; the evaluation is recorded in the registry."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated, Any
+import dataclasses
 
 import typer
 
-from prefline.base.errors import PreflineError
-from prefline.cli.common import JsonOption, eval_app, print_json
-
-BUNDLED = "bundled:eval"
-
-
-def read_prompt_file(path: str) -> list[dict[str, Any]]:
-    """Rows ``{"id", "prompt", "category"}`` from a JSONL file, or the bundled eval split.
-
-    Each line is a JSON object with ``prompt`` (text or chat messages) and optionally ``id``
-    and ``category``; a bare JSON string is a prompt too. ``bundled:eval`` (or
-    ``bundled:train``) selects the prompt set shipped with prefline.
-    """
-    if path.startswith("bundled:"):
-        from prefline.data import load_prompts
-
-        return load_prompts(path.split(":", 1)[1])
-    file = Path(path)
-    if not file.is_file():
-        raise PreflineError("prompt file not found", path=path)
-    rows = []
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PreflineError(f"not valid JSON ({exc.msg})", path=path, line=n) from None
-        if isinstance(obj, str):
-            obj = {"prompt": obj}
-        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str | list) or not obj["prompt"]:
-            raise PreflineError("expected an object with a non-empty 'prompt' (text or messages)",
-                                path=path, line=n, field="prompt")
-        rows.append({"id": str(obj.get("id", n)), "prompt": obj["prompt"],
-                     "category": obj.get("category")})
-    if not rows:
-        raise PreflineError("no prompts in file", path=path)
-    return rows
+from prefline.cli.common import default_run_dir, eval_app, print_json
+from prefline.cli.options import stage_command
+from prefline.evaluate.policy_config import PolicyEvalConfig
+from prefline.registry import record_result
+from prefline.store.context import Context
 
 
-@eval_app.command("policy")
-def eval_policy_cmd(
-    policy: Annotated[str, typer.Option("--policy", help="Policy A: folder, Hub id, .gguf or 'default'.")],
-    baseline: Annotated[str, typer.Option("--baseline", help="Baseline B (same forms as --policy).")],
-    prompts: Annotated[str, typer.Option("--prompts", help=f"JSONL of prompts, or {BUNDLED}.")],
-    judge: Annotated[str, typer.Option("--judge", help="rules | rules:CONFIG.json | openai:URL | reward:DIR")] = "rules",
-    reward: Annotated[str | None, typer.Option("--reward", help="Reward model folder for the proxy win rate.")] = None,
-    n_samples: Annotated[int, typer.Option("--n-samples", min=1, help="Responses per prompt per policy.")] = 1,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 64,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 0.7,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report here.")] = None,
-    json_out: JsonOption = False,
-) -> None:
-    """Compare policy A with baseline B on held-out prompts under a judge (ties count half)."""
-    from prefline.evaluate.policy import SamplingConfig, evaluate_policy
-    from prefline.judges import make_judge
+def _body(cfg: PolicyEvalConfig, ctx: Context, *, as_json: bool) -> None:
+    from prefline.evaluate.policy import run  # torch and transformers: load only when running
 
-    rows = read_prompt_file(prompts)
-    the_judge = make_judge(judge)
-    proxy = None
-    if reward:
-        from prefline.models.reward import RewardModel
-
-        proxy = RewardModel.load(reward)
-    cfg = SamplingConfig(n_samples=n_samples, max_new_tokens=max_new_tokens,
-                         temperature=temperature, seed=seed)
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    with console.status("evaluating") as status:
-        result = evaluate_policy(
-            policy, baseline, rows, the_judge, proxy, sampling=cfg,
-            progress=lambda stage, done, total: status.update(f"evaluating: {stage}"))
-    result["policy_path"], result["baseline_path"] = policy, baseline
-    if report is not None:
-        from prefline.evaluate.policy_report import write_policy_report
-
-        write_policy_report(result, report)
-    if json_out:
-        print_json(result)
+    if ctx.run_dir is None:
+        ctx = dataclasses.replace(ctx, run_dir=default_run_dir("eval-policy"))
+    result = run(cfg, ctx)
+    art_id = record_result(ctx.store, result, cfg, name="policy-eval", actor="cli:eval-policy")
+    if as_json:
+        print_json({**result.to_json(), "artifact_id": art_id})
         return
-    _print_summary(result)
+    _print_summary(result.to_json())
+    typer.echo(f"evaluation: {result.path}  (artifact {art_id})")
 
 
-def _print_summary(result: dict[str, Any]) -> None:
+def _print_summary(result: dict[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    j = result["judge"]
-    table = Table(title=f"policy vs baseline on {result['n_prompts']} prompts")
+    j, verdict = result["judge"], result["verdict"]
+    assert isinstance(j, dict) and isinstance(verdict, dict)
+    table = Table(title=f"policy vs baseline on {result['n_prompts']} prompts "
+                        f"(judge: {j['spec']})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("judge win rate", f"{j['win_rate']:.1%} [{j['ci'][0]:.1%}, {j['ci'][1]:.1%}]")
     table.add_row("length-controlled win rate", f"{j['length_controlled_win_rate']:.1%}")
-    if "proxy" in result:
-        p = result["proxy"]
-        table.add_row("proxy (reward model) win rate", f"{p['win_rate']:.1%} [{p['ci'][0]:.1%}, {p['ci'][1]:.1%}]")
+    p = result.get("proxy")
+    if isinstance(p, dict):
+        table.add_row("proxy (reward model) win rate",
+                      f"{p['win_rate']:.1%} [{p['ci'][0]:.1%}, {p['ci'][1]:.1%}]")
     table.add_row("KL(policy‖baseline), nats/response", f"{result['kl']:.3f}")
     for side in ("policy", "baseline"):
         s = result[side]
+        assert isinstance(s, dict)
         table.add_row(f"{side}: mean length (words)", f"{s['mean_length_words']:.1f}")
-        table.add_row(f"{side}: distinct-1 / distinct-2", f"{s['distinct_1']:.3f} / {s['distinct_2']:.3f}")
+        table.add_row(f"{side}: distinct-1 / distinct-2",
+                      f"{s['distinct_1']:.3f} / {s['distinct_2']:.3f}")
     out = Console()
     out.print(table)
-    out.print(result["verdict"]["text"])
+    out.print(verdict["text"])
+
+
+stage_command("eval-policy", PolicyEvalConfig, _body, app=eval_app, command="eval policy",
+              help="Compare policy A with baseline B on held-out prompts under a judge (ties "
+                   "count half); record the evaluation with its inputs in the registry.",
+              out_help="Run folder for eval.json (default: <data dir>/runs/eval-policy-<time>).")
 
 
 def register(app: typer.Typer) -> None:
-    """Commands are added to the shared ``eval`` group above; nothing else to mount."""
+    """The command is added to the shared ``eval`` group above; nothing else to mount."""

@@ -22,7 +22,7 @@ def fig_win_rates(result: dict[str, Any]) -> bytes:
     rates.append(j["length_controlled_win_rate"])
     lows.append(rates[-1])
     highs.append(rates[-1])
-    if "proxy" in result:
+    if result.get("proxy"):
         p = result["proxy"]
         names.append("proxy\n(reward model)")
         rates += [p["win_rate"]]
@@ -123,7 +123,7 @@ def policy_section(result: dict[str, Any], img: dict[str, str]) -> str:
              f"<tr><td>judge win rate (95% CI)</td><td>{pct(j['win_rate'])} "
              f"[{pct(j['ci'][0])}, {pct(j['ci'][1])}] over {j['n']} comparisons</td></tr>",
              f"<tr><td>length-controlled judge win rate</td><td>{pct(j['length_controlled_win_rate'])}</td></tr>"]
-    if "proxy" in result:
+    if result.get("proxy"):
         p = result["proxy"]
         lines.append(f"<tr><td>proxy (reward model) win rate (95% CI)</td><td>{pct(p['win_rate'])} "
                      f"[{pct(p['ci'][0])}, {pct(p['ci'][1])}]</td></tr>")

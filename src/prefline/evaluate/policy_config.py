@@ -1,0 +1,71 @@
+"""Settings of the policy evaluation stage (torch-free, so the CLI can derive its options
+without loading models; the stage itself is :func:`prefline.evaluate.policy.run`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefline.base.errors import PreflineError
+from prefline.judges import parse_spec
+
+ARTIFACT = "artifact:"
+"""Prefix of a model given as a registered artifact (``artifact:12``)."""
+
+
+@dataclass(frozen=True)
+class PolicyEvalConfig:
+    """Policy A against baseline B on held-out prompts, under a judge (and a proxy reward)."""
+
+    policy: str
+    """Policy A: model folder, Hub id, .gguf file, 'default' (embedded SmolLM2-135M-Instruct)
+    or artifact:ID (a registered model; the evaluation's lineage then names it)."""
+    baseline: str
+    """Baseline B, usually the model A was trained from (same forms as policy)."""
+    prompts: str = "bundled:eval"
+    """Held-out prompts: JSONL (prompt, optional id and category), a text file with one prompt
+    per line, or bundled:eval. Categories should_refuse / should_not_refuse get refusal rates."""
+    judge: str = "rules"
+    """The headline judge: rules | rules:CONFIG.json | openai:URL[#model] | reward:DIR | lm:PATH.
+    It must not be the judge (or a reward model trained on the labels) that trained A."""
+    reward: str | None = None
+    """Reward model folder or artifact:ID (a single model or an ensemble) for the proxy win
+    rate beside the judge's: a gap between them shows over-optimisation of the proxy."""
+    n_samples: int = 1
+    """Responses per prompt per policy; A's j-th response is compared with B's j-th."""
+    max_new_tokens: int = 64
+    """New tokens per response at most."""
+    temperature: float = 0.7
+    """Sampling temperature for both policies; 0 = greedy."""
+    top_p: float = 0.95
+    """Nucleus sampling for both policies."""
+    seed: int = 0
+    """Seed of sampling, of the judge's left/right order and of the bootstrap."""
+    batch_size: int = 16
+    """Sequences per generate call."""
+    n_boot: int = 2000
+    """Bootstrap resamples (over prompts) for the 95% confidence intervals."""
+    report: Path | None = None
+    """Write an HTML report with figures to this file (its folder must exist)."""
+
+    def __post_init__(self) -> None:
+        for name in ("policy", "baseline", "prompts"):
+            if not getattr(self, name).strip():
+                raise PreflineError("expected a non-empty value", field=name)
+        parse_spec(self.judge)
+        for name in ("n_samples", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise PreflineError(f"expected an integer >= 1, got {getattr(self, name)}",
+                                    field=name)
+        if self.temperature < 0:
+            raise PreflineError(f"expected a temperature >= 0, got {self.temperature}",
+                                field="temperature")
+        if not 0.0 < self.top_p <= 1.0:
+            raise PreflineError(f"expected a number in (0, 1], got {self.top_p}", field="top_p")
+        if self.n_boot < 100:
+            raise PreflineError(f"expected at least 100 bootstrap resamples, got {self.n_boot}",
+                                field="n_boot")
+        for name in ("policy", "baseline", "reward"):
+            value = getattr(self, name)
+            if value and value.startswith(ARTIFACT) and not value[len(ARTIFACT):].isdigit():
+                raise PreflineError(f"expected artifact:<id>, got {value!r}", field=name)
