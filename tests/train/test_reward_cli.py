@@ -84,3 +84,9 @@ def test_bad_setting_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> No
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "learning_rate" in err and "prefline train reward --help" in err
+
+
+def test_shipped_reward_config_parses_and_validates() -> None:
+    path = Path(__file__).parents[2] / "configs" / "reward.toml"
+    cfg = config.load(RewardConfig, path, {"snapshot": "v1"}, command="train reward")
+    assert cfg.max_length == 256 and cfg.train.batch_size == 16 and cfg.snapshot == "v1"

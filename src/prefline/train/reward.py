@@ -61,7 +61,7 @@ class RewardConfig:
     """Prompt + response tokens; the prompt is cut from the left to fit."""
     heads: tuple[str, ...] = ("reward",)
     """Named reward heads, e.g. helpfulness,harmlessness; pairs with a criterion train its
-    head, ratings train the head of the same name."""
+    head, ratings train the head of the same name (one head: ratings of any criterion)."""
     head_weights: dict[str, float] = field(default_factory=dict)
     """Weight of each head in the combined reward (JSON object; missing heads weigh 1)."""
     thresholds: dict[str, float] = field(default_factory=dict)
