@@ -3,8 +3,6 @@ derived from :class:`PolicyEvalConfig`; the evaluation is recorded in the regist
 
 from __future__ import annotations
 
-import dataclasses
-
 import typer
 
 from prefline.cli.common import default_run_dir, eval_app, print_json
@@ -18,7 +16,7 @@ def _body(cfg: PolicyEvalConfig, ctx: Context, *, as_json: bool) -> None:
     from prefline.evaluate.policy import run  # torch and transformers: load only when running
 
     if ctx.run_dir is None:
-        ctx = dataclasses.replace(ctx, run_dir=default_run_dir("eval-policy"))
+        ctx = ctx.with_run_dir(default_run_dir("eval-policy"))
     result = run(cfg, ctx)
     art_id = record_result(ctx.store, result, cfg, name="policy-eval", actor="cli:eval-policy")
     if as_json:
