@@ -10,10 +10,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prefline.base.errors import PreflineError
-from prefline.formats.export import export_snapshot, write_jsonl
+from prefline.formats.jsonl import write_jsonl
 from prefline.formats.load import load_examples, load_pairs
+from prefline.store.context import Context, Store
+from prefline.store.export_stage import ExportConfig
+from prefline.store.export_stage import run as export_run
 from prefline.store.ingest import import_file
 from prefline.store.snapshots import create_snapshot
+
+
+def export_snapshot(out: Path, task: str, snapshot: int, db: str, style: str = "conversational",
+                    ) -> int:
+    """The export stage, as the CLI runs it."""
+    cfg = ExportConfig(out=str(out), task=task, snapshot=str(snapshot),  # type: ignore[arg-type]
+                       style=style)  # type: ignore[arg-type]
+    return export_run(cfg, Context(store=Store.open(db))).rows
 
 
 def read_jsonl(path: Path) -> list[dict[str, object]]:
@@ -33,13 +44,15 @@ def test_each_task_writes_its_trl_shape(sqlite_url: str, tmp_path: Path) -> None
     snap = create_snapshot(sqlite_url, ties="keep", test_fraction=0.0)
     out = tmp_path / "out.jsonl"
     export_snapshot(out, "dpo", snap.id, db=sqlite_url)
-    assert read_jsonl(out) == [{"prompt": [{"role": "user", "content": "q1"}],
-                                "chosen": [{"role": "assistant", "content": "a"}],
-                                "rejected": [{"role": "assistant", "content": "b"}]}]  # tie left out
+    assert read_jsonl(out)[0] == {"prompt": [{"role": "user", "content": "q1"}],
+                                  "chosen": [{"role": "assistant", "content": "a"}],
+                                  "rejected": [{"role": "assistant", "content": "b"}]}
     export_snapshot(out, "dpo", snap.id, db=sqlite_url, style="standard")
-    assert read_jsonl(out) == [{"prompt": "q1", "chosen": "a", "rejected": "b"}]
+    # the tie is left out; the ranking becomes the pair it implies (best first)
+    assert read_jsonl(out) == [{"prompt": "q1", "chosen": "a", "rejected": "b"},
+                               {"prompt": "q4", "chosen": "y", "rejected": "x"}]
     export_snapshot(out, "reward", snap.id, db=sqlite_url)
-    (row,) = read_jsonl(out)
+    row = read_jsonl(out)[0]
     assert row["chosen"] == [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a"}]
     export_snapshot(out, "kto", snap.id, db=sqlite_url, style="standard")
     assert sorted((r["prompt"], r["completion"], r["label"]) for r in read_jsonl(out)) == [
