@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 
@@ -23,8 +24,9 @@ def _losses(run: Path) -> list[float]:
     return [r["loss"] for r in rows if "loss" in r]
 
 
-def test_two_processes_equal_one_process_with_double_batch(tmp_path: Path,
-                                                           tiny_causal_dir: Path) -> None:
+@pytest.mark.parametrize("loss", ["sigmoid", "kto"])  # kto: z0 is reduced over processes
+def test_two_processes_equal_one_process_with_double_batch(tmp_path: Path, tiny_causal_dir: Path,
+                                                           loss: str) -> None:
     data = tmp_path / "pairs.jsonl"
     with data.open("w") as fh:
         for i in range(16):
@@ -32,8 +34,8 @@ def test_two_processes_equal_one_process_with_double_batch(tmp_path: Path,
                                  "chosen": "Yes, gladly. " * (1 + i % 2),
                                  "rejected": "no" + "!" * (i % 4)}) + "\n")
     common = ["-m", "prefline", "train", "dpo", "--data", str(data), "--model",
-              str(tiny_causal_dir), "--beta", "0.5", "--json", "lr=2e-3", "max_steps=3",
-              "precision=fp32", "warmup_ratio=0", "val_fraction=0", "test_fraction=0"]
+              str(tiny_causal_dir), "--beta", "0.5", "--loss", loss, "--json", "lr=2e-3",
+              "max_steps=3", "precision=fp32", "warmup_ratio=0", "val_fraction=0", "test_fraction=0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).parent / "torchrun"
     two = subprocess.Popen(
