@@ -9,11 +9,13 @@ prompts, seed and batch size always give the same outputs.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import Messages, as_messages, prompt_text
+from prefline.models.hub import load_causal_lm
 
 
 def load_policy(path: str | None, precision: str = "auto") -> tuple[Any, Any]:
@@ -21,8 +23,7 @@ def load_policy(path: str | None, precision: str = "auto") -> tuple[Any, Any]:
     embedded SmolLM2-135M-Instruct). ``precision`` auto|bf16|fp32: auto keeps bf16 *weights*
     on CPUs with native bf16 (no per-step weight casts, unlike autocast; see
     docs/benchmarks/generation.md)."""
-    from prefline.base.precision import resolve_precision
-    from prefline.models.hub import load_causal_lm
+    from prefline.base.precision import resolve_precision  # imports torch
 
     dtype = resolve_precision(precision) or "float32"
     return load_causal_lm(path, dtype=dtype)
@@ -46,8 +47,6 @@ def auto_threads() -> int:
     workers: measured here with ~10 runnable processes on 2 cores, a SmolLM2 decode step took
     3.4 s with 2 threads and 0.2 s with 1 (docs/benchmarks/generation.md).
     """
-    import os
-
     cores = os.cpu_count() or 1
     try:
         busy = os.getloadavg()[0]
