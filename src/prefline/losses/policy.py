@@ -139,7 +139,8 @@ def kto(pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor, beta: float = 0.1,
 
     ``pc``/``rc`` are the desirable examples (shape ``(D,)``), ``pr``/``rr`` the undesirable
     ones (shape ``(U,)``; D and U may differ or be 0). ``kl`` is the detached reference point
-    z0 (an estimate of KL(π‖π_ref), clamped at 0). Losses, shape ``(D+U,)``:
+    z0 (an estimate of KL(π‖π_ref), clamped at 0; :mod:`prefline.train.policy_tasks` says how
+    prefline estimates it). Losses, shape ``(D+U,)``:
     desirable ``w_d (1 - σ(β(Δ - z0)))``, undesirable ``w_u (1 - σ(β(z0 - Δ)))``.
     """
     lc, lr = _logratios(pc, pr, rc, rr)
@@ -161,7 +162,6 @@ LOSSES: dict[str, Callable[..., LossOutput]] = {
     "sigmoid": sigmoid, "ipo": ipo, "cdpo": cdpo, "robust": robust, "hinge": hinge,
     "simpo": simpo, "orpo": orpo, "kto": kto,
 }
-REFERENCE_FREE = frozenset({"simpo", "orpo"})
 _CONTEXT = ("chosen_lengths", "rejected_lengths", "kl")
 
 
