@@ -20,7 +20,7 @@ from prefline.models.tiny import tiny_tokenizer
 from prefline.train.dpo import run
 from prefline.train.policy_batch import EncodedSingle, PackedBatch, encode_unpaired
 from prefline.train.policy_config import DPOConfig
-from prefline.train.policy_data import kind_of
+from prefline.train.policy_data import policy_kind
 from prefline.train.policy_tasks import KTOTask, kto_metrics
 
 
@@ -143,7 +143,7 @@ def test_kto_on_a_mixed_snapshot_uses_thumbs_and_split_pairs(
     upgrade(sqlite_url)
     import_file(write_jsonl(tmp_path / "mixed.jsonl", mixed_rows()), sqlite_url)
     snap = create_snapshot(sqlite_url, "mixed", test_fraction=0.2)
-    kinds = Counter(kind_of(ex) for ex in snapshot_examples(snap.id, "train", sqlite_url))
+    kinds = Counter(policy_kind(ex) for ex in snapshot_examples(snap.id, "train", sqlite_url))
     assert kinds["binary"] and kinds["pairwise"] and kinds["rating"]  # the test needs all three
     main(["train", "dpo", "--snapshot", str(snap.id), "--loss", "kto", "--model",
           str(tiny_causal_dir), "--out", str(tmp_path / "run"), "--db", sqlite_url, "--json",

@@ -2,9 +2,10 @@
 
 Sources: a snapshot (its ``train`` split trains; its ``test`` split is the held-out set) or a
 file (any format ``prefline import`` reads). A file has no test split of its own, so one is
-cut with the rule a snapshot uses when it is made, :func:`prefline.base.splits.split_of`
-(``test_fraction`` of the prompts, seeded by ``train.seed``), as reward training does. The
-validation split ``val`` (held-out training metrics, early stopping) is carved from train with
+cut with the rule a snapshot uses when it is made (``test_fraction`` of the prompts, seeded
+by ``train.seed``), by the function reward training uses,
+:func:`prefline.train.reward_data.file_splits`. The validation split ``val`` (held-out
+training metrics, early stopping) is carved from train with
 :func:`prefline.base.splits.carve`, the same way reward training carves it.
 
 What each kind of feedback becomes:
@@ -16,7 +17,7 @@ pairwise          the pair                                   chosen desirable, r
 pairwise tie      ignored: no preference                     ignored: no preference
 ranking           its implied pairs (``ranking_pairs``)      its implied pairs, then split
 binary (thumbs)   ignored: no second response                the labelled response
-implicit→binary   ignored: no second response                the labelled response, weighted
+implicit          ignored: no second response                the labelled response, weighted
 rating            ignored: train a reward model on it        ignored: no desirability label
 ================  =========================================  ===============================
 
@@ -35,27 +36,21 @@ from typing import Any
 
 from prefline.base.errors import PreflineError
 from prefline.base.hashing import file_sha256
-from prefline.base.splits import carve, prompt_key_of, split_of
+from prefline.base.splits import carve
 from prefline.base.stage import Ref
-from prefline.formats.examples import (
-    PreferencePair,
-    RankingExample,
-    RatingExample,
-    UnpairedExample,
-)
+from prefline.formats.examples import PreferencePair, UnpairedExample
 from prefline.formats.load import load_examples, ranking_pairs
+from prefline.train.reward_data import file_splits, kind_of
 
 IGNORED_WHY = {
     ("dpo", "pairwise tie"): "a tie prefers neither response, so there is nothing to push apart",
     ("kto", "pairwise tie"): "a tie says neither response is better; neither is labelled",
     ("dpo", "binary"): "DPO needs two responses to compare; thumbs train KTO (loss=kto)",
-    ("dpo", "implicit→binary"): "a label mapped from an implicit signal is a thumbs label; "
-                                "thumbs train KTO (loss=kto)",
+    ("dpo", "implicit"): "a label mapped from an implicit signal is a thumbs label; thumbs "
+                         "train KTO (loss=kto)",
     ("dpo", "rating"): "DPO needs pairs; ratings train a reward model (prefline train reward)",
     ("kto", "rating"): "KTO needs a desirable/undesirable label; ratings train a reward model "
                        "(prefline train reward)",
-    ("dpo", "ranking (one response)"): "a ranking of one response implies no pair",
-    ("kto", "ranking (one response)"): "a ranking of one response implies no pair",
 }
 """Why a kind of record is left out, per trainer family (printed and recorded)."""
 
@@ -76,19 +71,12 @@ class FeedbackUse:
         return out
 
 
-def kind_of(example: object) -> str:
-    """A record's kind as the counts name it (``implicit→binary``: a label mapped from an
-    implicit signal at snapshot time)."""
-    if isinstance(example, PreferencePair):
-        return "pairwise tie" if example.tie else "pairwise"
-    if isinstance(example, RankingExample):
-        return "ranking" if len(example.responses) > 1 else "ranking (one response)"
-    if isinstance(example, RatingExample):
-        return "rating"
-    if isinstance(example, UnpairedExample):
-        source = str((example.meta or {}).get("source", ""))
-        return "implicit→binary" if source.startswith("implicit") else "binary"
-    return type(example).__name__
+def policy_kind(example: object) -> str:
+    """A record's kind as the counts name it: reward training's names
+    (:func:`prefline.train.reward_data.kind_of`; ``implicit`` = a thumbs label mapped from an
+    implicit signal at snapshot time), with ties apart, since they train no policy."""
+    kind = kind_of(example)
+    return "pairwise tie" if kind == "pairwise" and getattr(example, "tie", False) else kind
 
 
 def split_pair(pair: PreferencePair) -> list[UnpairedExample]:
@@ -106,7 +94,7 @@ def select(examples: Sequence[Any], kto: bool) -> tuple[list[Any], FeedbackUse]:
     ignored: Counter[str] = Counter()
     out: list[Any] = []
     for ex in examples:
-        kind = kind_of(ex)
+        kind = policy_kind(ex)
         if kind == "pairwise":
             out.extend(split_pair(ex) if kto else [ex])
             used["pairwise→split" if kto else "pairwise"] += 1
@@ -114,7 +102,7 @@ def select(examples: Sequence[Any], kto: bool) -> tuple[list[Any], FeedbackUse]:
             pairs = ranking_pairs(ex)
             out.extend([u for p in pairs for u in split_pair(p)] if kto else pairs)
             used["ranking→pairs→split" if kto else "ranking→pairs"] += 1
-        elif kto and kind in ("binary", "implicit→binary"):
+        elif kto and kind in ("binary", "implicit"):
             out.append(ex)
             used[kind] += 1
         else:
@@ -151,10 +139,7 @@ def _read(snapshot: str | None, data: str | None, db: str, test_fraction: float,
     if data is None:
         raise PreflineError("give a snapshot (--snapshot ID) or a file (--data FILE) to train "
                             "on", field="snapshot")
-    train: list[Any] = []
-    test: list[Any] = []
-    for ex in load_examples(data):
-        (test if split_of(prompt_key_of(ex), test_fraction, seed) == "test" else train).append(ex)
+    train, test = file_splits(load_examples(data), test_fraction, seed)
     digest = file_sha256(Path(data))
     return train, test, Ref("data", ref=digest), digest
 
