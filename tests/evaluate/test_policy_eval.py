@@ -29,15 +29,29 @@ CFG = PolicyEvalConfig(policy="a", baseline="b", n_samples=2, max_new_tokens=12,
                        n_boot=200)
 
 
+class NoisyProxy:
+    """Scores that differ in the last bits even for equal texts, as batched bf16 scoring does."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def score(self, prompt: object, responses: list[str]) -> list[float]:
+        self.calls += 1
+        return [1.0 + 1e-7 * (i + self.calls) for i in range(len(responses))]
+
+
 def test_a_policy_against_itself_ties_with_zero_kl() -> None:
     model = tiny_causal_lm(seed=0)
-    res = compare(model, model, PROMPTS, PrincipleJudge(), CFG)
+    stages: list[str] = []
+    res = compare(model, model, PROMPTS, PrincipleJudge(), CFG, NoisyProxy(),  # type: ignore[arg-type]
+                  on_stage=stages.append)
+    assert stages == ["sample policy", "sample baseline", "kl", "judge", "proxy reward"]
+    assert res.proxy is not None and res.proxy.win_rate == 0.5  # identical texts tie
     # same weights + same seed → identical samples → every comparison is a tie
     assert res.judge.win_rate == 0.5 and res.judge.ci == (0.5, 0.5) and res.judge.n == 8
     assert res.kl == pytest.approx(0.0, abs=1e-6)
     assert res.policy.refusal_rate["should_refuse"] is not None
     assert res.policy.mean_length_words == res.baseline.mean_length_words
-    assert res.proxy is None and res.to_json()["proxy"] is None
 
 
 def test_different_policies_have_positive_kl_and_a_report(tmp_path: Path) -> None:
@@ -81,6 +95,7 @@ def test_run_records_an_evaluation_with_typed_inputs(tiny_causal_dir: Path, tmp_
     ctx = Context(store=store, run_dir=tmp_path / "run", progress=Reporter(enabled=False))
     res = run(cfg, ctx)
     assert res.judge.win_rate == 0.5 and res.n_prompts == 2  # the same weights on both sides
+    assert res.proxy is None and res.to_json()["proxy"] is None
     assert res.path == tmp_path / "run" / "eval.json"
     assert json.loads(res.path.read_text())["judge"]["spec"] == "rules"
     art_id = record_result(store, res, cfg)

@@ -164,14 +164,16 @@ def stage_snapshot(cfg: DemoConfig, work: Path) -> tuple[dict[str, Any], list[st
 
 def stage_audit(cfg: DemoConfig, snapshot: dict[str, Any], work: Path) -> tuple[dict[str, Any], list[str]]:
     """Data-quality audit of the snapshot's feedback; full result JSON plus the HTML report."""
-    run = need("prefline.audit.run", "audit")
-    report = need("prefline.audit.report", "audit")
-    result = run.run_audit(cfg.db_url, snapshot=snapshot["id"])
-    (work / "audit.json").write_text(json.dumps(result, indent=2, default=str))
-    report.write_report(result, work / "audit.html")
+    audit = need("prefline.audit.run", "audit")
+    from prefline.base.progress import Reporter as Bars
+    from prefline.store.context import Context, Store
+
+    result = audit.run(audit.AuditConfig(snapshot=str(snapshot["id"]), report=work / "audit.html"),
+                       Context(store=Store.open(cfg.db_url), progress=Bars(enabled=False)))
+    (work / "audit.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
     keys = ("position_bias", "length_bias", "chosen_longer", "tie_rate", "cycles",
             "duplicates", "leakage")
-    return ({"metrics": {k: result["metrics"].get(k) for k in keys}},
+    return ({"metrics": {k: result.metrics.get(k) for k in keys}},
             ["audit/audit.json", "audit/audit.html"])
 
 
@@ -271,21 +273,26 @@ def stage_evaluate(cfg: DemoConfig, models: dict[str, Any], reward: dict[str, An
     policy_eval = need("prefline.evaluate.policy", "evaluate")
     judges = need("prefline.judges", "evaluate")
     from prefline.data import load_prompts
-    from prefline.models.reward import RewardModel
+    from prefline.evaluate.policy_config import PolicyEvalConfig
+    from prefline.formats.examples import as_messages
+    from prefline.generate.io import PromptRow
+    from prefline.generate.sampling import load_policy
+    from prefline.models.reward import load_reward_model
 
-    rows = pick_prompts(load_prompts("eval"), cfg.eval_prompts)
-    sampling = policy_eval.SamplingConfig(
+    rows = [PromptRow(r["id"], as_messages(r["prompt"]), r["category"])
+            for r in pick_prompts(load_prompts("eval"), cfg.eval_prompts)]
+    ecfg = PolicyEvalConfig(
+        policy=str(dpo_out["path"]), baseline=models["policy"] or "default", judge=JUDGE_SPEC,
         n_samples=cfg.eval_samples, max_new_tokens=cfg.eval_max_new_tokens,
         temperature=cfg.eval_temperature, seed=cfg.seed + 1, batch_size=cfg.gen_batch_size)
-    result = policy_eval.evaluate_policy(
-        dpo_out["path"], models["policy"], rows, judges.make_judge(JUDGE_SPEC),
-        RewardModel.load(reward["path"]), sampling=sampling,
-        progress=lambda stage, done, total: tick(stage))
-    (work / "eval.json").write_text(json.dumps(result, indent=2, default=str))
-    j = result["judge"]
-    return ({"judge_win_rate": j["win_rate"], "judge_win_rate_ci": j["ci"],
-             "proxy_win_rate": result.get("proxy", {}).get("win_rate"), "kl": result["kl"],
-             "prompts": len(rows), "target_met": result["verdict"]["target_met"]},
+    result = policy_eval.compare(
+        load_policy(str(dpo_out["path"]), "auto"), load_policy(models["policy"], "auto"), rows,
+        judges.make_judge(JUDGE_SPEC), ecfg, load_reward_model(reward["path"]), on_stage=tick)
+    (work / "eval.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
+    j = result.judge
+    return ({"judge_win_rate": j.win_rate, "judge_win_rate_ci": list(j.ci),
+             "proxy_win_rate": result.proxy.win_rate if result.proxy else None,
+             "kl": result.kl, "prompts": len(rows), "target_met": result.verdict.target_met},
             ["evaluate/eval.json"])
 
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from prefline.base.errors import PreflineError
-from prefline.base.progress import StepProgress
 from prefline.base.stage import Ref
 from prefline.evaluate.policy_config import ARTIFACT, PolicyEvalConfig
 from prefline.evaluate.policy_metrics import (
@@ -79,7 +78,9 @@ def run(cfg: PolicyEvalConfig, ctx: Context) -> PolicyEvalResult:
         inputs.append(reward_ref)
     judge = make_judge(cfg.judge)
     with ctx.progress.bar(len(STAGES) - (proxy is None), "evaluating") as bar:
-        result = compare(_load(policy, ctx), _load(baseline, ctx), rows, judge, cfg, proxy, bar)
+        result = compare(_load(policy, ctx), _load(baseline, ctx), rows, judge, cfg, proxy,
+                         on_stage=lambda name: bar.set(STAGES.index(name),
+                                                       description=f"evaluating: {name}"))
     path = ctx.require_run_dir() / "eval.json" if ctx.run_dir is not None else None
     result = dataclasses.replace(result, inputs=tuple(inputs), path=path)
     if result.path is not None:
@@ -90,15 +91,17 @@ def run(cfg: PolicyEvalConfig, ctx: Context) -> PolicyEvalResult:
 
 
 def compare(a: Model, b: Model, rows: Sequence[PromptRow], judge: Judge, cfg: PolicyEvalConfig,
-            proxy: Scorer | None = None, bar: StepProgress | None = None) -> PolicyEvalResult:
+            proxy: Scorer | None = None,
+            on_stage: Callable[[str], None] | None = None) -> PolicyEvalResult:
     """A (``a``) against B (``b``) on ``rows`` with loaded models: the evaluation without
-    lineage. ``proxy`` is anything with ``score(prompt, responses) -> list[float]``."""
+    lineage. ``proxy`` is anything with ``score(prompt, responses) -> list[float]``;
+    ``on_stage`` is called with each name in :data:`STAGES` as it starts."""
     if not rows:
         raise PreflineError("the evaluation needs at least one prompt", field="prompts")
 
     def stage(i: int) -> None:
-        if bar is not None:
-            bar.set(i, description=f"evaluating: {STAGES[i]}")
+        if on_stage is not None:
+            on_stage(STAGES[i])
 
     texts = [r.prompt for r in rows]
     gen: dict[str, Any] = {"n": cfg.n_samples, "max_new_tokens": cfg.max_new_tokens,
@@ -219,6 +222,7 @@ def _proxy_pairs(reward: Any, rows: Sequence[PromptRow], resp_a: list[list[str]]
         a_r, b_r = r[:len(ra)], r[len(ra):]
         rewards_a += a_r
         rewards_b += b_r
-        scores.append([1.0 if x > y else 0.0 if x < y else 0.5
-                       for x, y in zip(a_r, b_r, strict=True)])
+        # Identical texts tie: batched (bf16) scoring can differ in the last bits for them.
+        scores.append([0.5 if ta == tb else 1.0 if x > y else 0.0 if x < y else 0.5
+                       for ta, tb, x, y in zip(ra, rb, a_r, b_r, strict=True)])
     return scores, rewards_a, rewards_b
