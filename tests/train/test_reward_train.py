@@ -232,7 +232,9 @@ def test_bad_inputs_are_clear_errors(tiny_encoder_dir: Path, tmp_path: Path,
         config.build(RewardConfig, {"data": "x", "learning_rate": "1"}, command="train reward")
     assert exc.value.field == "learning_rate"
     with pytest.raises(PreflineError, match="exactly one of"):
-        RewardConfig()
+        RewardConfig(data="x", snapshot="1")
+    with pytest.raises(PreflineError, match="exactly one of"):  # neither: refused by run()
+        run(RewardConfig(), _ctx(sqlite_url, tmp_path / "z"))
     with pytest.raises(PreflineError, match="expected int") as exc:
         config.build(RewardConfig, {"data": "x", "epochs": "many"})
     assert exc.value.field == "train.epochs"

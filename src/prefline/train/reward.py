@@ -101,7 +101,9 @@ class RewardConfig:
     """Engine settings (optimiser, schedule, batches, precision, seed, early stopping)."""
 
     def __post_init__(self) -> None:
-        if (self.data is None) == (self.snapshot is None):
+        # Neither is allowed here (so the config nests, e.g. in the demo's, and `config show`
+        # works); run() refuses it before any model loads.
+        if self.data is not None and self.snapshot is not None:
             raise PreflineError("give exactly one of snapshot or data", field="snapshot")
         for name in ("val_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 0.5:
