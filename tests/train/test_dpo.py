@@ -3,6 +3,7 @@ resume, reference cache, LoRA export, what each kind of feedback becomes, and th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import typing
 from collections.abc import Iterator
@@ -143,6 +144,10 @@ def test_bad_config_fails_before_loading_anything(tmp_path: Path) -> None:
     with pytest.raises(PreflineError, match="give a snapshot") as err:
         run(DPOConfig(model=str(tmp_path / "no-such-model")), context(tmp_path / "run"))
     assert err.value.field == "snapshot"
+    on_gpu = dataclasses.replace(context(tmp_path / "run"), device="cuda")
+    with pytest.raises(PreflineError, match="runs on the CPU") as err:
+        run(DPOConfig(data="x.jsonl"), on_gpu)
+    assert err.value.field == "device"
 
 
 def test_dpo_uses_pairs_and_rankings_and_says_why_it_ignores_the_rest(tmp_path: Path) -> None:

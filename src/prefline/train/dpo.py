@@ -90,7 +90,14 @@ class DPOResult(StageResult):
 
 
 def run(cfg: DPOConfig, ctx: Context) -> DPOResult:
-    """Read the data (failing before any model loads), load the policy, train, export."""
+    """Read the data (failing before any model loads), load the policy, train, export.
+
+    Training runs on the CPU (``ctx.device`` auto means the CPU here); the GPU path of this
+    stage is not written yet, so asking for CUDA is refused rather than ignored.
+    """
+    if ctx.device.startswith("cuda"):
+        raise PreflineError("policy training runs on the CPU in this version; use --device "
+                            "cpu or auto", field="device")
     data = load_policy_data(snapshot=cfg.snapshot, data=cfg.data, db=ctx.db, kto=cfg.kto,
                             val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                             seed=cfg.train.seed)
@@ -112,17 +119,11 @@ def _with_lora(cfg: DPOConfig, lm: Any) -> Any:
 
 def _encode(cfg: DPOConfig, examples: list[Any], tok: Any, required: bool,
             ) -> tuple[Encoded, EncodeReport]:
-    """Token ids for one split; an empty or wholly unusable val/held-out split is empty."""
-    if not examples and not required:
-        return [], EncodeReport()
-    try:
-        if cfg.kto:
-            return encode_unpaired(examples, tok, cfg.max_length, seed=cfg.train.seed)
-        return encode_pairs(examples, tok, cfg.max_length)
-    except PreflineError:
-        if required:
-            raise
-        return [], EncodeReport()
+    """Token ids for one split; a val or held-out split may come back empty."""
+    if cfg.kto:
+        return encode_unpaired(examples, tok, cfg.max_length, seed=cfg.train.seed,
+                               required=required)
+    return encode_pairs(examples, tok, cfg.max_length, required=required)
 
 
 def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, sets: list[Encoded], pad_id: int,

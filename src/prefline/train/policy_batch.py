@@ -87,12 +87,12 @@ class EncodeReport:
         if sum(self.skipped.values()) <= 3:  # name the first few so they can be fixed
             self.notes.append(f"skipped {where}: {why}")
 
-    def finish(self, what: str, max_length: int) -> None:
+    def finish(self, what: str, max_length: int, required: bool) -> None:
         if self.truncated_prompts or self.truncated_responses:
             self.notes.append(
                 f"{self.truncated_prompts} prompts truncated from the left and "
                 f"{self.truncated_responses} {what}' responses cut to fit max_length={max_length}")
-        if not self.examples:
+        if not self.examples and required:
             reason = self.notes[0] if self.notes else f"no {what} given"
             raise PreflineError(f"no usable {what} ({reason})")
 
@@ -157,11 +157,12 @@ def _unusable_pair(pair: PreferencePair) -> str | None:
 
 
 def encode_pairs(pairs: Sequence[PreferencePair], tokenizer: Any, max_length: int,
-                 ) -> tuple[list[EncodedPair], EncodeReport]:
+                 required: bool = True) -> tuple[list[EncodedPair], EncodeReport]:
     """Token ids for every pair; ``max_length`` bounds prompt + the longer response (tokens).
 
     Ties, empty prompts or responses and identical chosen/rejected teach nothing: they are
-    skipped, counted and named in ``report``; only a set with no usable pair raises.
+    skipped, counted and named in ``report``; a set with no usable pair raises when
+    ``required`` (a training split), else comes back empty (a val or held-out split).
     """
     _check_length(max_length)
     report = EncodeReport()
@@ -178,12 +179,13 @@ def encode_pairs(pairs: Sequence[PreferencePair], tokenizer: Any, max_length: in
                             _response_ids(tokenizer, pair.rejected), max_length, report)
         out.append(EncodedPair(tuple(p), tuple(c), tuple(r), index=len(out)))
     report.examples = len(out)
-    report.finish("preference pairs", max_length)
+    report.finish("preference pairs", max_length, required)
     return out, report
 
 
 def encode_unpaired(examples: Sequence[UnpairedExample], tokenizer: Any, max_length: int,
-                    seed: int = 0) -> tuple[list[EncodedSingle], EncodeReport]:
+                    seed: int = 0, required: bool = True,
+                    ) -> tuple[list[EncodedSingle], EncodeReport]:
     """Token ids for KTO examples, each with a fixed partner completion.
 
     The partner of an example is the completion of the next example, in a seeded shuffle,
@@ -191,6 +193,7 @@ def encode_unpaired(examples: Sequence[UnpairedExample], tokenizer: Any, max_len
     a mismatched (prompt, completion) pair, as in the KTO paper and TRL's KTOTrainer. Fixing
     it here, rather than per batch, lets its reference log-prob be computed once and cached.
     An example's ``meta["weight"]`` (labels mapped from implicit signals) scales its loss.
+    Skips and ``required`` as for :func:`encode_pairs`.
     """
     _check_length(max_length)
     report = EncodeReport()
@@ -211,7 +214,7 @@ def encode_unpaired(examples: Sequence[UnpairedExample], tokenizer: Any, max_len
                          index=k)
            for k, (ex, p, c) in enumerate(kept)]
     report.examples = len(out)
-    report.finish("KTO examples", max_length)
+    report.finish("KTO examples", max_length, required)
     return out, report
 
 
