@@ -243,3 +243,11 @@ def test_cli_settings_precedence_config_then_overrides_then_flags(
     assert art is not None
     assert art.config["loss"] == "ipo" and art.config["beta"] == 0.6
     assert art.config["train"]["lr"] == 0.002 and art.config["train"]["max_steps"] == 1
+
+
+@pytest.mark.parametrize("name", ["dpo-lora", "dpo-full"])
+def test_shipped_configs_parse_and_validate(name: str) -> None:
+    path = Path(__file__).parents[2] / "configs" / f"{name}.toml"
+    cfg = config_system.load(DPOConfig, path, command="train dpo")
+    assert cfg.lora == (name == "dpo-lora") and cfg.snapshot is None and cfg.data is None
+    assert cfg.train.lr == (2e-4 if cfg.lora else 1e-6)
