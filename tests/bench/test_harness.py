@@ -32,11 +32,14 @@ def test_sides_are_interleaved_repetition_by_repetition() -> None:
         (1, "prefline"), (1, "peer"), (1, "peer-fastest"),
         (2, "prefline"), (2, "peer"), (2, "peer-fastest")]
     assert harness.sides(FAKE, None) == harness.sides(FAKE, "none") == [Side("prefline")]
+    assert harness.sides(FAKE, "peer:fastest") == [Side("prefline"), Side("peer", "fastest")]
 
 
-def test_unknown_peer_is_rejected() -> None:
+def test_unknown_peer_or_setting_is_rejected() -> None:
     with pytest.raises(PreflineError, match=r"field 'against'.*no peer 'vllm'"):
         harness.sides(FAKE, "vllm")
+    with pytest.raises(PreflineError, match=r"field 'against'.*no setting 'turbo'"):
+        harness.sides(FAKE, "peer:turbo")
 
 
 def test_summaries_are_median_min_max_of_every_common_numeric_leaf() -> None:

@@ -9,7 +9,8 @@ Whatever a benchmark measures, it is measured the same way:
 - Repetitions are interleaved (prefline, peer, prefline, peer, ...): a change in machine
   load during the benchmark then hits every side alike instead of one side's whole block.
 - The parent writes the workload (pairs, splits, generated records) once into a folder that
-  every run reads, so all sides see identical data and batches.
+  every run reads, so all sides see identical data with the same batch size (and, where the
+  benchmark arranges it, identical batches: DPO trains every step on the same pairs).
 - Every numeric result is reported as the median with min and max over the repetitions;
   ratios compare medians.
 - Machine facts go into the same JSON: cores, torch threads, CPU model, bf16 and fp32 matmul
@@ -43,6 +44,9 @@ OFFLINE_ENV = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
 HH_NAME = "hh-rlhf-harmless-base-test.first800.jsonl.gz"
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
+
+PEAK_SIZE = 2048
+"""Side of the square matmuls whose best time gives the machine's peak TFLOP/s."""
 
 RunSide = Callable[[str, str, Any, Path, Path], dict[str, Any]]
 
@@ -85,15 +89,21 @@ class Benchmark:
 # ----- plan and statistics -------------------------------------------------------------------
 
 def sides(bench: Benchmark, against: str | None) -> list[Side]:
-    """prefline, then each setting of the peer ``against`` (None or "none": prefline only)."""
+    """prefline, then each setting of the peer ``against`` (None or "none": prefline only);
+    ``peer:setting`` (e.g. ``trl:fastest``) runs the peer in that one setting."""
     out = [Side("prefline")]
     if against in (None, "none"):
         return out
-    if against not in bench.peers:
+    peer, _, setting = against.partition(":")
+    if peer not in bench.peers:
         known = ", ".join([*bench.peers, "none"])
-        raise PreflineError(f"bench {bench.name} has no peer {against!r}; expected one of "
+        raise PreflineError(f"bench {bench.name} has no peer {peer!r}; expected one of "
                             f"{known}", field="against")
-    return out + [Side(against, s) for s in bench.peers[against]]
+    settings = bench.peers[peer]
+    if setting and setting not in settings:
+        raise PreflineError(f"peer {peer} has no setting {setting!r}; expected one of "
+                            f"{', '.join(settings)}", field="against")
+    return out + [Side(peer, s) for s in ((setting,) if setting else settings)]
 
 
 def schedule(contestants: Sequence[Side], reps: int) -> list[tuple[int, Side]]:
@@ -127,10 +137,12 @@ def summarise_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, flo
 
 # ----- machine facts -------------------------------------------------------------------------
 
-def matmul_peak_tflops(dtype: str, size: int = 2048, reps: int = 3) -> float:
-    """Best observed TFLOP/s of a square ``dtype`` matmul (bfloat16 | float32)."""
+def matmul_peak_tflops(dtype: str, size: int | None = None, reps: int = 3) -> float:
+    """Best observed TFLOP/s of a square ``dtype`` matmul (bfloat16 | float32) of side
+    ``size`` (default :data:`PEAK_SIZE`)."""
     import torch
 
+    size = size or PEAK_SIZE
     a = torch.randn(size, size, dtype=getattr(torch, dtype))
     b = torch.randn(size, size, dtype=getattr(torch, dtype))
     a @ b  # warm-up: kernel selection and page faults
@@ -393,11 +405,11 @@ def render(result: Mapping[str, Any]) -> str:
              f"load {m['load_avg_start'][0]} -> {m['load_avg_end'][0]}, others' CPU share "
              f"{m['others_cpu_share']:.0%}{' (BUSY)' if m['busy'] else ''}"]
     metrics = list(dict.fromkeys(k for s in result["sides"].values() for k in s["metrics"]))
-    width = max(len(k) for k in metrics) if metrics else 6
-    lines.append(f"{'metric':<{width}}  " + "  ".join(f"{x:<30}" for x in labels))
-    for key in metrics:
-        cells = [_cell(result["sides"][x]["metrics"].get(key)) for x in labels]
-        lines.append(f"{key:<{width}}  " + "  ".join(f"{c:<30}" for c in cells))
+    rows = [["metric", *labels]] + [
+        [key, *(_cell(result["sides"][x]["metrics"].get(key)) for x in labels)] for key in metrics]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows]
     for label, row in result["comparisons"].items():
         lines.append(f"prefline vs {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
     for key, t in result["targets"].items():

@@ -4,7 +4,8 @@ Both sides train the same backbone (default: the embedded all-MiniLM-L6-v2) on t
 prompt-grouped train split, written once by the parent, with the same epochs, batch size,
 learning rate and max length. pairs/s counts training pairs processed per second of the
 training loop only (model loading and tokenisation excluded on both sides); accuracy is on
-the same held-out split.
+the same held-out split. Each trainer shuffles the same train pairs in its own seeded order;
+pairs/s covers the whole epoch, so both sides do the same total work.
 
 TRL runs twice per repetition: in its defaults (bf16 autocast, gradient checkpointing on) and
 in its fastest setting here, fp32 without gradient checkpointing (at MiniLM's size

@@ -35,7 +35,8 @@ def _shared(peer: str | None) -> list[inspect.Parameter]:
     if peer:
         specs.insert(0, ("against", Annotated[str, typer.Option(
             "--against", help=f"Peer to run against: {peer} (its default and its fastest "
-                              "setting) | none (prefline only).")], peer))
+                              f"setting), {peer}:default or {peer}:fastest (one of them), or "
+                              "none (prefline only).")], peer))
     return [inspect.Parameter(n, _KW, default=d, annotation=h) for n, h, d in specs]
 
 
