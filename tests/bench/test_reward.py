@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_smoke import check_shape, run_json  # noqa: E402
 
 
-def test_bench_reward_against_trl_runs_every_side(tiny_encoder_dir: Path, pairs_file: Path,
+def test_bench_reward_against_trl_fastest(tiny_encoder_dir: Path, pairs_file: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """One epoch over the same prompt-grouped train split on both sides; the real
     RewardTrainer trains and evaluates, so a TRL API change fails here. One TRL setting
