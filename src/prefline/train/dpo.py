@@ -100,7 +100,7 @@ def run(cfg: DPOConfig, ctx: Context) -> DPOResult:
                             "cpu or auto", field="device")
     data = load_policy_data(snapshot=cfg.snapshot, data=cfg.data, db=ctx.db, kto=cfg.kto,
                             val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                            seed=cfg.train.seed)
+                            seed=cfg.train.seed, pairs=cfg.pairs)
     from prefline.models.hub import load_causal_lm
 
     lm, tok = load_causal_lm(cfg.model)

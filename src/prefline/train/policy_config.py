@@ -61,6 +61,10 @@ class DPOConfig:
     """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
     lora_dropout: float = 0.0
     """Dropout on the LoRA input."""
+    pairs: Literal["all", "best_vs_worst"] = "all"
+    """all: every decisive pair trains; best_vs_worst: one pair per prompt, the one whose
+    chosen response won the most of the prompt's comparisons and whose rejected one won the
+    fewest (the clearest signal per step when K candidates were judged pairwise). DPO only."""
     val_fraction: float = 0.1
     """Share of the training prompts carved out as the val split (grouped by prompt, as in
     reward training): held-out training metrics, early stopping and the best checkpoint."""
@@ -101,6 +105,9 @@ class DPOConfig:
             raise PreflineError("export=adapter needs --lora", field="export")
         if self.rpo_alpha < 0:
             raise PreflineError("rpo_alpha must be 0 or more", field="rpo_alpha")
+        if self.pairs != "all" and self.loss == "kto":
+            raise PreflineError("pairs=best_vs_worst selects pairs; kto trains on single "
+                                "responses", field="pairs")
         if self.rpo_alpha and self.loss == "kto":
             raise PreflineError("rpo_alpha applies to paired losses, not kto", field="rpo_alpha")
 
