@@ -81,3 +81,21 @@ def test_one_prompt_reader_for_generate_and_eval(tmp_path: Path) -> None:
         read_prompt_rows(tmp_path / "missing.jsonl")
     with pytest.raises(PreflineError, match="unknown prompt split 'dev'"):
         read_prompt_rows("bundled:dev")
+
+
+def test_device_placement_follows_the_context(tiny) -> None:  # type: ignore[no-untyped-def]
+    """``auto`` picks CUDA when present, else the CPU; asking for CUDA without it is an error
+    naming the device setting, not a silent fall-back."""
+    import torch
+
+    from prefline.generate.sampling import place_on_device
+
+    model, _ = tiny
+    cuda = torch.cuda.is_available()
+    assert next(place_on_device(model, "auto").parameters()).device.type == ("cuda" if cuda else "cpu")
+    if cuda:
+        assert next(place_on_device(model, "cuda").parameters()).device.type == "cuda"
+    else:
+        with pytest.raises(PreflineError, match="field 'device'"):
+            place_on_device(model, "cuda")
+    place_on_device(model, "cpu")
