@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from prefline.base.errors import PreflineError
 from prefline.cli import main
 from prefline.demo.cache import StageCache
-from prefline.demo.pipeline import STAGES, need
+from prefline.demo.pipeline import STAGES, demo_store
 from prefline.demo.report import SUMMARY_KEYS
+from prefline.registry import lineage_tree
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -37,8 +35,15 @@ def test_demo_quick_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
     eval_json = json.loads((out / "evaluate" / "eval.json").read_text())
     assert eval_json["n_prompts"] == 7 and 0.0 <= summary["judge_win_rate"] <= 1.0
     lineage = json.loads((out / "register" / "lineage.json").read_text())
-    assert [a["kind"] for a in lineage][:2] == ["evaluation", "policy"]
-    assert lineage[-1]["snapshot_hash"] == summary["snapshot_hash"]
+    assert [a["kind"] for a in lineage] == ["evaluation", "policy", "reward_model"]
+    # A graph, not a chain: the policy was trained on the snapshot and the base model only;
+    # the evaluation used the policy, the reference, the judge and the reward model.
+    tree = lineage_tree(lineage[0]["id"], demo_store(out))
+    roles = {edge["role"] for edge in tree["inputs"]}
+    assert roles == {"policy", "reference_model", "judge", "reward_model"}
+    policy = next(e for e in tree["inputs"] if e["role"] == "policy")
+    assert {e["role"] for e in policy["artifact"]["inputs"]} == {"snapshot", "base_model"}
+    assert lineage[1]["snapshot_hash"] == summary["snapshot_hash"]
     html = (out / "report" / "index.html").read_text()
     assert "Quick mode" in html and summary["snapshot_hash"][:12] in html
     pngs = sorted((out / "report" / "img").glob("*.png"))
@@ -65,7 +70,3 @@ def test_a_changed_setting_reruns_only_downstream_stages(tmp_path: Path) -> None
     b = cache.run("b", {"dep": a.output_hash, "y": 2}, lambda w: stage("b", 3))
     assert a.reused and not b.reused and calls == ["a", "b", "b"]
 
-
-def test_a_missing_module_fails_its_stage_loudly() -> None:
-    with pytest.raises(PreflineError, match="stage dpo unavailable: module prefline.nope missing"):
-        need("prefline.nope", "dpo")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from prefline import __version__
+from prefline.base import VERSION as __version__
 from prefline.registry import clear_code_version_cache, code_version, get_artifact, record
 from prefline.registry import version as version_mod
 

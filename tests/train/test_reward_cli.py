@@ -10,7 +10,7 @@ import pytest
 
 from prefline.base import config
 from prefline.cli import main
-from prefline.train.reward import RewardConfig
+from prefline.train.reward_config import RewardConfig
 
 
 def _help(*args: str) -> str:

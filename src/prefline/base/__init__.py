@@ -2,3 +2,6 @@
 
 Nothing here imports from any other prefline package (an import-linter contract holds it).
 """
+
+VERSION = "0.1.0"
+"""The package version (``prefline.__version__``); keep equal to pyproject.toml's."""

@@ -319,11 +319,11 @@ def read_file(path: str | Path) -> dict[str, Any]:
 
 
 def load(cls: type, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
-         *, command: str | None = None, section: str | None = None) -> Any:
-    """Defaults → file (``[section]`` table if given and present) → overrides, merged first
-    and validated once, so a rule across settings (e.g. exactly one data source, one from
-    the file and one from a flag) sees them all. An error in a value that came from the
-    file names the file."""
+         *, command: str | None = None, section: str | None = None, base: Any = None) -> Any:
+    """Defaults (or ``base``, a preset instance of ``cls``) → file (``[section]`` table if
+    given and present) → overrides, merged first and validated once, so a rule across
+    settings (e.g. exactly one data source, one from the file and one from a flag) sees them
+    all. An error in a value that came from the file names the file."""
     from_file: dict[tuple[str, ...], Any] = {}
     if path is not None:
         data = read_file(path)
@@ -335,7 +335,7 @@ def load(cls: type, path: str | Path | None = None, overrides: Mapping[str, Any]
             raise PreflineError(exc.message, path=str(path), field=exc.field) from None
     given = _updates(cls, overrides or {}, command)
     try:
-        return _assemble(cls, None, {**from_file, **given})
+        return _assemble(cls, base, {**from_file, **given})
     except PreflineError as exc:
         found = setting_index(cls).get(exc.field or "")
         if path is not None and found is not None and found.path in from_file \

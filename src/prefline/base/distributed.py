@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-import torch.distributed as dist
-
 
 def world_size() -> int:
     """Processes in the job (1 when not launched by torchrun)."""
@@ -27,6 +24,11 @@ def init_distributed() -> tuple[int, int]:
     world = world_size()
     if world <= 1:
         return 0, 1
+    # torch is imported here, not at the top: the CLI asks rank() at start-up and must not
+    # pay for torch before a stage needs it.
+    import torch
+    import torch.distributed as dist
+
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
         dist.init_process_group(backend)
@@ -35,5 +37,8 @@ def init_distributed() -> tuple[int, int]:
 
 def barrier() -> None:
     """Wait for every rank (no-op in a single process)."""
-    if world_size() > 1 and dist.is_initialized():
-        dist.barrier()
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()

@@ -3,86 +3,57 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-from prefline.cli.common import JsonOption, print_json
-from prefline.demo.pipeline import Reporter
+from prefline.cli.common import print_json
+from prefline.cli.options import stage_command
+from prefline.demo.config import DemoConfig, quick_config
+from prefline.store.context import Context
+
+DEFAULT_OUT = "prefline-demo"
+
+
+def _body(cfg: DemoConfig, ctx: Context, *, as_json: bool) -> None:
+    from rich.console import Console
+
+    from prefline.demo.pipeline import run
+    from prefline.demo.report import write_report
+
+    if ctx.run_dir is None:
+        ctx = ctx.with_run_dir(DEFAULT_OUT)
+    console = Console(stderr=True)
+    result = run(cfg, ctx, StageLines(console))
+    summary = write_report(cfg, result)
+    if as_json:
+        print_json(summary)
+        return
+    _print(summary, result.out, console)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo_cmd)
+    stage_command(
+        "demo", DemoConfig, _body, app=app, command="demo", db_option=False,
+        preset=lambda cfg: quick_config() if cfg.quick else None,
+        out_help=f"Folder for everything the demo writes, its own store too (default: "
+                 f"./{DEFAULT_OUT}). Re-running with the same folder reuses finished stages.",
+        help="Generate → judge → store → snapshot → audit → reward model → DPO → evaluate → "
+             "report, on the embedded defaults, offline. --quick: tiny random models and a few "
+             "prompts (every stage in under 2 minutes; its numbers mean nothing).")
 
 
-def demo_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo writes (its own store too).")] = Path("prefline-demo"),
-    quick: Annotated[bool, typer.Option("--quick", help="Tiny random models and a few prompts: checks every stage in < 2 min.")] = False,
-    json_out: JsonOption = False,
-) -> None:
-    """Generate → judge → store → snapshot → audit → reward model → DPO → evaluate → report.
-
-    Re-running with the same --out reuses every finished stage.
-    """
-    from rich.console import Console
-
-    from prefline.demo.config import full_config, quick_config
-    from prefline.demo.pipeline import run_demo
-    from prefline.demo.report import write_report
-
-    cfg = quick_config(str(out)) if quick else full_config(str(out))
-    console = Console(stderr=True)
-    stages = run_demo(cfg, RichReporter(console))
-    summary = write_report(cfg, stages)
-    if json_out:
-        print_json(summary)
-        return
-    _print(summary, cfg.out_dir, console)
-
-
-class RichReporter(Reporter):
-    """One line per stage (ran / reused, seconds) and a bar for long loops inside a stage."""
+class StageLines:
+    """One line per stage on stderr: ran or reused, and how long it took."""
 
     def __init__(self, console: Any) -> None:
         self.console = console
-        self.progress: Any = None
-        self.task: Any = None
-        self.decile = -1
 
     def start(self, stage: str) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.progress = Progress(TextColumn(f"[bold]{stage:<9}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                                 console=self.console, transient=True)
-        self.task = self.progress.add_task(stage, total=None, info="")
-        self.decile = -1
-        self.progress.start()
-
-    def tick(self, done: int, total: int) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=done, total=total)
-        # Logs (no terminal) get a line per ~10% instead of a live bar.
-        decile = done * 10 // total if total else 0
-        if not self.console.is_terminal and decile != self.decile:
-            self.decile = decile
-            self.console.print(f"  {done}/{total}")
-
-    def note(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, info=text)
+        self.console.print(f"[bold]{stage:<9}[/bold] ...", end="\r")
 
     def end(self, result: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-        how = "[dim]reused[/dim]" if result.reused else "[green]done[/green]"
+        how = "[dim]reused[/dim]" if result.reused else "[green]done[/green]  "
         self.console.print(f"{result.name:<9} {how}  {result.seconds:7.1f}s")
 
 

@@ -108,7 +108,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _common(out_help: str | None) -> list[inspect.Parameter]:
+def _common(out_help: str | None, db_option: bool = True) -> list[inspect.Parameter]:
     kw = inspect.Parameter.KEYWORD_ONLY
     specs: list[tuple[str, Any, Any]] = [
         ("config_file", Annotated[str | None, typer.Option(
@@ -123,6 +123,8 @@ def _common(out_help: str | None) -> list[inspect.Parameter]:
         ("as_json", Annotated[bool, typer.Option(
             "--json", help="Print machine-readable JSON (and no progress bars).")], False),
     ]
+    if not db_option:
+        specs = [spec for spec in specs if spec[0] != "db"]
     if out_help:
         specs.insert(0, ("out", Annotated[str | None, typer.Option("--out", help=out_help)],
                          None))
@@ -134,14 +136,18 @@ def stage_command(stage: str, cls: type, body: Body, *, app: typer.Typer,
                   out_help: str | None = None, extra: list[inspect.Parameter] | None = None,
                   skip: tuple[str, ...] = (),
                   flags: dict[str, tuple[str, ...]] | None = None,
-                  positional: tuple[str, ...] = ()) -> None:
+                  positional: tuple[str, ...] = (),
+                  preset: Callable[[Any], Any] | None = None, db_option: bool = True) -> None:
     """Add the command for one stage to ``app`` and record it in :data:`STAGE_COMMANDS`.
 
     ``command`` is the full command as typed (``"train dpo"``); its last word is the name
     in ``app``. ``body(cfg, ctx, as_json=..., **extra_values)`` does the work: call the
     stage's ``run``, record the result, print. ``extra`` parameters (e.g. a positional
     path) are passed to ``body`` by name. ``positional`` names config settings taken as
-    positional arguments instead of options (e.g. ``prefline import PATH``).
+    positional arguments instead of options (e.g. ``prefline import PATH``). ``preset(cfg)``
+    may return a preset config that the file and flags are then applied onto instead of the
+    defaults (e.g. the demo's ``--quick`` sizes). ``db_option=False`` drops ``--db`` for a
+    stage that keeps its own store (the demo).
     """
     extra = extra or []
     settings = setting_params(cls, skip + positional, flags)
@@ -155,7 +161,11 @@ def stage_command(stage: str, cls: type, body: Body, *, app: typer.Typer,
                  if k in dests and v is not None}
         overrides = {**parse_overrides(ctx.args), **flags, **given}
         cfg = config.load(cls, kw["config_file"], overrides, command=command, section=section)
-        run_ctx = make_context(cfg, db=kw["db"], out=kw.get("out"), device=kw["device"],
+        start = preset(cfg) if preset is not None else None
+        if start is not None:
+            cfg = config.load(cls, kw["config_file"], overrides, command=command,
+                              section=section, base=start)
+        run_ctx = make_context(cfg, db=kw.get("db"), out=kw.get("out"), device=kw["device"],
                                quiet=kw["as_json"])
         body(cfg, run_ctx, as_json=kw["as_json"], **picked)
 
@@ -163,7 +173,7 @@ def stage_command(stage: str, cls: type, body: Body, *, app: typer.Typer,
                                   annotation=typer.Context)
     extra_params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in extra]
     callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [ctx_param, *args, *extra_params, *settings, *_common(out_help)])
+        [ctx_param, *args, *extra_params, *settings, *_common(out_help, db_option)])
     callback.__doc__ = (f"{help}\n\nEvery setting can also come from --config FILE (TOML/YAML/"
                         f"JSON) or as trailing key=value; `prefline config show {stage}` prints "
                         "the effective settings.")

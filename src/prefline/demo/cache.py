@@ -22,7 +22,9 @@ from prefline.base.hashing import content_hash
 
 
 @dataclass
-class StageResult:
+class CachedStage:
+    """One demo step's outputs, whether it ran now or was reused from its manifest."""
+
     name: str
     outputs: dict[str, Any]
     output_hash: str
@@ -39,7 +41,7 @@ class StageCache:
         self.manifests = root / "stages"
         self.manifests.mkdir(parents=True, exist_ok=True)
 
-    def _load(self, name: str, input_hash: str) -> StageResult | None:
+    def _load(self, name: str, input_hash: str) -> CachedStage | None:
         path = self.manifests / f"{name}.json"
         if not path.exists():
             return None
@@ -51,11 +53,11 @@ class StageCache:
             return None
         if not all((self.root / f).exists() for f in m.get("files", [])):
             return None
-        return StageResult(name, m["outputs"], m["output_hash"], float(m["seconds"]), True,
+        return CachedStage(name, m["outputs"], m["output_hash"], float(m["seconds"]), True,
                            float(m.get("cpu_seconds", 0.0)))
 
     def run(self, name: str, inputs: dict[str, Any],
-            fn: Callable[[Path], tuple[dict[str, Any], list[str]]]) -> StageResult:
+            fn: Callable[[Path], tuple[dict[str, Any], list[str]]]) -> CachedStage:
         """Reuse ``name`` if cached for ``inputs``; else run ``fn(work_dir)``.
 
         ``fn`` returns ``(outputs, files)``: JSON-able outputs and the paths (relative to the
@@ -83,7 +85,7 @@ class StageCache:
         tmp = self.manifests / f".{name}.json.tmp"
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         tmp.replace(self.manifests / f"{name}.json")
-        return StageResult(name, outputs, output_hash, seconds, False, cpu)
+        return CachedStage(name, outputs, output_hash, seconds, False, cpu)
 
 
 def _file_digest(path: Path) -> str:

@@ -1,81 +1,119 @@
-"""What ``prefline demo`` runs: sizes, models and training settings for full and quick runs.
+"""What ``prefline demo`` runs: the stage configs of the loop, nested in one config.
 
-The full run is sized for ≤ 15 minutes on a 2-core CPU (see ``docs/demo.md`` for measured
-stage times); the quick run uses tiny random models built in code and a handful of prompts,
-so CI exercises every stage in well under 2 minutes. Only the *training* side is tuned; the
-evaluation (held-out prompts, judge, sampling) is fixed up front and identical in both runs
-except for size.
+The demo is the loop a user would run by hand — generate, judge, import, snapshot, audit,
+train reward, train DPO, evaluate — so its config *is* those stages' configs
+(``cfg.reward`` is a :class:`~prefline.train.reward.RewardConfig`, ``cfg.dpo`` a
+:class:`~prefline.train.policy_config.DPOConfig`, ...), with the demo's own defaults. The
+data source of each stage (the snapshot it trains on, the models it compares) is filled in
+by the pipeline, which passes each stage's typed result to the next.
+
+The full run is sized for ≤ 15 minutes on a 2-core CPU (``docs/demo.md`` has measured
+stage times); the quick run (``--quick``, ``configs/demo-quick.toml``) uses tiny random
+models built in code and a handful of prompts, so CI exercises every stage in seconds.
+Only the *training* side is tuned; the evaluation (held-out prompts, judge, sampling) is
+fixed up front and identical in both runs except for size.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import Any
+import dataclasses
+from dataclasses import dataclass, field
+
+from prefline.base.errors import PreflineError
+from prefline.evaluate.policy_config import PolicyEvalConfig
+from prefline.store.snapshot_config import SnapshotConfig
+from prefline.train.policy_config import DPOConfig
+from prefline.train.reward_config import RewardConfig
+from prefline.train.train_config import TrainConfig
+
+JUDGE_SPEC = "rules"
+"""The principle judge labels the demo's training pairs."""
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """How the reference policy samples the candidates that the judge compares."""
+
+    k: int = 4
+    """Candidates sampled per train prompt (every pair of distinct ones is judged)."""
+    max_new_tokens: int = 48
+    """New tokens per candidate at most."""
+    temperature: float = 0.9
+    """Sampling temperature."""
+    top_p: float = 1.0
+    """1.0 = plain temperature sampling (top-p sorts the 49k-token vocabulary every step)."""
+    batch_size: int = 256
+    """Sequences per generate call: decoding a 135M model on CPU is per-op overhead bound,
+    so wide batches are several times faster per token."""
+
+    def __post_init__(self) -> None:
+        for name in ("k", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise PreflineError(f"{name} must be at least 1", field=name)
+        if self.k < 2:
+            raise PreflineError("k must be at least 2: the judge compares pairs", field="k")
+
+
+def _reward() -> RewardConfig:
+    # The snapshot's test split is the reward model's held-out set (evaluated after training).
+    return RewardConfig(max_length=256, train=TrainConfig(
+        lr=5e-5, epochs=1, batch_size=16, weight_decay=0.01, early_stopping_patience=2))
+
+
+def _dpo() -> DPOConfig:
+    # One best-vs-worst pair per prompt: the clearest signal per step on a CPU budget.
+    return DPOConfig(loss="sigmoid", beta=0.1, lora=True, lora_r=16, lora_alpha=32,
+                     max_length=256, export="adapter", pairs="best_vs_worst",
+                     train=TrainConfig(lr=2e-4, epochs=4, batch_size=8, warmup_ratio=0.1))
+
+
+def _evaluate() -> PolicyEvalConfig:
+    # policy/baseline/prompts/reward are filled in by the pipeline from earlier stages.
+    return PolicyEvalConfig(policy="(trained policy)", baseline="(reference policy)",
+                            judge=JUDGE_SPEC, max_new_tokens=48, temperature=0.7, seed=1,
+                            batch_size=256)
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    out: str
+    """The whole loop on embedded defaults; every stage's settings nest under its name."""
+
     quick: bool = False
+    """Tiny random models and a few prompts: exercises every stage in seconds (not a result)."""
     policy_model: str | None = None
     """Causal LM to improve (None: the embedded SmolLM2-135M-Instruct)."""
     reward_backbone: str | None = None
     """Reward-model encoder (None: the embedded all-MiniLM-L6-v2)."""
     train_prompts: int | None = None
-    """How many train-split prompts to sample candidates for (None: all 252). Two runs on
-    140 prompts gave 60.1% and 53.6%: too little DPO data for a stable result."""
+    """How many bundled train-split prompts to sample candidates for (None: all 252). Two
+    runs on 140 prompts gave 60.1% and 53.6%: too little DPO data for a stable result."""
     eval_prompts: int | None = None
-    """How many eval-split prompts to evaluate on (None: all)."""
-    k: int = 4
-    """Candidates sampled per train prompt."""
-    gen_max_new_tokens: int = 48
-    gen_temperature: float = 0.9
-    gen_top_p: float = 1.0
-    """1.0 = plain temperature sampling (top-p sorts the 49k-token vocabulary every step)."""
-    gen_batch_size: int = 256
-    """Sequences per generate call: decoding a 135M model on CPU is per-op overhead bound,
-    so wide batches are several times faster per token."""
-    rm_epochs: int = 1
-    rm_lr: float = 5e-5
-    rm_batch_size: int = 16
-    rm_max_length: int = 256
-    dpo_loss: str = "sigmoid"
-    dpo_beta: float = 0.1
-    dpo_lr: float = 2e-4
-    dpo_epochs: int = 4
-    dpo_batch_size: int = 8
-    dpo_lora_r: int = 16
-    dpo_max_length: int = 256
-    eval_samples: int = 1
-    eval_max_new_tokens: int = 48
-    eval_temperature: float = 0.7
-    snapshot_test_fraction: float = 0.1
+    """How many bundled eval-split prompts to evaluate on (None: all)."""
     seed: int = 0
+    """Seed of candidate sampling and of the demo's tiny models."""
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+    snapshot: SnapshotConfig = field(default_factory=lambda: SnapshotConfig(
+        name="demo", aggregate="majority", ties="drop", test_fraction=0.1))
+    reward: RewardConfig = field(default_factory=_reward)
+    dpo: DPOConfig = field(default_factory=_dpo)
+    evaluate: PolicyEvalConfig = field(default_factory=_evaluate)
 
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out).resolve()
-
-    @property
-    def db_url(self) -> str:
-        """The demo's own SQLite store, inside ``--out``."""
-        return f"sqlite:///{self.out_dir / 'prefline.db'}"
-
-    def section(self, *names: str) -> dict[str, Any]:
-        """The fields a stage depends on (what its cache key hashes)."""
-        values = asdict(self)
-        return {n: values[n] for n in names}
-
-
-def full_config(out: str) -> DemoConfig:
-    """The real loop on the embedded models (≈ 250 train prompts × 4 candidates)."""
-    return DemoConfig(out=out)
+    def __post_init__(self) -> None:
+        for name in ("train_prompts", "eval_prompts"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise PreflineError(f"{name} must be at least 1", field=name)
 
 
-def quick_config(out: str) -> DemoConfig:
-    """Tiny random models, a few prompts: exercises every stage in seconds (not a result)."""
-    return replace(DemoConfig(out=out, quick=True), train_prompts=14, eval_prompts=7, k=3,
-                   gen_max_new_tokens=12, gen_batch_size=48, rm_epochs=1, rm_batch_size=8,
-                   rm_max_length=64, dpo_epochs=1, dpo_batch_size=4, dpo_lora_r=4,
-                   dpo_max_length=64, eval_samples=1, eval_max_new_tokens=12)
+def quick_config() -> DemoConfig:
+    """Tiny random models, a few prompts (mirrored by ``configs/demo-quick.toml``)."""
+    base = DemoConfig()
+    return dataclasses.replace(
+        base, quick=True, train_prompts=14, eval_prompts=7,
+        candidates=CandidateConfig(k=3, max_new_tokens=12, batch_size=48),
+        reward=dataclasses.replace(base.reward, max_length=64, train=dataclasses.replace(
+            base.reward.train, batch_size=8)),
+        dpo=dataclasses.replace(base.dpo, lora_r=4, lora_alpha=8, max_length=64,
+                                train=dataclasses.replace(base.dpo.train, epochs=1,
+                                                          batch_size=4)),
+        evaluate=dataclasses.replace(base.evaluate, max_new_tokens=12, batch_size=48))

@@ -1,38 +1,76 @@
-"""The demo loop, one function per stage: generate → label → store → snapshot → audit →
-reward → dpo → evaluate → register (the report is written by ``demo.report``).
+"""The demo loop: generate → label → store → snapshot → audit → reward → dpo → evaluate →
+register, each step the same stage ``run(cfg, ctx)`` a user would call by hand.
 
-Every stage runs through :class:`~prefline.demo.cache.StageCache`: its cache key is its
-config section plus the output hashes of the stages it reads, so a re-run reuses finished
-stages and a changed setting re-runs exactly the stages downstream of it. Stages import their
-dependencies lazily; a missing module fails that stage loudly rather than being skipped.
+:func:`run` passes each stage's typed result to the next (the snapshot id to the trainers,
+the trained policy and reward model to the evaluation) and records every artifact once,
+with its typed inputs, in the demo's own store inside the run folder. Every step runs
+through :class:`~prefline.demo.cache.StageCache`: its cache key is its config section plus
+the output hashes of the steps it reads, so a re-run reuses finished steps and a changed
+setting re-runs exactly the steps downstream of it.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from prefline.base.errors import PreflineError
-from prefline.base.progress import Reporter as Bars
-from prefline.demo.cache import StageCache, StageResult
-from prefline.demo.config import DemoConfig
-from prefline.formats import jsonl
+from sqlalchemy import func, select
+
+from prefline.audit.run import AuditConfig
+from prefline.audit.run import run as audit
+from prefline.base.config import to_dict
+from prefline.base.stage import StageResult, jsonable
+from prefline.data import load_prompts
+from prefline.demo.cache import CachedStage, StageCache
+from prefline.demo.config import JUDGE_SPEC, DemoConfig
+from prefline.evaluate.policy import run as eval_policy
+from prefline.evaluate.reward import RewardEvalConfig
+from prefline.evaluate.reward import run as eval_reward
+from prefline.formats.jsonl import write_jsonl
+from prefline.generate.run import GenerateConfig
+from prefline.generate.run import run as generate
+from prefline.judges.run import JudgeConfig
+from prefline.judges.run import run as judge
+from prefline.models.tiny import save_tiny
+from prefline.registry import ancestors, record_result
+from prefline.store.context import Context, Store
+from prefline.store.imports import ImportConfig
+from prefline.store.imports import run as import_data
+from prefline.store.models import Feedback
+from prefline.store.snapshots import run as snapshot
+from prefline.train.dpo import run as train_dpo
+from prefline.train.reward import run as train_reward
 
 STAGES = ("models", "generate", "label", "store", "snapshot", "audit", "reward", "dpo",
           "evaluate", "register")
-JUDGE_SPEC = "rules"
-Tick = Callable[[int, int], None]
+Step = Callable[[Path], tuple[dict[str, Any], list[str]]]
 
 
-def need(module: str, stage: str) -> Any:
-    """Import ``module`` for ``stage`` or stop with a clear sentence (never skip silently)."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise PreflineError(f"stage {stage} unavailable: module {module} missing ({exc})") from exc
+class Events(Protocol):
+    """What the demo says as it goes; the CLI prints a line per stage, tests stay silent."""
+
+    def start(self, stage: str) -> None: ...
+
+    def end(self, result: CachedStage) -> None: ...
+
+
+class _Quiet:
+    def start(self, stage: str) -> None:
+        pass
+
+    def end(self, result: CachedStage) -> None:
+        pass
+
+
+@dataclass
+class DemoResult(StageResult):
+    """Every step's outputs (reused or run), in order, and the run folder."""
+
+    out: Path
+    stages: dict[str, CachedStage]
 
 
 def pick_prompts(rows: list[dict[str, Any]], n: int | None) -> list[dict[str, Any]]:
@@ -50,323 +88,176 @@ def pick_prompts(rows: list[dict[str, Any]], n: int | None) -> list[dict[str, An
     return out
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [row for _, row in jsonl.read_jsonl(path)]
+def demo_store(out: Path) -> Store:
+    """The demo's own SQLite store, inside its run folder."""
+    return Store.open(f"sqlite:///{out.resolve() / 'prefline.db'}")
 
 
-# ---- stages ----------------------------------------------------------------------------------
+class _Loop:
+    """The steps, sharing the config, the demo's Context and the outputs so far."""
 
-def stage_models(cfg: DemoConfig, work: Path) -> tuple[dict[str, Any], list[str]]:
-    """Quick runs build tiny random models into the out folder; full runs use the embedded ones."""
-    if not cfg.quick:
-        return {"policy": cfg.policy_model, "reward_backbone": cfg.reward_backbone}, []
-    from prefline.models.tiny import save_tiny
+    def __init__(self, cfg: DemoConfig, ctx: Context) -> None:
+        self.cfg, self.out = cfg, ctx.require_run_dir().resolve()
+        self.ctx = dataclasses.replace(ctx, store=demo_store(self.out), run_dir=self.out)
+        self.done: dict[str, CachedStage] = {}
 
-    save_tiny("causal", work / "tiny-policy", seed=cfg.seed)
-    save_tiny("encoder", work / "tiny-encoder", seed=cfg.seed)
-    return ({"policy": str(work / "tiny-policy"), "reward_backbone": str(work / "tiny-encoder")},
-            ["models/tiny-policy", "models/tiny-encoder"])
+    def get(self, name: str) -> dict[str, Any]:
+        return self.done[name].outputs
 
+    def models(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """Quick runs build tiny random models into the run folder; full runs use the
+        embedded ones."""
+        if not self.cfg.quick:
+            return {"policy": self.cfg.policy_model,
+                    "reward_backbone": self.cfg.reward_backbone}, []
+        save_tiny("causal", work / "tiny-policy", seed=self.cfg.seed)
+        save_tiny("encoder", work / "tiny-encoder", seed=self.cfg.seed)
+        return ({"policy": str(work / "tiny-policy"), "reward_backbone": str(work / "tiny-encoder")},
+                ["models/tiny-policy", "models/tiny-encoder"])
 
-def stage_generate(cfg: DemoConfig, models: dict[str, Any], work: Path,
-                   tick: Tick) -> tuple[dict[str, Any], list[str]]:
-    """Sample ``k`` candidates per train prompt from the reference policy."""
-    sampling = need("prefline.generate.sampling", "generate")
-    from prefline.data import load_prompts
+    def generate(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """Sample ``k`` candidates per bundled train prompt from the reference policy."""
+        c = self.cfg.candidates
+        rows = pick_prompts(load_prompts("train"), self.cfg.train_prompts)
+        write_jsonl(work / "prompts.jsonl", rows)
+        res = generate(GenerateConfig(
+            prompts=str(work / "prompts.jsonl"), out=work / "candidates.jsonl",
+            policy=self.get("models")["policy"], n=c.k, max_new_tokens=c.max_new_tokens,
+            temperature=c.temperature, top_p=c.top_p, seed=self.cfg.seed,
+            batch_size=c.batch_size, store=False), self.ctx)
+        return ({"prompts": res.prompts, "responses": res.responses, "new_tokens": res.new_tokens,
+                 "model": res.model}, ["generate/prompts.jsonl", "generate/candidates.jsonl"])
 
-    rows = pick_prompts(load_prompts("train"), cfg.train_prompts)
-    model, tok = sampling.load_policy(models["policy"], precision="auto")
-    done = 0
+    def label(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """The principle judge compares every pair of distinct candidates."""
+        res = judge(JudgeConfig(judge=JUDGE_SPEC, in_file=self.out / "generate" / "candidates.jsonl",
+                                out=work / "pairs.jsonl", pairs="all", ties="keep", store=False),
+                    self.ctx)
+        return ({"pairs": res.rows_written, "ties": res.choices.get("tie", 0),
+                 "decisive": res.rows_written - res.choices.get("tie", 0),
+                 "judge": res.judge, "judge_config": res.judge_config}, ["label/pairs.jsonl"])
 
-    def on_batch(k: int) -> None:
-        nonlocal done
-        done += k
-        tick(done, len(rows))
+    def store(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """Import the judged pairs into the demo's store (idempotent by feedback key)."""
+        res = import_data(ImportConfig(
+            path=str(self.out / "label" / "pairs.jsonl"), source="demo-judge",
+            annotator=f"judge:{self.get('label')['judge']}", annotator_kind="ai_judge"),
+            self.ctx, actor="demo")
+        with self.ctx.store.session() as s:
+            total = int(s.scalar(select(func.count(Feedback.id))) or 0)
+        return ({"records": res.records, "feedback_added": res.feedback_added,
+                 "feedback_total": total}, ["prefline.db"])
 
-    responses = sampling.generate(
-        model, tok, [r["prompt"] for r in rows], n=cfg.k, max_new_tokens=cfg.gen_max_new_tokens,
-        temperature=cfg.gen_temperature, top_p=cfg.gen_top_p, seed=cfg.seed,
-        batch_size=cfg.gen_batch_size, on_batch=on_batch)
-    out = [{**r, "responses": rs} for r, rs in zip(rows, responses, strict=True)]
-    jsonl.write_jsonl(work / "candidates.jsonl", out)
-    n_tokens = sampling.count_new_tokens(tok, responses)
-    return ({"prompts": len(rows), "responses": sum(len(rs) for rs in responses),
-             "new_tokens": n_tokens, "model": models["policy"] or "SmolLM2-135M-Instruct"},
-            ["generate/candidates.jsonl"])
+    def snapshot(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """Freeze the feedback into a content-hashed snapshot with a prompt-grouped test split."""
+        res = snapshot(dataclasses.replace(self.cfg.snapshot, actor="demo"), self.ctx)
+        items: dict[str, int] = {}
+        for key, n in res.stats.counts.items():
+            split = key.split("/")[1]
+            items[split] = items.get(split, 0) + n
+        return {"id": res.id, "hash": res.content_hash, "items": items,
+                "stats": jsonable(res.stats)}, []
 
+    def audit(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """Data-quality audit of the snapshot's feedback: JSON plus the HTML report."""
+        res = audit(AuditConfig(snapshot=str(self.get("snapshot")["id"]),
+                                report=work / "audit.html"), self.ctx)
+        write_json(work / "audit.json", res.to_json())
+        keys = ("position_bias", "length_bias", "chosen_longer", "tie_rate", "cycles",
+                "duplicates", "leakage")
+        return ({"metrics": {k: res.metrics.get(k) for k in keys}},
+                ["audit/audit.json", "audit/audit.html"])
 
-def stage_label(cfg: DemoConfig, work: Path, tick: Tick) -> tuple[dict[str, Any], list[str]]:
-    """Judge every pair of distinct candidates with the principle judge → import-ready JSONL."""
-    judges = need("prefline.judges", "label")
-    label = need("prefline.judges.label", "label")
-    gen_store = need("prefline.generate.store", "label")
-    judge = judges.make_judge(JUDGE_SPEC)
-    rows = read_jsonl(cfg.out_dir / "generate" / "candidates.jsonl")
-    gens = [gen_store.Generation(prompt=[{"role": "user", "content": r["prompt"]}],
-                                 responses=r["responses"], model="reference",
-                                 tags=(r["category"],)) for r in rows]
-    total = sum(len(label.candidate_pairs(g.responses)) for g in gens)
-    _, selected = label.label_generations(judge, gens, "all",
-                                          on_done=_counter(tick, total))
-    records = []
-    for _, pair in selected:
-        rec = label.pair_record(judge, pair)
-        records.append({k: rec[k] for k in ("prompt", "chosen", "rejected", "tie", "strength", "tags")}
-                       | {"annotator": f"judge:{judge.name}", "annotator_kind": "ai_judge"})
-    jsonl.write_jsonl(work / "pairs.jsonl", records)
-    ties = sum(r["tie"] for r in records)
-    return ({"pairs": len(records), "ties": ties, "decisive": len(records) - ties,
-             "judge": judge.config()}, ["label/pairs.jsonl"])
+    def reward(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """Train the reward model on the snapshot's train split; evaluate on its test split."""
+        snap_id = str(self.get("snapshot")["id"])
+        cfg = dataclasses.replace(self.cfg.reward, snapshot=snap_id,
+                                  model=self.get("models")["reward_backbone"])
+        res = train_reward(cfg, self.ctx.with_run_dir(work / "model"))
+        art_id = record_result(self.ctx.store, res, cfg, name="demo-reward", actor="demo")
+        held: dict[str, Any] = {}
+        if self.get("snapshot")["items"].get("test"):  # the held-out figures: eval reward
+            ecfg = RewardEvalConfig(model=str(res.path), snapshot=snap_id, split="test", probes=0)
+            evaluation = eval_reward(ecfg, self.ctx.with_run_dir(work / "eval"))
+            held = evaluation.to_json()
+            record_result(self.ctx.store, evaluation, ecfg, name="demo-reward-eval", actor="demo")
+        return ({"path": str(res.path), "artifact_id": art_id, "counts": jsonable(res.counts),
+                 "train_metrics": res.to_json()["metrics"], "heldout": held},
+                ["reward/model"])
 
+    def dpo(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """DPO (LoRA) on the snapshot's train split: one best-vs-worst pair per prompt."""
+        cfg = dataclasses.replace(self.cfg.dpo, snapshot=str(self.get("snapshot")["id"]),
+                                  model=self.get("models")["policy"])
+        res = train_dpo(cfg, self.ctx.with_run_dir(work))
+        art_id = record_result(self.ctx.store, res, cfg, name="demo-policy", actor="demo")
+        return ({"path": str(res.path), "artifact_id": art_id,
+                 "pairs": res.counts["examples"]["train"], "summary": res.to_json()},
+                [str(Path(res.path).relative_to(self.out))])
 
-def _counter(tick: Tick, total: int) -> Callable[[int], None]:
-    state = {"done": 0}
+    def evaluate(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """The new policy vs the reference on held-out eval prompts (never trained on)."""
+        rows = pick_prompts(load_prompts("eval"), self.cfg.eval_prompts)
+        write_jsonl(work / "prompts.jsonl", rows)
+        cfg = dataclasses.replace(
+            self.cfg.evaluate, policy=f"artifact:{self.get('dpo')['artifact_id']}",
+            baseline=self.get("models")["policy"] or "default",
+            prompts=str(work / "prompts.jsonl"),
+            reward=f"artifact:{self.get('reward')['artifact_id']}")
+        res = eval_policy(cfg, self.ctx.with_run_dir(work))
+        art_id = record_result(self.ctx.store, res, cfg, name="demo-policy-eval", actor="demo")
+        j = res.judge
+        return ({"judge_win_rate": j.win_rate, "judge_win_rate_ci": list(j.ci),
+                 "proxy_win_rate": res.proxy.win_rate if res.proxy else None, "kl": res.kl,
+                 "prompts": len(rows), "target_met": res.verdict.target_met,
+                 "evaluation_id": art_id}, ["evaluate/prompts.jsonl", "evaluate/eval.json"])
 
-    def on_done(k: int) -> None:
-        state["done"] += k
-        tick(state["done"], total)
-    return on_done
-
-
-def stage_store(cfg: DemoConfig, work: Path) -> tuple[dict[str, Any], list[str]]:
-    """Import the judged pairs into the demo's own store (idempotent by feedback key)."""
-    ingest = need("prefline.store.ingest", "store")
-    from prefline.store.db import upgrade
-
-    upgrade(cfg.db_url)
-    summary = ingest.import_file(cfg.out_dir / "label" / "pairs.jsonl", cfg.db_url,
-                                 source="demo-judge", annotator_kind="ai_judge", actor="demo")
-    feedback = _count_feedback(cfg.db_url)
-    return ({"records": summary.records, "feedback_added": summary.feedback_added,
-             "feedback_total": feedback}, ["prefline.db"])
-
-
-def _count_feedback(db: str) -> int:
-    from sqlalchemy import func, select
-
-    from prefline.store.db import session_scope
-    from prefline.store.models import Feedback
-
-    with session_scope(db) as s:
-        return int(s.scalar(select(func.count(Feedback.id))) or 0)
-
-
-def stage_snapshot(cfg: DemoConfig, work: Path) -> tuple[dict[str, Any], list[str]]:
-    """Freeze the feedback into a content-hashed snapshot with a prompt-grouped test split."""
-    snaps = need("prefline.store.snapshots", "snapshot")
-    snap = snaps.create_snapshot(cfg.db_url, name="demo", aggregate="majority", ties="drop",
-                                 test_fraction=cfg.snapshot_test_fraction, seed=cfg.seed,
-                                 actor="demo")
-    counts = {split: len(snaps.snapshot_items(snap.id, split, cfg.db_url))
-              for split in ("train", "test")}
-    return {"id": snap.id, "hash": snap.content_hash, "items": counts, "stats": snap.stats}, []
-
-
-def stage_audit(cfg: DemoConfig, snapshot: dict[str, Any], work: Path) -> tuple[dict[str, Any], list[str]]:
-    """Data-quality audit of the snapshot's feedback; full result JSON plus the HTML report."""
-    audit = need("prefline.audit.run", "audit")
-    from prefline.base.progress import Reporter as Bars
-    from prefline.store.context import Context, Store
-
-    result = audit.run(audit.AuditConfig(snapshot=str(snapshot["id"]), report=work / "audit.html"),
-                       Context(store=Store.open(cfg.db_url), progress=Bars(enabled=False)))
-    (work / "audit.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
-    keys = ("position_bias", "length_bias", "chosen_longer", "tie_rate", "cycles",
-            "duplicates", "leakage")
-    return ({"metrics": {k: result.metrics.get(k) for k in keys}},
-            ["audit/audit.json", "audit/audit.html"])
-
-
-def stage_reward(cfg: DemoConfig, models: dict[str, Any], snapshot: dict[str, Any],
-                 work: Path) -> tuple[dict[str, Any], list[str]]:
-    """Train the reward model on the snapshot's train split; evaluate on its test split."""
-    train = need("prefline.train.reward", "reward")
-    rm_eval = need("prefline.evaluate.reward", "reward")
-    stats = need("prefline.evaluate.stats", "reward")
-    snaps = need("prefline.store.snapshots", "reward")
-    rcfg = train.RewardTrainConfig(
-        out=str(work / "model"), snapshot=str(snapshot["id"]), db=cfg.db_url,
-        model=models["reward_backbone"], max_length=cfg.rm_max_length, test_fraction=0.0,
-        train={"epochs": cfg.rm_epochs, "lr": cfg.rm_lr, "batch_size": cfg.rm_batch_size,
-               "seed": cfg.seed, "progress": not cfg.quick})
-    art = train.train_reward(rcfg)
-    from prefline.models.reward import RewardModel
-
-    rm = RewardModel.load(art.path)
-    test = [p for p in snaps.snapshot_examples(snapshot["id"], "test", cfg.db_url) if not p.tie]
-    held: dict[str, Any] = {}
-    if test:
-        held = rm_eval.evaluate_pairs(rm, test)
-        c, r = rm_eval.score_pairs(rm, test)
-        probs, outcome = stats.symmetric_pairs(c - r, rm.temperature)
-        held["reliability"] = [vars(b) for b in stats.reliability_bins(probs, outcome, 10)]
-    rel = "reward/model"
-    return ({"path": str(art.path), "artifact_id": art.artifact_id,
-             "train_metrics": _jsonable(art.metrics), "heldout": _jsonable(held)}, [rel])
+    def register(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """The evaluation's lineage graph, flattened for the report."""
+        eval_id = self.get("evaluate")["evaluation_id"]
+        chain = [{"id": a.id, "kind": a.kind, "name": a.name, "path": a.path,
+                  "snapshot_hash": a.snapshot_hash, "code_version": a.code_version}
+                 for a in ancestors(eval_id, self.ctx.store)]
+        write_json(work / "lineage.json", chain)
+        return {"evaluation_id": eval_id, "lineage": chain}, ["register/lineage.json"]
 
 
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(d, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+def write_json(path: Path, obj: Any) -> None:
+    import json
+
+    path.write_text(json.dumps(obj, indent=2, default=str))
 
 
-def best_vs_worst(pairs: list[Any]) -> list[Any]:
-    """One DPO pair per prompt: among its judged, non-tie pairs, the one whose chosen
-    response won the most comparisons and whose rejected one won the fewest.
-
-    Training on every pair of K candidates repeats each prompt K(K-1)/2 times and mostly
-    teaches small differences; the clearest pair per prompt gives DPO the strongest signal
-    per step, which matters on a CPU budget.
-    """
-    wins: dict[tuple[str, str], float] = {}
-    by_prompt: dict[str, list[Any]] = {}
-    for p in pairs:
-        key = p.prompt_key or json.dumps(p.prompt)
-        by_prompt.setdefault(key, []).append(p)
-        wins[(key, p.chosen)] = wins.get((key, p.chosen), 0.0) + (0.5 if p.tie else 1.0)
-        wins[(key, p.rejected)] = wins.get((key, p.rejected), 0.0) + (0.5 if p.tie else 0.0)
-    out = []
-    for key, group in by_prompt.items():
-        strict = [p for p in group if not p.tie]
-        if strict:
-            out.append(max(strict, key=lambda p: wins[(key, p.chosen)] - wins[(key, p.rejected)]))
-    return out
+def _sections(cfg: DemoConfig) -> dict[str, dict[str, Any]]:
+    """The settings each step depends on (what its cache key hashes)."""
+    top = {"quick": cfg.quick, "seed": cfg.seed}
+    return {
+        "models": {**top, "policy": cfg.policy_model, "reward_backbone": cfg.reward_backbone},
+        "generate": {**top, "train_prompts": cfg.train_prompts, **to_dict(cfg.candidates)},
+        "label": {}, "store": {}, "snapshot": to_dict(cfg.snapshot), "audit": {},
+        "reward": to_dict(cfg.reward), "dpo": to_dict(cfg.dpo),
+        "evaluate": {"eval_prompts": cfg.eval_prompts, **to_dict(cfg.evaluate)},
+        "register": {},
+    }
 
 
-def stage_dpo(cfg: DemoConfig, models: dict[str, Any], snapshot: dict[str, Any],
-              reward: dict[str, Any], work: Path) -> tuple[dict[str, Any], list[str]]:
-    """DPO with LoRA on the snapshot's train split (best-vs-worst pair per prompt)."""
-    dpo = need("prefline.train.dpo", "dpo")
-    policy_data = need("prefline.train.policy_data", "dpo")
-    snaps = need("prefline.store.snapshots", "dpo")
-    pairs = best_vs_worst(snaps.snapshot_examples(snapshot["id"], "train", cfg.db_url))
-    if not pairs:
-        raise PreflineError("stage dpo: the snapshot has no decisive pairs to train on")
-    from prefline.base.splits import carve
-    from prefline.models.hub import load_causal_lm
-    from prefline.registry import Ref, record_result
-    from prefline.store.context import Context, Store
-    from prefline.train.train_config import TrainConfig
-
-    tcfg = TrainConfig(lr=cfg.dpo_lr, epochs=cfg.dpo_epochs, batch_size=cfg.dpo_batch_size,
-                       warmup_ratio=0.1, seed=cfg.seed)
-    dcfg = dpo.DPOConfig(model=models["policy"], loss=cfg.dpo_loss, beta=cfg.dpo_beta,
-                         lora=True, lora_r=cfg.dpo_lora_r, lora_alpha=2 * cfg.dpo_lora_r,
-                         max_length=cfg.dpo_max_length, val_fraction=0.1, export="adapter",
-                         train=tcfg)
-    train, val = carve(pairs, dcfg.val_fraction, cfg.seed)
-    data = policy_data.PolicyData(train, val, [], policy_data.FeedbackUse({"pairwise": len(pairs)}),
-                                  Ref("snapshot", snapshot_id=snapshot["id"]), snapshot["hash"])
-    ctx = Context(store=Store.open(cfg.db_url), run_dir=work, seed=cfg.seed,
-                  progress=Bars(not cfg.quick))
-    lm, tok = load_causal_lm(models["policy"])
-    res = dpo.fit_policy(dcfg, ctx, data, lm, tok, base_model=str(models["policy"]))
-    art_id = record_result(ctx.store, res, dcfg, name=f"dpo-{dcfg.loss}")
-    rel = str(Path(res.path).relative_to(cfg.out_dir))
-    return ({"path": str(res.path), "artifact_id": art_id, "pairs": len(pairs),
-             "summary": _jsonable(res.to_json())}, [rel])
+DEPENDS = {"models": (), "generate": ("models",), "label": ("generate",), "store": ("label",),
+           "snapshot": ("store",), "audit": ("snapshot",), "reward": ("models", "snapshot"),
+           "dpo": ("models", "snapshot"), "evaluate": ("models", "reward", "dpo"),
+           "register": ("evaluate",)}
 
 
-def stage_evaluate(cfg: DemoConfig, models: dict[str, Any], reward: dict[str, Any],
-                   dpo_out: dict[str, Any], work: Path,
-                   tick: Callable[[str], None]) -> tuple[dict[str, Any], list[str]]:
-    """New policy vs the reference on held-out eval prompts (never trained on)."""
-    policy_eval = need("prefline.evaluate.policy", "evaluate")
-    judges = need("prefline.judges", "evaluate")
-    from prefline.data import load_prompts
-    from prefline.evaluate.policy_config import PolicyEvalConfig
-    from prefline.formats.examples import as_messages
-    from prefline.generate.io import PromptRow
-    from prefline.generate.sampling import load_policy
-    from prefline.models.reward import load_reward_model
-
-    rows = [PromptRow(r["id"], as_messages(r["prompt"]), r["category"])
-            for r in pick_prompts(load_prompts("eval"), cfg.eval_prompts)]
-    ecfg = PolicyEvalConfig(
-        policy=str(dpo_out["path"]), baseline=models["policy"] or "default", judge=JUDGE_SPEC,
-        n_samples=cfg.eval_samples, max_new_tokens=cfg.eval_max_new_tokens,
-        temperature=cfg.eval_temperature, seed=cfg.seed + 1, batch_size=cfg.gen_batch_size)
-    result = policy_eval.compare(
-        load_policy(str(dpo_out["path"]), "auto"), load_policy(models["policy"], "auto"), rows,
-        judges.make_judge(JUDGE_SPEC), ecfg, load_reward_model(reward["path"]), on_stage=tick)
-    (work / "eval.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
-    j = result.judge
-    return ({"judge_win_rate": j.win_rate, "judge_win_rate_ci": list(j.ci),
-             "proxy_win_rate": result.proxy.win_rate if result.proxy else None,
-             "kl": result.kl, "prompts": len(rows), "target_met": result.verdict.target_met},
-            ["evaluate/eval.json"])
-
-
-def stage_register(cfg: DemoConfig, snapshot: dict[str, Any], reward: dict[str, Any],
-                   dpo_out: dict[str, Any], evaluation: dict[str, Any],
-                   work: Path) -> tuple[dict[str, Any], list[str]]:
-    """Register the evaluation with its lineage and record the chain for the report."""
-    registry = need("prefline.registry", "register")
-    eval_id = registry.record(
-        cfg.db_url, "evaluation", cfg.out_dir / "evaluate" / "eval.json", config=None,
-        name="demo-policy-eval", inputs=[
-            registry.Ref("policy", artifact_id=dpo_out["artifact_id"]),
-            registry.Ref("reward_model", artifact_id=reward["artifact_id"]),
-            registry.Ref("judge", ref=JUDGE_SPEC)],
-        metrics={k: evaluation[k] for k in ("judge_win_rate", "judge_win_rate_ci",
-                                            "proxy_win_rate", "kl")}, actor="demo")
-    chain = [{"id": a.id, "kind": a.kind, "name": a.name, "path": a.path,
-              "snapshot_hash": a.snapshot_hash, "code_version": a.code_version}
-             for a in registry.ancestors(eval_id, db=cfg.db_url)]
-    (work / "lineage.json").write_text(json.dumps(chain, indent=2, default=str))
-    return {"evaluation_id": eval_id, "lineage": chain}, ["register/lineage.json"]
-
-
-class Reporter:
-    """Progress callbacks; the CLI passes a rich implementation, tests the silent default."""
-
-    def start(self, stage: str) -> None: ...
-
-    def tick(self, done: int, total: int) -> None: ...
-
-    def note(self, text: str) -> None: ...
-
-    def end(self, result: StageResult) -> None: ...
-
-
-def run_demo(cfg: DemoConfig, reporter: Reporter | None = None) -> dict[str, StageResult]:
-    """Run (or reuse) every stage in order; returns each stage's result by name.
-
-    Stage keys chain: each stage hashes its own config section plus the output hashes of the
-    stages it reads, so changing e.g. ``dpo_lr`` re-runs dpo, evaluate and register only.
-    """
-    rep = reporter or Reporter()
-    cache = StageCache(cfg.out_dir)
-    done: dict[str, StageResult] = {}
-
-    def step(name: str, section: tuple[str, ...], deps: tuple[str, ...],
-             fn: Callable[[Path], tuple[dict[str, Any], list[str]]]) -> dict[str, Any]:
-        rep.start(name)
-        inputs = {"stage": name, "config": cfg.section("quick", *section),
-                  "deps": {d: done[d].output_hash for d in deps}}
-        result = cache.run(name, inputs, fn)
-        done[name] = result
-        rep.end(result)
-        return result.outputs
-
-    models = step("models", ("policy_model", "reward_backbone", "seed"), (),
-                  lambda w: stage_models(cfg, w))
-    step("generate", ("train_prompts", "k", "gen_max_new_tokens", "gen_temperature",
-                      "gen_top_p", "gen_batch_size", "seed"), ("models",),
-         lambda w: stage_generate(cfg, models, w, rep.tick))
-    step("label", (), ("generate",), lambda w: stage_label(cfg, w, rep.tick))
-    step("store", (), ("label",), lambda w: stage_store(cfg, w))
-    snap = step("snapshot", ("snapshot_test_fraction", "seed"), ("store",),
-                lambda w: stage_snapshot(cfg, w))
-    step("audit", (), ("snapshot",), lambda w: stage_audit(cfg, snap, w))
-    reward = step("reward", ("rm_epochs", "rm_lr", "rm_batch_size", "rm_max_length", "seed"),
-                  ("models", "snapshot"), lambda w: stage_reward(cfg, models, snap, w))
-    dpo_out = step("dpo", ("dpo_loss", "dpo_beta", "dpo_lr", "dpo_epochs", "dpo_batch_size",
-                           "dpo_lora_r", "dpo_max_length", "seed"), ("models", "snapshot", "reward"),
-                   lambda w: stage_dpo(cfg, models, snap, reward, w))
-    evaluation = step("evaluate", ("eval_prompts", "eval_samples", "eval_max_new_tokens",
-                                   "eval_temperature", "gen_batch_size", "seed"),
-                      ("models", "reward", "dpo"),
-                      lambda w: stage_evaluate(cfg, models, reward, dpo_out, w, rep.note))
-    step("register", (), ("snapshot", "reward", "dpo", "evaluate"),
-         lambda w: stage_register(cfg, snap, reward, dpo_out, evaluation, w))
-    return done
+def run(cfg: DemoConfig, ctx: Context, events: Events | None = None) -> DemoResult:
+    """Run (or reuse) every step in order into ``ctx.run_dir``; returns each step's outputs."""
+    ev: Events = events or _Quiet()
+    loop = _Loop(cfg, ctx)
+    cache = StageCache(loop.out)
+    sections = _sections(cfg)
+    for name in STAGES:
+        ev.start(name)
+        inputs = {"stage": name, "config": sections[name],
+                  "deps": {d: loop.done[d].output_hash for d in DEPENDS[name]}}
+        step: Step = getattr(loop, name)
+        loop.done[name] = cache.run(name, inputs, step)
+        ev.end(loop.done[name])
+    return DemoResult(out=loop.out, stages=loop.done)

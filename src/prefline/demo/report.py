@@ -11,8 +11,9 @@ import json
 from typing import Any
 
 from prefline.base.plots import new_figure, png_bytes
-from prefline.demo.cache import StageResult
+from prefline.demo.cache import CachedStage
 from prefline.demo.config import DemoConfig
+from prefline.demo.pipeline import DemoResult
 from prefline.evaluate.policy_report import (
     POLICY_FIGURES,
     image_sources,
@@ -50,7 +51,7 @@ def fig_stage_times(seconds: dict[str, float]) -> bytes:
     return png_bytes(fig)
 
 
-def build_summary(cfg: DemoConfig, stages: dict[str, StageResult]) -> dict[str, Any]:
+def build_summary(cfg: DemoConfig, stages: dict[str, CachedStage]) -> dict[str, Any]:
     """The flat numbers a reader (or a test) checks first."""
     ev, rm = stages["evaluate"].outputs, stages["reward"].outputs
     held = rm.get("heldout") or {}
@@ -70,7 +71,7 @@ def build_summary(cfg: DemoConfig, stages: dict[str, StageResult]) -> dict[str, 
     }
 
 
-def _lineage_html(summary: dict[str, Any], stages: dict[str, StageResult]) -> str:
+def _lineage_html(summary: dict[str, Any], stages: dict[str, CachedStage]) -> str:
     e = html.escape
     rm, dpo = stages["reward"].outputs, stages["dpo"].outputs
     steps = [f"{summary['feedback']} judged feedback events",
@@ -82,12 +83,13 @@ def _lineage_html(summary: dict[str, Any], stages: dict[str, StageResult]) -> st
                    f"<td><code>{e(str(a['snapshot_hash'])[:12])}</code></td><td>{e(str(a['code_version']))}</td></tr>"
                    for a in stages["register"].outputs["lineage"])
     return (f"<p>{chain}</p><table><tr><th>artifact</th><th>kind</th><th>name</th><th>snapshot</th>"
-            f"<th>code</th></tr>{rows}</table><p class='note'>The policy is trained on the same "
-            "snapshot as the reward model; the reward model is its evaluator (the proxy), recorded "
-            "as its parent so the whole chain is one lineage.</p>")
+            f"<th>code</th></tr>{rows}</table><p class='note'>A lineage graph: the evaluation's "
+            "inputs are the policy, the reference model, the judge and the reward model (the "
+            "proxy); the policy's and the reward model's inputs are the snapshot and their base "
+            "models. The policy never saw the reward model.</p>")
 
 
-def _audit_html(stages: dict[str, StageResult]) -> str:
+def _audit_html(stages: dict[str, CachedStage]) -> str:
     m = stages["audit"].outputs["metrics"]
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>" for k, v in m.items())
     return f"<table>{rows}</table><p><a href='../audit/audit.html'>full audit report</a></p>"
@@ -101,22 +103,22 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _reward_html(stages: dict[str, StageResult], img: dict[str, str]) -> str:
+def _reward_html(stages: dict[str, CachedStage], img: dict[str, str]) -> str:
     rm = stages["reward"].outputs
     held = rm.get("heldout") or {}
     acc, ci = held.get("accuracy"), held.get("accuracy_ci") or [None, None]
     return (f"<p>Held-out pairs (snapshot test split, {held.get('n_pairs', 0)} pairs): accuracy "
             f"{pct(acc)} [95% CI {pct(ci[0])}, {pct(ci[1])}], ECE {_fmt(held.get('ece'))}, "
-            f"temperature {_fmt(held.get('temperature'))}.</p>"
+            f"temperature {_fmt(rm.get('train_metrics', {}).get('temperature'))}.</p>"
             + (f"<figure><img src='{img['calibration']}' alt='calibration'>"
                "<figcaption>Reward-model calibration (held-out)</figcaption></figure>"
                if "calibration" in img else ""))
 
 
-def write_report(cfg: DemoConfig, stages: dict[str, StageResult]) -> dict[str, Any]:
+def write_report(cfg: DemoConfig, run: DemoResult) -> dict[str, Any]:
     """Write ``report/index.html`` (+ PNGs) and ``summary.json``; returns the summary."""
-    out = cfg.out_dir / "report"
-    result = json.loads((cfg.out_dir / "evaluate" / "eval.json").read_text())
+    stages, out = run.stages, run.out / "report"
+    result = json.loads((run.out / "evaluate" / "eval.json").read_text())
     summary = build_summary(cfg, stages)
     figures = {name: fn(result) for name, fn in POLICY_FIGURES.items()}
     bins = (stages["reward"].outputs.get("heldout") or {}).get("reliability")
@@ -136,7 +138,7 @@ def write_report(cfg: DemoConfig, stages: dict[str, StageResult]) -> dict[str, A
     ])
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(page("prefline demo: the loop, end to end", body), encoding="utf-8")
-    tmp = cfg.out_dir / ".summary.json.tmp"
+    tmp = run.out / ".summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2, default=str))
-    tmp.replace(cfg.out_dir / "summary.json")
+    tmp.replace(run.out / "summary.json")
     return summary

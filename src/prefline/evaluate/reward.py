@@ -10,6 +10,7 @@ training. The metrics themselves are in :mod:`prefline.evaluate.reward_metrics`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,8 @@ class RewardEvalResult(StageResult):
     path: Path | None = None
     """This result as JSON in the run folder (None without a run folder)."""
     report: str | None = None
+    reliability: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Reliability bins of the calibrated pair probabilities (confidence, accuracy, count)."""
 
     def to_json(self) -> dict[str, Any]:
         """The metrics at the top level (``accuracy``, ``n_pairs``, ...), then the rest."""
@@ -111,7 +114,7 @@ def run(cfg: RewardEvalConfig, ctx: Context) -> RewardEvalResult:
     path = ctx.run_dir / RESULT_FILE if ctx.run_dir is not None else None
     result = RewardEvalResult(cfg.model, split, metrics, count_kinds(examples),
                               (_model_ref(ctx, cfg.model), source), source_hash, path,
-                              cfg.report)
+                              cfg.report, list(plots.get("reliability", [])))
     if path is not None:
         ctx.require_run_dir()
         path.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True))

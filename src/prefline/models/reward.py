@@ -26,6 +26,7 @@ from prefline.base.errors import PreflineError
 from prefline.formats.examples import Messages, as_messages
 from prefline.models.backbone import InputBuilder, load_backbone, pool, resolve_backbone
 from prefline.models.buckets import Buckets, make_buckets
+from prefline.models.heads import HeadSpec
 from prefline.models.packing import Packed, pack, pool_packed
 
 CARD = "model_card.json"
@@ -34,27 +35,6 @@ ENSEMBLE_FORMAT = "prefline-reward-ensemble/1"
 PACKABLE = {"bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2", "qwen3"}
 VETO = -100.0
 """Normalised score given to a response that a guardrail head vetoes."""
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """Named heads, operator weights and guardrail thresholds (raw head-score units)."""
-
-    names: tuple[str, ...] = ("reward",)
-    weights: dict[str, float] = field(default_factory=dict)
-    """Missing names weigh 1.0."""
-    thresholds: dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.names or len(set(self.names)) != len(self.names):
-            raise PreflineError("heads must be a non-empty list of distinct names", field="heads")
-        for key in (*self.weights, *self.thresholds):
-            if key not in self.names:
-                raise PreflineError(f"unknown head {key!r}; heads are {list(self.names)}",
-                                    field="heads")
-
-    def weight_vector(self) -> Tensor:
-        return torch.tensor([float(self.weights.get(n, 1.0)) for n in self.names])
 
 
 @dataclass(frozen=True)
@@ -103,7 +83,8 @@ class RewardModel(nn.Module, PairwiseScoring):
         self.head = nn.Linear(hidden, len(spec.heads.names))
         nn.init.normal_(self.head.weight, std=1.0 / math.sqrt(hidden + 1))
         nn.init.zeros_(self.head.bias)
-        self.register_buffer("weights", spec.heads.weight_vector(), persistent=False)
+        weights = [float(spec.heads.weights.get(n, 1.0)) for n in spec.heads.names]
+        self.register_buffer("weights", torch.tensor(weights), persistent=False)
         self.builder = InputBuilder(tokenizer, spec.kind, spec.max_length)
         self.norm_mean, self.norm_std, self.temperature = 0.0, 1.0, 1.0
         self.card: dict[str, Any] = {}

@@ -15,7 +15,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from prefline import __version__
+from prefline.base import VERSION as __version__
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _cache: dict[str, str] = {}

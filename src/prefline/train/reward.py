@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,108 +30,13 @@ from prefline.base.stage import Ref, StageResult
 from prefline.formats.examples import PreferencePair, RankingExample
 from prefline.formats.load import ranking_pairs
 from prefline.models.calibration import fit_temperature, pairwise_ece
-from prefline.models.reward import HeadSpec, RewardEnsemble, RewardModel
+from prefline.models.reward import RewardEnsemble, RewardModel
 from prefline.store.context import Context
-from prefline.train.engine import TrainConfig, Trainer, TrainResult
+from prefline.train.engine import Trainer, TrainResult
+from prefline.train.reward_config import RewardConfig
 from prefline.train.reward_data import FeedbackCounts, RewardData, load_reward_data, rating_stats
 from prefline.train.reward_task import Item, RewardTask, tokenize
-
-
-def _reward_engine_defaults() -> TrainConfig:
-    # Where reward training departs from the engine's defaults: a pretrained encoder needs
-    # a little decay and two passes, and early stopping guards the second one.
-    return TrainConfig(lr=5e-5, weight_decay=0.01, epochs=2, early_stopping_patience=2)
-
-
-@dataclass(frozen=True)
-class RewardConfig:
-    """Everything ``prefline train reward`` accepts."""
-
-    snapshot: str | None = None
-    """Snapshot id, name or content-hash prefix to train on: its train split (val is carved
-    from it); its test split is the held-out set."""
-    data: str | None = None
-    """A pairs/rankings/ratings file (any format `prefline import` reads), instead of
-    snapshot; test_fraction of its prompts is held out as its test split."""
-    model: str | None = None
-    """Backbone: Hugging Face id or local folder; none: the embedded all-MiniLM-L6-v2."""
-    pooling: Literal["mean", "cls", "last"] | None = None
-    """How a sequence becomes one vector; none: mean for encoders, last for decoders."""
-    max_length: int = 512
-    """Prompt + response tokens; the prompt is cut from the left to fit."""
-    heads: tuple[str, ...] = ("reward",)
-    """Named reward heads, e.g. helpfulness,harmlessness; pairs with a criterion train its
-    head, ratings train the head of the same name (one head: ratings of any criterion)."""
-    head_weights: dict[str, float] = field(default_factory=dict)
-    """Weight of each head in the combined reward (JSON object; missing heads weigh 1)."""
-    thresholds: dict[str, float] = field(default_factory=dict)
-    """Guardrails: a head scoring below its threshold (raw units) vetoes the response."""
-    lora: bool = False
-    """Train LoRA adapters on the backbone instead of all its weights."""
-    lora_r: int = 8
-    """LoRA rank (with lora)."""
-    lora_alpha: int = 16
-    """LoRA scaling alpha (with lora)."""
-    dropout: float | None = None
-    """Backbone dropout override; none: the backbone's own."""
-    train_embeddings: bool = False
-    """Also train the token-embedding table (frozen by default: half of MiniLM's weights,
-    and a preference set touches few of its rows)."""
-    head_dropout: float = 0.1
-    """Dropout before the reward heads."""
-    tie_loss: Literal["davidson", "rao_kupper"] = "davidson"
-    """Likelihood of a tie between two responses."""
-    label_smoothing: float = 0.0
-    """Bradley-Terry label smoothing (the assumed share of flipped labels), in [0, 0.5)."""
-    use_margin: bool = False
-    """Use each pair's strength as the Bradley-Terry margin."""
-    center_coef: float | None = None
-    """Weight of a penalty on the mean reward, keeping rewards centred near 0."""
-    val_fraction: float = 0.1
-    """Share of the training prompts carved out as the val split (early stopping and the
-    temperature), by prefline.base.splits.carve as in policy training."""
-    test_fraction: float = 0.1
-    """With data: share of the file's prompts held out as its test split (the rule a
-    snapshot uses). A snapshot's test split was fixed when it was made."""
-    ensemble: int = 1
-    """Number of ensemble members (their score spread is an uncertainty signal)."""
-    ensemble_mode: Literal["seed", "bootstrap"] = "seed"
-    """seed: members differ by seed; bootstrap: each also trains on a resample of the data."""
-    train: TrainConfig = field(default_factory=_reward_engine_defaults)
-    """Engine settings (optimiser, schedule, batches, precision, seed, early stopping)."""
-
-    def __post_init__(self) -> None:
-        # Neither is allowed here (so the config nests, e.g. in the demo's, and `config show`
-        # works); run() refuses it before any model loads.
-        if self.data is not None and self.snapshot is not None:
-            raise PreflineError("give exactly one of snapshot or data", field="snapshot")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 <= getattr(self, name) < 0.5:
-                raise PreflineError(f"{name} must be in [0, 0.5), got {getattr(self, name)}",
-                                    field=name)
-        t = self.train
-        checks: list[tuple[str, Any, bool, str]] = [
-            ("ensemble", self.ensemble, self.ensemble >= 1, "at least 1"),
-            ("max_length", self.max_length, self.max_length >= 16, "at least 16"),
-            ("lora_r", self.lora_r, self.lora_r >= 1, "at least 1"),
-            ("lora_alpha", self.lora_alpha, self.lora_alpha >= 1, "at least 1"),
-            ("head_dropout", self.head_dropout, 0 <= self.head_dropout < 1, "in [0, 1)"),
-            ("dropout", self.dropout, self.dropout is None or 0 <= self.dropout < 1,
-             "in [0, 1)"),
-            ("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 0.5,
-             "in [0, 0.5)"),
-            ("center_coef", self.center_coef, self.center_coef is None or self.center_coef >= 0,
-             "0 or more"),
-            ("train.early_stopping_metric", t.early_stopping_metric,
-             t.early_stopping_metric in ("accuracy", "margin"), "accuracy or margin"),
-        ]
-        for name, value, ok, expected in checks:
-            if not ok:
-                raise PreflineError(f"{name} must be {expected}, got {value!r}", field=name)
-        self.head_spec()  # validates heads, head_weights and thresholds together
-
-    def head_spec(self) -> HeadSpec:
-        return HeadSpec(tuple(self.heads), dict(self.head_weights), dict(self.thresholds))
+from prefline.train.train_config import TrainConfig
 
 
 @dataclass(frozen=True)
