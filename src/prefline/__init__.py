@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefline.base import VERSION as __version__
+from prefline.base import VERSION
+
+__version__ = VERSION
 
 
 def __getattr__(name: str) -> Any:
