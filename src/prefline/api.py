@@ -31,8 +31,9 @@ from prefline.demo.pipeline import run as demo
 from prefline.evaluate.policy import run as eval_policy
 from prefline.evaluate.policy_config import PolicyEvalConfig
 from prefline.evaluate.policy_result import PolicyEvalResult
-from prefline.evaluate.reward import RewardEvalConfig, RewardEvalResult
+from prefline.evaluate.reward import RewardEvalResult
 from prefline.evaluate.reward import run as eval_reward
+from prefline.evaluate.reward_config import RewardEvalConfig
 from prefline.generate.run import GenerateConfig, GenerateResult
 from prefline.generate.run import run as generate
 from prefline.judges.run import JudgeConfig, JudgeResult
@@ -51,8 +52,9 @@ from prefline.store.snapshots import run as snapshot
 from prefline.train.dpo import DPOResult
 from prefline.train.dpo import run as train_dpo
 from prefline.train.policy_config import DPOConfig
-from prefline.train.reward import RewardConfig, RewardResult
+from prefline.train.reward import RewardResult
 from prefline.train.reward import run as train_reward
+from prefline.train.reward_config import RewardConfig
 from prefline.train.train_config import TrainConfig
 
 __all__ = [

@@ -16,8 +16,8 @@ from prefline.formats.examples import (
     RatingExample,
     UnpairedExample,
 )
-from prefline.formats.export import write_jsonl
 from prefline.formats.hh import parse_transcript
+from prefline.formats.jsonl import write_jsonl
 from prefline.formats.load import load_examples, load_pairs
 from prefline.formats.records import messages_json, prompt_key
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from prefline.base.errors import PreflineError
-from prefline.formats.export import write_jsonl
+from prefline.formats.jsonl import write_jsonl
 from prefline.store import bulk
 from prefline.store.db import open_store
 from prefline.store.ingest import import_file

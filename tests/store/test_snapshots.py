@@ -8,7 +8,7 @@ import pytest
 
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import PreferencePair
-from prefline.formats.export import write_jsonl
+from prefline.formats.jsonl import write_jsonl
 from prefline.store.ingest import import_file
 from prefline.store.snapshots import (
     Filters,

@@ -3,23 +3,27 @@ and :class:`RewardEvalConfig` (every setting is an option; ``prefline config sho
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from prefline.base.errors import PreflineError
 from prefline.cli.common import default_run_dir, eval_app, print_json, train_app
 from prefline.cli.options import stage_command
-from prefline.evaluate import reward as reward_eval
-from prefline.evaluate.reward import RewardEvalConfig, RewardEvalResult
+from prefline.evaluate.reward_config import RewardEvalConfig
 from prefline.registry import record_result
 from prefline.store.context import Context
-from prefline.train import reward as reward_train
-from prefline.train.reward import RewardConfig, RewardResult
+from prefline.train.reward_config import RewardConfig
+
+if TYPE_CHECKING:
+    from prefline.evaluate.reward import RewardEvalResult
+    from prefline.train.reward import RewardResult
 
 
 def _train_body(cfg: RewardConfig, ctx: Context, *, as_json: bool) -> None:
     """Train, record, then evaluate once on the held-out test split and record that too."""
+    from prefline.train import reward as reward_train  # torch: only when the command runs
+
     if ctx.run_dir is None:
         ctx = ctx.with_run_dir(default_run_dir("reward"))
     result = reward_train.run(cfg, ctx)
@@ -45,6 +49,8 @@ def _train_body(cfg: RewardConfig, ctx: Context, *, as_json: bool) -> None:
 def _heldout(cfg: RewardConfig, result: RewardResult,
              ctx: Context) -> tuple[RewardEvalResult | None, int | None]:
     """The model's held-out evaluation (``eval reward`` on its test split), when it has one."""
+    from prefline.evaluate import reward as reward_eval  # torch: only when the command runs
+
     if not result.splits["test"]:
         return None, None
     ev = RewardEvalConfig(model=str(result.path), snapshot=cfg.snapshot, data=cfg.data,
@@ -67,6 +73,8 @@ def _accuracy(result: RewardEvalResult) -> str:
 
 
 def _eval_body(cfg: RewardEvalConfig, ctx: Context, *, as_json: bool) -> None:
+    from prefline.evaluate import reward as reward_eval  # torch: only when the command runs
+
     if ctx.run_dir is None:
         ctx = ctx.with_run_dir(default_run_dir("eval-reward"))
     result = reward_eval.run(cfg, ctx)
@@ -99,7 +107,7 @@ stage_command(
     "eval-reward", RewardEvalConfig, _eval_body, app=eval_app, command="eval reward",
     help="Pairwise accuracy with a 95% bootstrap CI, ECE, slices, length bias and "
          "robustness probes of a reward model (or ensemble).",
-    out_help=f"Run folder for {reward_eval.RESULT_FILE} (default: under the data dir).")
+    out_help="Run folder for reward_eval.json (default: under the data dir).")
 
 
 def register(app: typer.Typer) -> None:

@@ -27,8 +27,8 @@ from prefline.data import load_prompts
 from prefline.demo.cache import CachedStage, StageCache
 from prefline.demo.config import JUDGE_SPEC, DemoConfig
 from prefline.evaluate.policy import run as eval_policy
-from prefline.evaluate.reward import RewardEvalConfig
 from prefline.evaluate.reward import run as eval_reward
+from prefline.evaluate.reward_config import RewardEvalConfig
 from prefline.formats.jsonl import write_jsonl
 from prefline.generate.run import GenerateConfig
 from prefline.generate.run import run as generate

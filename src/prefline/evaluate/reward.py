@@ -14,7 +14,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from sqlalchemy import select
 
@@ -22,6 +22,7 @@ from prefline.base.errors import PreflineError
 from prefline.base.hashing import file_sha256
 from prefline.base.splits import carve
 from prefline.base.stage import Ref, StageResult
+from prefline.evaluate.reward_config import RewardEvalConfig
 from prefline.evaluate.reward_metrics import RewardEvalMetrics, evaluate_reward, load_rewardbench
 from prefline.formats.examples import PreferencePair, RankingExample, RatingExample
 from prefline.formats.load import load_examples, ranking_pairs
@@ -31,40 +32,6 @@ from prefline.store.models import Artifact
 from prefline.train.reward_data import FeedbackCounts, count_kinds, file_splits
 
 RESULT_FILE = "reward_eval.json"
-
-
-@dataclass(frozen=True)
-class RewardEvalConfig:
-    """What ``prefline eval reward`` accepts."""
-
-    model: str
-    """Saved reward model or ensemble folder (what `prefline train reward` wrote)."""
-    snapshot: str | None = None
-    """Snapshot id, name or content-hash prefix to evaluate on (instead of data)."""
-    data: str | None = None
-    """A pairs/rankings/ratings file (any format `prefline import` reads), or RewardBench rows
-    with rewardbench (instead of snapshot)."""
-    split: Literal["auto", "test", "val", "all"] = "auto"
-    """test: the model's held-out prompts (a snapshot's test split; for a file, the prompts its
-    training held out, from the fractions and seed in the model card); val: the validation
-    prompts training carved from train; all: everything; auto: test for a snapshot, all for
-    a file."""
-    rewardbench: bool = False
-    """data holds RewardBench rows (prompt/chosen/rejected/subset): also report accuracy per
-    subset, overall weighted and macro."""
-    probes: int = 100
-    """Pairs used by the robustness probes (filler, confident tone, typos); 0 skips them."""
-    report: str | None = None
-    """Also write an HTML report (tables and plots) to this file."""
-
-    def __post_init__(self) -> None:
-        if (self.data is None) == (self.snapshot is None):
-            raise PreflineError("give exactly one of snapshot or data", field="snapshot")
-        if self.rewardbench and (self.data is None or self.split not in ("auto", "all")):
-            raise PreflineError("rewardbench reads a data file as a whole (split all)",
-                                field="rewardbench")
-        if self.probes < 0:
-            raise PreflineError(f"probes must be 0 or more, got {self.probes}", field="probes")
 
 
 @dataclass(frozen=True)

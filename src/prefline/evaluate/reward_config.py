@@ -1,0 +1,43 @@
+"""Settings of the ``eval reward`` stage (torch-free, so the CLI derives its options without
+loading models; the stage is :func:`prefline.evaluate.reward.run`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from prefline.base.errors import PreflineError
+
+
+@dataclass(frozen=True)
+class RewardEvalConfig:
+    """What ``prefline eval reward`` accepts."""
+
+    model: str
+    """Saved reward model or ensemble folder (what `prefline train reward` wrote)."""
+    snapshot: str | None = None
+    """Snapshot id, name or content-hash prefix to evaluate on (instead of data)."""
+    data: str | None = None
+    """A pairs/rankings/ratings file (any format `prefline import` reads), or RewardBench rows
+    with rewardbench (instead of snapshot)."""
+    split: Literal["auto", "test", "val", "all"] = "auto"
+    """test: the model's held-out prompts (a snapshot's test split; for a file, the prompts its
+    training held out, from the fractions and seed in the model card); val: the validation
+    prompts training carved from train; all: everything; auto: test for a snapshot, all for
+    a file."""
+    rewardbench: bool = False
+    """data holds RewardBench rows (prompt/chosen/rejected/subset): also report accuracy per
+    subset, overall weighted and macro."""
+    probes: int = 100
+    """Pairs used by the robustness probes (filler, confident tone, typos); 0 skips them."""
+    report: str | None = None
+    """Also write an HTML report (tables and plots) to this file."""
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.snapshot is None):
+            raise PreflineError("give exactly one of snapshot or data", field="snapshot")
+        if self.rewardbench and (self.data is None or self.split not in ("auto", "all")):
+            raise PreflineError("rewardbench reads a data file as a whole (split all)",
+                                field="rewardbench")
+        if self.probes < 0:
+            raise PreflineError(f"probes must be 0 or more, got {self.probes}", field="probes")
