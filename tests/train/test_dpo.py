@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,6 @@ from prefline.losses.policy import LOSSES
 from prefline.train.dpo import DPOResult, run
 from prefline.train.policy_config import DPOConfig, PolicyLoss
 from prefline.train.policy_data import select
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest single-threaded, and far faster on a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,15 +13,6 @@ from prefline.formats.examples import PreferencePair, as_messages
 from prefline.models.tiny import tiny_causal_lm, tiny_tokenizer
 from prefline.train.logprobs import SequenceLogps, chunked_token_logps
 from prefline.train.policy_batch import EncodedPair, encode_pairs, pack
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest single-threaded, and far faster on a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _pairs(n: int = 5) -> list[PreferencePair]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ from prefline.train.policy_batch import EncodedSingle, PackedBatch, encode_unpai
 from prefline.train.policy_config import DPOConfig
 from prefline.train.policy_data import policy_kind
 from prefline.train.policy_tasks import KTOTask, kto_metrics
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class MinusLength(nn.Module):

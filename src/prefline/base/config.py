@@ -390,3 +390,21 @@ def _toml_table(cls: type, cfg: Any, path: tuple[str, ...], lines: list[str]) ->
                 lines.append(tomli_w.dumps({f.name: plain}).strip())
     for f in tables:
         _toml_table(type(getattr(cfg, f.name)), getattr(cfg, f.name), (*path, f.name), lines)
+
+
+def check_at_least(cfg: Any, minimum: int, *names: str) -> None:
+    """Refuse any of ``cfg``'s settings ``names`` below ``minimum`` (None is left alone)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value < minimum:
+            raise PreflineError(f"expected an integer >= {minimum}, got {value}", field=name)
+
+
+def check_sampling(temperature: float, top_p: float) -> None:
+    """The sampling settings every generating stage shares: temperature >= 0 (0 = greedy)
+    and top_p in (0, 1]."""
+    if temperature < 0:
+        raise PreflineError(f"expected a temperature >= 0, got {temperature}",
+                            field="temperature")
+    if not 0.0 < top_p <= 1.0:
+        raise PreflineError(f"expected a number in (0, 1], got {top_p}", field="top_p")

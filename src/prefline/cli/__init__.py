@@ -1,20 +1,37 @@
 """The ``prefline`` command line.
 
-Each module in this package that defines ``register(app)`` adds its commands; modules are
-discovered, so a stage adds a command group by adding one file. Modules stay thin (parse,
-call, print) and import heavy libraries (torch, transformers) inside the command bodies so
-``prefline --help`` and ``prefline import`` start fast.
+Each module listed in :data:`COMMAND_MODULES` adds its commands with ``register(app)``; a
+new stage adds its module there. Stage commands are derived from the stage's config
+(:mod:`prefline.cli.options`). Modules stay thin (parse, call, print) and import the stage
+modules that load torch and transformers inside the command bodies, so ``prefline --help``
+and ``prefline import`` start fast.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 
 import typer
 
 from prefline.base.errors import PreflineError
+from prefline.cli import (
+    audit,
+    bench,
+    collect_admin,
+    config,
+    db,
+    demo,
+    dpo,
+    generate,
+    io,
+    judge,
+    policy_eval,
+    registry,
+    reward,
+    serve,
+    snapshot,
+)
+from prefline.cli.common import bench_app, eval_app, registry_app, snapshot_app, train_app
 
 app = typer.Typer(
     name="prefline",
@@ -25,19 +42,10 @@ app = typer.Typer(
 )
 
 
-def _register_all() -> None:
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name == "common":
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(app)
-
-
-_register_all()
-
-from prefline.cli.common import bench_app, eval_app, registry_app, snapshot_app, train_app  # noqa: E402
+COMMAND_MODULES = (audit, bench, collect_admin, config, db, demo, dpo, generate, io, judge,
+                   policy_eval, registry, reward, serve, snapshot)
+for _module in COMMAND_MODULES:
+    _module.register(app)
 
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from prefline.base.config import check_at_least, check_sampling
 from prefline.base.errors import PreflineError
 from prefline.judges import parse_spec
 
@@ -53,15 +54,8 @@ class PolicyEvalConfig:
             if not getattr(self, name).strip():
                 raise PreflineError("expected a non-empty value", field=name)
         parse_spec(self.judge)
-        for name in ("n_samples", "max_new_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise PreflineError(f"expected an integer >= 1, got {getattr(self, name)}",
-                                    field=name)
-        if self.temperature < 0:
-            raise PreflineError(f"expected a temperature >= 0, got {self.temperature}",
-                                field="temperature")
-        if not 0.0 < self.top_p <= 1.0:
-            raise PreflineError(f"expected a number in (0, 1], got {self.top_p}", field="top_p")
+        check_at_least(self, 1, "n_samples", "max_new_tokens", "batch_size")
+        check_sampling(self.temperature, self.top_p)
         if self.n_boot < 100:
             raise PreflineError(f"expected at least 100 bootstrap resamples, got {self.n_boot}",
                                 field="n_boot")

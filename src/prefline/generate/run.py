@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from prefline.base.config import check_at_least, check_sampling
 from prefline.base.errors import PreflineError
 from prefline.base.progress import StepProgress
 from prefline.base.stage import StageResult
@@ -64,20 +65,11 @@ class GenerateConfig:
     """Also store the prompts and responses in the store (--no-store: only write the file)."""
 
     def __post_init__(self) -> None:
-        for name in ("n", "max_new_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise PreflineError(f"expected an integer >= 1, got {getattr(self, name)}",
-                                    field=name)
-        if self.temperature < 0:
-            raise PreflineError(f"expected a temperature >= 0, got {self.temperature}",
-                                field="temperature")
-        if not 0.0 < self.top_p <= 1.0:
-            raise PreflineError(f"expected a number in (0, 1], got {self.top_p}", field="top_p")
+        check_at_least(self, 1, "n", "max_new_tokens", "batch_size", "limit")
+        check_sampling(self.temperature, self.top_p)
         if self.threads < 0:
             raise PreflineError(f"expected 0 (auto) or more threads, got {self.threads}",
                                 field="threads")
-        if self.limit is not None and self.limit < 1:
-            raise PreflineError(f"expected a limit >= 1, got {self.limit}", field="limit")
 
 
 @dataclass(frozen=True)
