@@ -46,7 +46,7 @@ from prefline.train.policy_tasks import (
     pair_metrics,
     response_logps,
 )
-from prefline.train.ref_cache import reference_logps, weights_fingerprint
+from prefline.train.ref_cache import cached_path, reference_logps, weights_fingerprint
 
 __all__ = ["DPOConfig", "DPOResult", "fit_policy", "run"]
 
@@ -136,7 +136,7 @@ def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, sets: list[Encoded]
     rank, _ = init_distributed()
     out: list[Encoded] = []
     hits = []
-    for items in sets:
+    for name, items in zip(("train", "val", "held-out"), sets, strict=True):
         if not items:
             out.append(items)
             continue
@@ -145,8 +145,11 @@ def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, sets: list[Encoded]
         lm.eval()
         batches = -(-len(items) // _REF_BATCH)
         reporter = progress if rank == 0 else Reporter(False)
-        with lm.disable_adapter() if cfg.lora else nullcontext(), reporter.bar(
-                batches, "reference log-probs") as bar:
+        what = f"reference log-probs ({name})"
+        if cached_path(items, fingerprint, tag).exists():  # say "cached", not a bar at 0/N
+            reporter.cached(what, f"{len(items)} examples")
+            reporter = Reporter(False)
+        with lm.disable_adapter() if cfg.lora else nullcontext(), reporter.bar(batches, what) as bar:
             filled, hit = reference_logps(logps_fn, items, fingerprint, tag,  # type: ignore[type-var]
                                           pad_id=pad_id,
                                           batch_pairs=_REF_BATCH, autocast=autocast_context(dtype),
