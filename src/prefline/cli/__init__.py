@@ -9,10 +9,12 @@ and ``prefline import`` start fast.
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import typer
 
+from prefline.base import interrupts
 from prefline.base.errors import PreflineError
 from prefline.cli import (
     audit,
@@ -55,15 +57,18 @@ app.add_typer(registry_app, name="registry")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one sentence on stderr and exit 2 for any PreflineError."""
+    """Entry point: one sentence on stderr and exit 2 for any PreflineError; on SIGINT or
+    SIGTERM one line saying what was kept and how to continue, and exit 130 or 143."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    interrupts.forget()
     try:
-        app(args=argv, prog_name="prefline", standalone_mode=False)
+        with interrupts.sigterm_raises():
+            code = app(args=args, prog_name="prefline", standalone_mode=False)
     except PreflineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except interrupts.INTERRUPTS as exc:
+        _interrupted(args, exc)
     except SystemExit:
         raise
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
@@ -75,3 +80,34 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, click.exceptions.Abort):
             sys.exit(1)
         raise
+    # Non-standalone typer *returns* exit codes: 130 for a KeyboardInterrupt it caught (the
+    # exception itself is gone) and N for typer.Exit(N).
+    if code == 130:
+        _interrupted(args, KeyboardInterrupt())
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
+
+
+def _interrupted(args: list[str], exc: BaseException) -> None:
+    print(interrupted_line(args, exc), file=sys.stderr)
+    sys.exit(interrupts.exit_code(exc))
+
+
+_RESUME_KEYS = {"resume", "no_resume", "train.resume"}
+
+
+def interrupted_line(args: list[str], exc: BaseException) -> str:
+    """``interrupted (SIGINT) at step 10 of 30; checkpoint saved in RUN/...; continue with:
+    prefline train dpo ... --out RUN --resume`` (from the command's :class:`Kept` record)."""
+    line = f"interrupted ({interrupts.signal_name(exc)})"
+    kept = interrupts.kept()
+    if kept is None:
+        return line
+    again = [a for a in args
+             if a.lstrip("-").split("=", 1)[0].replace("-", "_") not in _RESUME_KEYS]
+    if kept.run_folder is not None and not any(a == "--out" or a.startswith("--out=")
+                                               for a in again):
+        again += ["--out", str(kept.run_folder)]
+    if kept.resume_flag:
+        again.append(kept.resume_flag)
+    return f"{line} {kept.what}; continue with: {shlex.join(['prefline', *again])}"

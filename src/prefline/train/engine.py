@@ -5,6 +5,13 @@ subtle bugs live, so they are written and tested once. A Task only says how to c
 examples and how to compute a *summed* loss; the engine divides by the global example count
 of the optimizer step, which makes gradient accumulation equal to one large batch and
 2 processes x b equal to 1 process x 2b.
+
+Interrupts and resume (docs/runs.md): an optimizer step either happens completely (weights,
+optimizer, schedule, step count, log line) or not at all, because SIGINT/SIGTERM are held
+while it commits. On an interrupt rank 0 saves a checkpoint of the last completed step and
+the exception goes on up (the command line exits 130/143). ``resume`` continues from the
+latest checkpoint after checking that the run's fingerprint (stage settings, data hash, base
+model) matches it, so a resumed run equals an uninterrupted one or is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import functools
 import json
 import math
 import random
+import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
@@ -23,6 +32,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from prefline.base import interrupts
 from prefline.base.distributed import barrier, init_distributed
 from prefline.base.errors import PreflineError
 from prefline.base.precision import autocast_context, resolve_precision
@@ -103,11 +113,19 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 
 class Trainer:
-    """Runs ``task`` over ``examples`` on ``model`` with ``cfg``; see module docstring."""
+    """Runs ``task`` over ``examples`` on ``model`` with ``cfg``; see module docstring.
+
+    ``fingerprint`` is what the stage says determines its result beyond ``cfg`` (its
+    settings under ``config``, the data hash under ``data``, the base model under
+    ``model``); it is saved in every checkpoint and compared on resume. ``run_folder`` is
+    the folder ``--out`` names when ``run_dir`` is inside it (the interrupt line uses it).
+    """
 
     def __init__(self, model: nn.Module, task: Task, examples: Sequence[Any], cfg: TrainConfig,
                  *, run_dir: Path, progress: Reporter | None = None,
-                 evaluate: Callable[[nn.Module], dict[str, float]] | None = None) -> None:
+                 evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+                 fingerprint: dict[str, Any] | None = None,
+                 run_folder: Path | None = None) -> None:
         if len(examples) == 0:
             raise PreflineError("no training examples")
         self.cfg, self.task, self.examples, self.evaluate = cfg, task, examples, evaluate
@@ -115,6 +133,7 @@ class Trainer:
         # Only rank 0 draws a bar; None means no bar at all (tests, benchmarks).
         self.progress = progress if progress is not None and self.rank == 0 else Reporter(False)
         self.out = Path(run_dir)
+        self.run_folder = Path(run_folder) if run_folder is not None else self.out
         self.out.mkdir(parents=True, exist_ok=True)
         self.dtype = resolve_precision(cfg.precision)
         torch.manual_seed(cfg.seed)
@@ -126,12 +145,22 @@ class Trainer:
         if len(examples) < self.per_step:
             self.steps_per_epoch = 1
         self.total = cfg.max_steps or self.steps_per_epoch * cfg.epochs
+        # The length the LR schedule was built for (``total`` may be lowered afterwards).
+        self.schedule_steps = self.total
         self.opt = torch.optim.AdamW(_param_groups(unwrap(model), cfg.weight_decay), lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg, self.total))
         self.step = 0
         self.best: dict[str, Any] | None = None
         self.bad_evals = 0
+        self.last_eval: int | None = None
+        self.saved: dict[str, Any] | None = None  # the state of the newest checkpoint written
         self.result = TrainResult(steps=0)
+        self.fingerprint = {**(fingerprint or {}), "train": asdict(cfg), "world_size": self.world,
+                            "examples": len(examples)}
+        self._rng: dict[str, Any] = {}
+        self._last_save = time.monotonic()
+        # Checked here, before any training (and before a stage spends more time).
+        self._resume_from = self._verify_resume() if cfg.resume else None
 
     # ----- data order -------------------------------------------------------------------
     def _step_examples(self, step: int) -> list[Any]:
@@ -160,6 +189,9 @@ class Trainer:
 
     # ----- one optimizer step -----------------------------------------------------------
     def _train_step(self) -> dict[str, Any]:
+        """Accumulate the step's gradients (an interrupt here loses only this step's work),
+        then commit it with signals held."""
+        t0 = time.perf_counter()
         self.model.train()
         batches = list(self._micro_batches(self.step))
         prepare = getattr(self.task, "prepare_step", None)
@@ -183,6 +215,11 @@ class Trainer:
             loss_sum += float(loss.detach())
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
+        with interrupts.deferred():
+            return self._commit(loss_sum, sums, total, t0)
+
+    def _commit(self, loss_sum: float, sums: dict[str, float], total: float,
+                t0: float) -> dict[str, Any]:
         grad_norm = self._clip()
         self.opt.step()
         self.sched.step()
@@ -192,6 +229,15 @@ class Trainer:
                                "lr": self.sched.get_last_lr()[0], "examples": total}
         for k, v in zip(keys, reduced[1:], strict=True):
             rec[k] = v if k == "tokens" else v / total
+        self.step += 1
+        dt = time.perf_counter() - t0
+        rec.update(step=self.step, epoch=(self.step - 1) // self.steps_per_epoch,
+                   seconds=dt, examples_per_s=rec["examples"] / dt)
+        if "tokens" in rec:
+            rec["tokens_per_s"] = rec["tokens"] / dt
+        self.result.history.append(rec)
+        self._log(rec)
+        self._rng = ckpt.rng_state()
         return rec
 
     def _count(self, batch: Any) -> float:
@@ -210,30 +256,39 @@ class Trainer:
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
     # ----- evaluation / early stopping --------------------------------------------------
+    def _eval_due(self) -> bool:
+        cfg = self.cfg
+        return bool(cfg.eval_every and (self.step % cfg.eval_every == 0
+                                        or self.step % self.steps_per_epoch == 0))
+
     def _maybe_eval(self, force: bool = False) -> bool:
         """Run evaluate() when due; returns True when early stopping says stop."""
         cfg = self.cfg
-        due = cfg.eval_every and self.step % cfg.eval_every == 0
-        end_epoch = self.step % self.steps_per_epoch == 0
-        if self.evaluate is None or not (due or force or (cfg.eval_every and end_epoch)):
+        if self.evaluate is None or not (force or self._eval_due()):
             return False
         unwrap(self.model).eval()
         with torch.no_grad(), autocast_context(self.dtype):
             metrics = dict(self.evaluate(unwrap(self.model)))
         metrics["step"] = self.step
-        self.result.evals.append(metrics)
-        self._log({"eval": metrics, "step": self.step})
-        value = metrics.get(cfg.early_stopping_metric)
-        if value is None:
-            return False
-        if self.best is None or value > self.best[cfg.early_stopping_metric]:
-            self.best = metrics
-            self.bad_evals = 0
-            if self.rank == 0:
-                ckpt.save_weights(unwrap(self.model), self.out / "checkpoints" / "best")
-            return False
-        self.bad_evals += 1
-        return bool(cfg.early_stopping_patience and self.bad_evals >= cfg.early_stopping_patience)
+        with interrupts.deferred():  # the evaluation's record, best and state: all or none
+            self.result.evals.append(metrics)
+            self._log({"eval": metrics, "step": self.step})
+            self.last_eval = self.step
+            value = metrics.get(cfg.early_stopping_metric)
+            if value is not None and (self.best is None
+                                      or value > self.best[cfg.early_stopping_metric]):
+                self.best = metrics
+                self.bad_evals = 0
+                if self.rank == 0:
+                    ckpt.save_weights(unwrap(self.model), self.out / "checkpoints" / "best")
+            elif value is not None:
+                self.bad_evals += 1
+            self._rng = ckpt.rng_state()
+        return self._early_stop()
+
+    def _early_stop(self) -> bool:
+        patience = self.cfg.early_stopping_patience
+        return bool(patience and self.bad_evals >= patience)
 
     # ----- logging ----------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
@@ -244,45 +299,139 @@ class Trainer:
 
     def _state(self) -> dict[str, Any]:
         return {"step": self.step, "best": self.best, "bad_evals": self.bad_evals,
-                "config": asdict(self.cfg)}
+                "last_eval": self.last_eval, "schedule_steps": self.schedule_steps,
+                "fingerprint": self.fingerprint}
 
     # ----- main loop --------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        if self.cfg.resume:
-            state = ckpt.load_latest(self.out, unwrap(self.model), self.opt, self.sched)
-            if state is not None:
-                self.step, self.best = state["step"], state.get("best")
-                self.bad_evals = state.get("bad_evals", 0)
-        elif self.rank == 0 and (self.out / "train_log.jsonl").exists():
-            (self.out / "train_log.jsonl").unlink()
-        with self.progress.bar(self.total, "training", start=self.step) as bar:
-            stopped = False
-            while self.step < self.total and not stopped:
-                t0 = time.perf_counter()
-                rec = self._train_step()
-                self.step += 1
-                dt = time.perf_counter() - t0
-                rec.update(step=self.step, epoch=(self.step - 1) // self.steps_per_epoch,
-                           seconds=dt, examples_per_s=rec["examples"] / dt)
-                if "tokens" in rec:
-                    rec["tokens_per_s"] = rec["tokens"] / dt
-                self.result.history.append(rec)
-                self._log(rec)
-                bar.update(rec)
-                stopped = self._maybe_eval()
-                if self.cfg.save_every and self.step % self.cfg.save_every == 0:
-                    self._save()
-        if self.evaluate is not None and not self.result.evals:
-            self._maybe_eval(force=True)
-        self._save()
+        """Train to ``total`` steps (or early stop), save, restore the best weights when
+        early stopping. On SIGINT/SIGTERM save the last completed step and re-raise."""
+        self._start()
+        try:
+            self._loop()
+        except interrupts.INTERRUPTS:
+            self._on_interrupt()
+            raise
         self._restore_best()
         self.result.steps, self.result.best = self.step, self.best
         return self.result
 
+    def _loop(self) -> None:
+        with self.progress.bar(self.total, "training", start=self.step) as bar:
+            stopped = self._resumed_eval()
+            while self.step < self.total and not stopped:
+                rec = self._train_step()
+                bar.update(rec)
+                stopped = self._maybe_eval()
+                if self._save_due():
+                    self._save()
+        if self.evaluate is not None and self.last_eval is None:
+            self._maybe_eval(force=True)
+        if self.saved != self._state():
+            self._save()
+
+    def _resumed_eval(self) -> bool:
+        """An evaluation due at the checkpoint's step that the interrupt cut short runs now
+        (as it did in the uninterrupted run); then whether early stopping already stopped."""
+        if self.step and self.last_eval != self.step and self._eval_due():
+            return self._maybe_eval()
+        return self._early_stop()
+
+    def _save_due(self) -> bool:
+        cfg = self.cfg
+        by_steps = bool(cfg.save_every and self.step % cfg.save_every == 0)
+        minutes = cfg.save_every_minutes
+        by_time = minutes is not None and time.monotonic() - self._last_save >= 60 * minutes
+        if self.world > 1 and minutes is not None:
+            # Clocks differ between processes; all must agree, as all wait at _save's barrier.
+            by_time = _all_reduce([float(by_time)], self.world)[0] > 0
+        return by_steps or by_time
+
     def _save(self) -> None:
         if self.rank == 0:
-            ckpt.save_checkpoint(self.out, unwrap(self.model), self.opt, self.sched, self._state())
+            self._write_checkpoint()
+        self.saved = self._state()
+        self._last_save = time.monotonic()
         barrier()
+
+    def _write_checkpoint(self) -> Path:
+        path = ckpt.save_checkpoint(self.out, unwrap(self.model), self.opt, self.sched,
+                                    self._state(), rng=self._rng, keep_last=self.cfg.keep_last)
+        finished = self.step >= self.total
+        where = "after training finished at" if finished else "at"
+        interrupts.keep(interrupts.Kept(
+            f"{where} step {self.step} of {self.total}; checkpoint saved in {path}",
+            run_folder=self.run_folder))
+        return path
+
+    def _on_interrupt(self) -> None:
+        """Rank 0 saves the last completed step (no collective: the other processes may be
+        anywhere, or gone); every rank then lets the exception go on."""
+        if self.rank == 0 and self.step > 0 and self.saved != self._state():
+            self._write_checkpoint()
+
+    def _start(self) -> None:
+        """Load the verified checkpoint, or clear what an earlier run left in the folder."""
+        log = self.out / "train_log.jsonl"
+        if self._resume_from is not None:
+            folder, state = self._resume_from
+            ckpt.load_checkpoint(folder, unwrap(self.model), self.opt, self.sched)
+            self.step, self.best = state["step"], state.get("best")
+            self.bad_evals, self.last_eval = state.get("bad_evals", 0), state.get("last_eval")
+            self.saved = self._state()
+            if self.rank == 0:
+                ckpt.truncate_log(log, self.step)
+        elif self.rank == 0:
+            # A fresh run owns the folder: an old log or old checkpoints would mix with its own.
+            log.unlink(missing_ok=True)
+            shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
+        self._rng = ckpt.rng_state()
+        self._last_save = time.monotonic()
+        if self._resume_from is not None:
+            what = f"at step {self.step} of {self.total}; checkpoint in {self._resume_from[0]}"
+        else:
+            what = "before the first step; nothing to keep"
+        interrupts.keep(interrupts.Kept(what, run_folder=self.run_folder))
+
+    def _verify_resume(self) -> tuple[Path, dict[str, Any]] | None:
+        """The latest checkpoint, after checking that this run is the one that wrote it."""
+        found = ckpt.latest(self.out)
+        if found is None:
+            if (self.out / "train_log.jsonl").exists():
+                raise PreflineError(
+                    f"cannot resume: {self.out} has a train_log.jsonl but no checkpoint (the "
+                    "run stopped before it saved one); start afresh without --resume",
+                    path=str(self.out))
+            if self.rank == 0:
+                print(f"note: resume: no checkpoint in {self.out}; training from step 0",
+                      file=sys.stderr)
+            return None
+        folder, state = found
+        if "fingerprint" not in state:
+            raise PreflineError(f"cannot resume from {folder}: the checkpoint predates "
+                                "resume checks (no fingerprint); start afresh without --resume")
+        diffs = ckpt.differences(state["fingerprint"], self.fingerprint)
+        if diffs:
+            raise PreflineError(ckpt.mismatch_message(folder, diffs),
+                                field=diffs[0][0] if len(diffs) == 1 else None)
+        self._check_length(folder, state)
+        return folder, state
+
+    def _check_length(self, folder: Path, state: dict[str, Any]) -> None:
+        """max_steps/epochs may change on resume only where the steps already taken would
+        have had the same learning rate in a run of the new length."""
+        done, before = int(state["step"]), int(state.get("schedule_steps", self.total))
+        if done > self.total:
+            raise PreflineError(f"cannot resume from {folder}: the checkpoint is at step {done}, "
+                                f"past this run's {self.total} steps", field="max_steps")
+        old, new = _lr_lambda(self.cfg, before), _lr_lambda(self.cfg, self.schedule_steps)
+        if any(not math.isclose(old(s), new(s), rel_tol=1e-12) for s in range(done)):
+            raise PreflineError(
+                f"cannot resume from {folder}: the checkpoint's run was {before} steps long and "
+                f"this one is {self.total}; with schedule={self.cfg.schedule} and warmup_ratio="
+                f"{self.cfg.warmup_ratio} the learning rate of the {done} steps already taken "
+                "depends on the length (keep max_steps and epochs, or use schedule=constant "
+                "and warmup_ratio=0 to extend a run)", field="max_steps")
 
     def _restore_best(self) -> None:
         best_dir = self.out / "checkpoints" / "best"

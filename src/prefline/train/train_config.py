@@ -47,19 +47,32 @@ class TrainConfig:
     """Evaluate on the validation split every N optimizer steps, and at each epoch's end
     (None = once, after the last step)."""
     save_every: int | None = None
-    """Write a resumable checkpoint every N optimizer steps (one is always written at the end)."""
+    """Also write a resumable checkpoint every N optimizer steps (one is always written at
+    the end, and on an interrupt)."""
+    save_every_minutes: float | None = 10.0
+    """Write a resumable checkpoint when this many minutes have passed since the last one
+    (None = only every save_every steps, at the end and on an interrupt)."""
+    keep_last: int = 2
+    """Step checkpoints kept in <run>/checkpoints; older ones are deleted (the best one, kept
+    for early stopping, is separate and never counts)."""
     early_stopping_patience: int | None = None
     """Stop after this many evaluations without improvement, then restore the best weights
     (None = never stop early)."""
     early_stopping_metric: str = "accuracy"
     """Validation metric to maximise for early stopping and the best checkpoint."""
     resume: bool = False
-    """Continue from the latest checkpoint in the run folder."""
+    """Continue from the latest checkpoint in the run folder (--out): weights, optimizer,
+    schedule, data order and random state, so the result equals an uninterrupted run. The
+    data, base model and every setting that changes the result must equal the checkpoint's
+    (only max_steps/epochs may change, when the learning rate of the steps already taken
+    stays the same, plus save_every, save_every_minutes and keep_last); otherwise the run
+    is refused. Without a checkpoint: trains from step 0 if the folder has no
+    train_log.jsonl, else refused. See docs/runs.md."""
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise PreflineError(f"lr must be positive, got {self.lr}", field="lr")
-        for name in ("epochs", "batch_size", "grad_accum"):
+        for name in ("epochs", "batch_size", "grad_accum", "keep_last"):
             if getattr(self, name) < 1:
                 raise PreflineError(f"{name} must be at least 1", field=name)
         if self.schedule not in ("cosine", "linear", "constant"):
@@ -72,5 +85,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise PreflineError(f"{name} must be at least 1 (or unset)", field=name)
+        if self.save_every_minutes is not None and self.save_every_minutes <= 0:
+            raise PreflineError("save_every_minutes must be positive (or unset)",
+                                field="save_every_minutes")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise PreflineError("max_grad_norm must be positive (or unset)", field="max_grad_norm")
