@@ -16,12 +16,37 @@ def data_dir() -> Path:
     return path
 
 
+CACHE_TAG = "CACHEDIR.TAG"
+"""Marks a folder prefline made as its cache (the Cache Directory Tagging standard, which
+backup tools honour); ``prefline cache clear`` deletes only inside a tagged root."""
+
+_TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+             "# This file is a cache directory tag created by prefline.\n"
+             "# Everything here is derived data; `prefline cache info` lists it.\n")
+
+
 def cache_dir() -> Path:
-    """Converted model weights and cached reference log-probs live here."""
+    """Cached derived data (reference log-probs, converted models, judge replies):
+    ``PREFLINE_CACHE``, else ``<data dir>/cache``; created (and tagged) on first use.
+
+    A folder is tagged only when prefline creates it, finds it empty, or it is the default
+    location, so pointing ``PREFLINE_CACHE`` at a folder with other files in it never
+    makes those files clearable. What each subfolder holds: :mod:`prefline.base.cache`.
+    """
     root = os.environ.get("PREFLINE_CACHE")
     path = Path(root) if root else data_dir() / "cache"
-    path.mkdir(parents=True, exist_ok=True)
+    tag = path / CACHE_TAG
+    if not tag.exists():
+        fresh = not path.exists() or not any(path.iterdir()) or not root
+        path.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            write_cache_tag(path)
     return path
+
+
+def write_cache_tag(path: Path) -> None:
+    """Mark ``path`` as prefline's cache root (see :data:`CACHE_TAG`)."""
+    (path / CACHE_TAG).write_text(_TAG_TEXT)
 
 
 def default_db_url() -> str:

@@ -252,9 +252,9 @@ def _spawn(bench: Benchmark, side: Side, cfg_file: Path, inputs: Path, scratch: 
 
 def _partial_file(name: str) -> Path:
     """Each finished run is appended here, so an interrupted benchmark keeps what it measured."""
-    from prefline.base.paths import cache_dir
+    from prefline.base.cache import kind_dir
 
-    folder = cache_dir() / "bench"
+    folder = kind_dir("bench")
     folder.mkdir(parents=True, exist_ok=True)
     return folder / time.strftime(f"{name}-%Y%m%d-%H%M%S.jsonl")
 

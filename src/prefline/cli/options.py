@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from prefline.base import config
+from prefline.base.cache import FILES_HELP
 from prefline.base.distributed import rank
 from prefline.base.errors import PreflineError
 from prefline.base.progress import Reporter
@@ -126,7 +127,8 @@ def _common(out_help: str | None, db_option: bool = True) -> list[inspect.Parame
     if not db_option:
         specs = [spec for spec in specs if spec[0] != "db"]
     if out_help:
-        specs.insert(0, ("out", Annotated[str | None, typer.Option("--out", help=out_help)],
+        specs.insert(0, ("out", Annotated[str | None, typer.Option(
+            "--out", help=f"{out_help} {FILES_HELP}")],
                          None))
     return [inspect.Parameter(n, kw, default=d, annotation=h) for n, h, d in specs]
 

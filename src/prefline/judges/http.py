@@ -14,7 +14,7 @@ Failure policy (what a caller can rely on):
   ``details["parse_error"]``; such verdicts are not stored and not cached, so a re-run asks
   again. If only one order is unparseable the other order's verdict is kept at half confidence.
 
-Replies are cached on disk under ``cache_dir()/judges/http`` keyed by the judge's config (URL,
+Replies are cached on disk under ``kind_dir("judges")/http`` keyed by the judge's config (URL,
 model, template, sampling settings) and the exact request, so re-judging costs nothing.
 """
 
@@ -31,9 +31,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from prefline.base.cache import kind_dir
 from prefline.base.errors import PreflineError
 from prefline.base.hashing import content_hash
-from prefline.base.paths import cache_dir
 from prefline.formats.examples import as_messages, prompt_text
 from prefline.judges.base import PairItem, PromptLike, Verdict, combine_orders
 
@@ -211,7 +211,7 @@ class HttpJudge:
                             f"attempt{'s' if tries > 1 else ''}: {problem}")
 
     def _cache_path(self, key: str) -> Path:
-        return cache_dir() / "judges" / "http" / key[:2] / f"{key}.json"
+        return kind_dir("judges") / "http" / key[:2] / f"{key}.json"
 
     def _cached(self, key: str) -> str | None:
         if not self.cache:

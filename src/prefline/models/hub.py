@@ -2,7 +2,7 @@
 
 The embedded default (SmolLM2-135M-Instruct) ships as a 4-bit GGUF file. transformers + the
 ``gguf`` package dequantise it, which takes ~15 s, so we do it once and keep the result as a
-plain safetensors folder under ``cache_dir()``, keyed by the GGUF file's sha256: a new GGUF
+plain safetensors folder in the cache (``kind_dir("models")``), keyed by the GGUF file's sha256: a new GGUF
 file gets a new folder, and every later load is an ordinary ``from_pretrained`` (~1 s).
 """
 
@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from prefline.base.cache import kind_dir
 from prefline.base.errors import PreflineError
 from prefline.base.hashing import file_sha256
-from prefline.base.paths import cache_dir
 
 
 def _resolve_dtype(dtype: Any) -> Any:
@@ -41,7 +41,7 @@ def converted_gguf_dir(gguf_path: str | Path) -> Path:
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise PreflineError("GGUF file not found", path=str(gguf_path))
-    target = cache_dir() / "models" / f"{gguf_path.stem}-{file_sha256(gguf_path)[:16]}"
+    target = kind_dir("models") / f"{gguf_path.stem}-{file_sha256(gguf_path)[:16]}"
     if (target / "config.json").exists():
         return target
     import torch

@@ -21,8 +21,8 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from prefline.base.cache import kind_dir
 from prefline.base.hashing import content_hash
-from prefline.base.paths import cache_dir
 from prefline.train.policy_batch import Encoded, EncodedPair, EncodedSingle, pack
 
 E = TypeVar("E", EncodedPair, EncodedSingle)
@@ -93,4 +93,4 @@ def reference_logps(logps_fn: nn.Module, pairs: Sequence[E], fingerprint: str,
 
 def cached_path(pairs: Sequence[Encoded], fingerprint: str, precision: str) -> Path:
     """Where :func:`reference_logps` keeps (or would keep) the values for these inputs."""
-    return cache_dir() / "ref_logps" / f"{cache_key(pairs, fingerprint, precision)}.pt"
+    return kind_dir("ref-logps") / f"{cache_key(pairs, fingerprint, precision)}.pt"
