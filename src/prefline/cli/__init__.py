@@ -19,6 +19,7 @@ from prefline.base.errors import PreflineError
 from prefline.cli import (
     audit,
     bench,
+    cache,
     collect_admin,
     config,
     db,
@@ -44,8 +45,8 @@ app = typer.Typer(
 )
 
 
-COMMAND_MODULES = (audit, bench, collect_admin, config, db, demo, dpo, generate, io, judge,
-                   policy_eval, registry, reward, serve, snapshot)
+COMMAND_MODULES = (audit, bench, cache, collect_admin, config, db, demo, dpo, generate, io,
+                   judge, policy_eval, registry, reward, serve, snapshot)
 for _module in COMMAND_MODULES:
     _module.register(app)
 
