@@ -220,3 +220,11 @@ class Reporter:
         else:
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
+
+
+def notice(text: str) -> None:
+    """One line on stderr, flushed, even under ``--json`` (e.g. what an interrupted stage
+    kept and how to continue)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+

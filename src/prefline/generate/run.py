@@ -15,17 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from prefline.base import interrupts
 from prefline.base.config import check_at_least, check_sampling
 from prefline.base.errors import PreflineError
-from prefline.base.progress import StepProgress
+from prefline.base.progress import StepProgress, notice
 from prefline.base.stage import StageResult
-from prefline.generate.io import generation_record, read_prompts, write_jsonl
+from prefline.formats.examples import Messages
+from prefline.formats.records import prompt_key
+from prefline.generate.io import generation_record, read_generations, read_prompts, write_jsonl
 from prefline.generate.sampling import (
     count_new_tokens,
     cpu_threads,
-    generate,
     load_policy,
     place_on_device,
+    sample_batches,
 )
 from prefline.generate.store import Generation, store_generations
 from prefline.models.embedded import DEFAULT_POLICY
@@ -63,6 +66,10 @@ class GenerateConfig:
     """Only the first N prompts."""
     store: bool = True
     """Also store the prompts and responses in the store (--no-store: only write the file)."""
+    resume: bool = False
+    """Keep the prompts already in --out (an interrupted run's, sampled with the same
+    settings) and sample only the others. Their responses are valid samples, but not the
+    ones an uninterrupted run would have drawn (batches are seeded by position)."""
 
     def __post_init__(self) -> None:
         check_at_least(self, 1, "n", "max_new_tokens", "batch_size", "limit")
@@ -87,26 +94,30 @@ class GenerateResult(StageResult):
     """The sampling settings recorded with every response (plus the weights dtype)."""
     stored: dict[str, int] | None = None
     """``{"prompts", "responses", "new_responses"}``; None when not stored."""
+    resumed: int = 0
+    """Prompts whose responses were already in ``out`` (``resume``) and were kept."""
 
 
 def advance(bar: StepProgress) -> Callable[[int], None]:
     """A callback that moves ``bar`` on by k finished items (prompts, pairs)."""
-    def step(k: int) -> None:
-        for _ in range(k):
-            bar.update({})
-    return step
+    return bar.advance
 
 
 def run(cfg: GenerateConfig, ctx: Context) -> GenerateResult:
     """Sample ``cfg.n`` responses per prompt (batched, KV cache, seeded) and write/store them.
 
-    Fails before loading the model when the prompts are unreadable or the output folder
-    is missing.
+    Fails before loading the model when the prompts are unreadable, the output folder is
+    missing, or ``cfg.resume`` finds responses sampled with other settings. Interrupted
+    (Ctrl-C, SIGTERM) or stopped by an error, it writes the prompts finished so far to
+    ``cfg.out`` (``--resume`` continues from there), says so on stderr, and re-raises.
     """
     rows = read_prompts(cfg.prompts)[:cfg.limit]
     if not cfg.out.parent.exists():
         raise PreflineError(f"output folder {cfg.out.parent} does not exist", path=str(cfg.out),
                             field="out")
+    name = cfg.policy or DEFAULT_POLICY
+    kept = _kept(cfg, rows, name) if cfg.resume else {}
+    todo = [i for i in range(len(rows)) if i not in kept]
     with cpu_threads(cfg.threads):  # set before loading: it speeds up loading too
         model, tok = load_policy(cfg.policy, cfg.precision)
         model = place_on_device(model, ctx.device)
@@ -114,19 +125,93 @@ def run(cfg: GenerateConfig, ctx: Context) -> GenerateResult:
                   "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed,
                   "batch_size": cfg.batch_size,
                   "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+        for g in kept.values():
+            _check_same(cfg, g, name, params)
+        done: dict[int, list[str]] = {i: g.responses for i, g in kept.items()}
         start = time.perf_counter()
-        with ctx.progress.bar(len(rows), "generating") as bar:
-            texts = generate(model, tok, [r.prompt for r in rows], n=cfg.n,
-                             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                             top_p=cfg.top_p, seed=cfg.seed, batch_size=cfg.batch_size,
-                             threads=None, on_batch=advance(bar))
+        try:
+            with ctx.progress.bar(len(rows), "generating", start=len(kept)) as bar:
+                for idx, texts in sample_batches(model, tok, [rows[i].prompt for i in todo],
+                                                 n=cfg.n, max_new_tokens=cfg.max_new_tokens,
+                                                 temperature=cfg.temperature, top_p=cfg.top_p,
+                                                 seed=cfg.seed, batch_size=cfg.batch_size):
+                    done.update((todo[j], t) for j, t in zip(idx, texts, strict=True))
+                    bar.advance(len(idx))
+        except BaseException as exc:
+            _keep_finished(cfg, rows, done, name, params, exc)
+            raise
         seconds = time.perf_counter() - start
-    name = cfg.policy or DEFAULT_POLICY
-    gens = [Generation(r.prompt, t, name, params, r.tags) for r, t in zip(rows, texts, strict=True)]
+    gens = _generations(rows, done, name, params)
     write_jsonl(cfg.out, (generation_record(g) for g in gens))
-    tokens = count_new_tokens(tok, texts)
+    tokens = count_new_tokens(tok, [done[i] for i in todo])
     stored = store_generations(ctx.db, gens, actor="generate") if cfg.store else None
-    return GenerateResult(prompts=len(gens), responses=sum(len(t) for t in texts), out=cfg.out,
-                          model=name, new_tokens=tokens, seconds=round(seconds, 2),
+    return GenerateResult(prompts=len(gens), responses=sum(len(g.responses) for g in gens),
+                          out=cfg.out, model=name, new_tokens=tokens, seconds=round(seconds, 2),
                           tokens_per_s=round(tokens / max(seconds, 1e-9), 1), gen_params=params,
-                          stored=stored)
+                          stored=stored, resumed=len(kept))
+
+
+def _generations(rows: list[Generation], done: dict[int, list[str]], model: str,
+                 params: dict[str, Any]) -> list[Generation]:
+    """The finished prompts, in input order."""
+    return [Generation(r.prompt, done[i], model, params, r.tags)
+            for i, r in enumerate(rows) if i in done]
+
+
+def _keep_finished(cfg: GenerateConfig, rows: list[Generation], done: dict[int, list[str]],
+                   model: str, params: dict[str, Any], exc: BaseException) -> None:
+    """Write the finished prompts to ``cfg.out`` (atomically: a valid file or none) and say
+    what was kept: for an interrupt, in the line the command line prints; else on stderr."""
+    if done:
+        gens = _generations(rows, done, model, params)
+        write_jsonl(cfg.out, (generation_record(g) for g in gens))
+        unstored = ", not yet stored" if cfg.store else ""
+        what = (f"kept {len(gens)} of {len(rows)} prompts ({sum(len(g.responses) for g in gens)}"
+                f" responses) in {cfg.out}{unstored}")
+    else:
+        what = "before any prompt finished; nothing written"
+    if isinstance(exc, interrupts.INTERRUPTS):
+        interrupts.keep(interrupts.Kept(what, resume_flag="--resume" if done else None))
+    elif done:
+        notice(f"generate stopped by an error: {what}; rerun with --resume to sample the rest")
+
+
+def _occurrence_keys(prompts: list[Messages]) -> list[tuple[str, int]]:
+    """``(content hash, how many times it came before)`` per prompt: a prompt listed twice
+    is two prompts."""
+    seen: dict[str, int] = {}
+    keys = []
+    for p in prompts:
+        key = prompt_key(p)
+        keys.append((key, seen.get(key, 0)))
+        seen[key] = seen.get(key, 0) + 1
+    return keys
+
+
+def _kept(cfg: GenerateConfig, rows: list[Generation], model: str) -> dict[int, Generation]:
+    """Row index -> the generation ``cfg.out`` already holds for it (resume)."""
+    if not cfg.out.exists():
+        return {}
+    previous = read_generations(cfg.out)
+    have = dict(zip(_occurrence_keys([g.prompt for g in previous]), previous, strict=True))
+    kept = {i: have[k] for i, k in enumerate(_occurrence_keys([r.prompt for r in rows]))
+            if k in have}
+    for g in kept.values():
+        _check_same(cfg, g, model, None)
+    return kept
+
+
+def _check_same(cfg: GenerateConfig, g: Generation, model: str,
+                params: dict[str, Any] | None) -> None:
+    """Refuse to resume onto responses sampled by another model or with other settings
+    (``params`` None: everything but the dtype, known only once the model is loaded)."""
+    now = {"model": model, "n": cfg.n, "max_new_tokens": cfg.max_new_tokens,
+           "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed,
+           "batch_size": cfg.batch_size, **(params or {})}
+    then = {"model": g.model, **(g.gen_params or {})}
+    differ = [f"{k}: {then.get(k)!r} there, {v!r} now" for k, v in now.items()
+              if then.get(k) != v]
+    if differ:
+        raise PreflineError(f"cannot resume: its responses were sampled with other settings "
+                            f"({'; '.join(differ)}); use the same settings or another --out",
+                            path=str(cfg.out), field="resume")

@@ -115,19 +115,28 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: i
     ``threads``: torch threads while generating (0 = ``auto_threads()``, None = leave as set).
     ``on_batch(k)`` is called after each batch with the number of prompts finished.
     """
+    results: list[list[str]] = [[] for _ in prompts]
+    with cpu_threads(threads):
+        for idx, texts in sample_batches(model, tokenizer, prompts, n, max_new_tokens,
+                                         temperature, top_p, seed, batch_size, precision):
+            for i, t in zip(idx, texts, strict=True):
+                results[i] = t
+            if on_batch is not None:
+                on_batch(len(idx))
+    return results
+
+
+def sample_batches(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: int = 4,
+                   max_new_tokens: int = 128, temperature: float = 0.8, top_p: float = 0.95,
+                   seed: int = 0, batch_size: int = 32, precision: str = "fp32",
+                   ) -> Iterator[tuple[list[int], list[list[str]]]]:
+    """What :func:`generate` samples, one batch at a time: ``(prompt indices, their n
+    responses each)``, so a caller keeps every finished prompt when it is interrupted.
+    Threads are left as set (wrap it in :func:`cpu_threads`)."""
+    import torch
 
     if n < 1 or max_new_tokens < 1:
         raise PreflineError("need n >= 1 and max_new_tokens >= 1")
-    with cpu_threads(threads):
-        return _generate(model, tokenizer, prompts, n, max_new_tokens, temperature, top_p, seed,
-                         batch_size, precision, on_batch)
-
-
-def _generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: int,
-              max_new_tokens: int, temperature: float, top_p: float, seed: int, batch_size: int,
-              precision: str, on_batch: Callable[[int], None] | None) -> list[list[str]]:
-    import torch
-
     texts = render_prompts(tokenizer, prompts)
     pad_id = tokenizer.pad_token_id
     if pad_id is None:  # decoder-only tokenizers often lack one; EOS is safe under a mask
@@ -135,7 +144,6 @@ def _generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: 
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     per_call = max(1, batch_size // n)
-    results: list[list[str]] = [[] for _ in texts]
     stops = stop_token_ids(model, tokenizer)
     device = next(model.parameters()).device
     sample = temperature > 0
@@ -153,11 +161,7 @@ def _generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: 
             )
         new = out[:, enc["input_ids"].shape[1]:]
         decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
-        for j, i in enumerate(idx):
-            results[i] = [d.strip() for d in decoded[j * n:(j + 1) * n]]
-        if on_batch is not None:
-            on_batch(len(idx))
-    return results
+        yield idx, [[d.strip() for d in decoded[j * n:(j + 1) * n]] for j in range(len(idx))]
 
 
 def encode_left(tokenizer: Any, texts: list[str], pad_id: int) -> dict[str, Any]:
