@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from prefline.base import config
 from prefline.base.distributed import barrier, init_distributed
 from prefline.base.errors import PreflineError
 from prefline.base.precision import autocast_context, resolve_precision
@@ -184,6 +185,15 @@ def export_policy(lm: Any, tokenizer: Any, out: Path, how: str, write: bool = Tr
     return target
 
 
+def resume_fingerprint(cfg: DPOConfig, source_hash: str, base_model: str) -> dict[str, Any]:
+    """What a resumed run must share with its checkpoint (the engine adds its own settings):
+    the settings, less where the data is read from (its hash decides) and how the policy is
+    exported (not how it trains)."""
+    settings = {k: v for k, v in config.to_dict(cfg).items()
+                if k not in ("snapshot", "data", "export")}
+    return {"config": settings, "data": source_hash, "model": base_model}
+
+
 def fit_policy(cfg: DPOConfig, ctx: Context, data: PolicyData, lm: Any, tokenizer: Any, *,
                base_model: str) -> DPOResult:
     """Train ``lm`` on ``data`` (see the module docstring); ``base_model`` names it for
@@ -203,7 +213,8 @@ def fit_policy(cfg: DPOConfig, ctx: Context, data: PolicyData, lm: Any, tokenize
 
     task = KTOTask(cfg, pad_id) if cfg.kto else DPOTask(cfg, pad_id)
     trainer = Trainer(logps_fn, task, train_enc, cfg.train, run_dir=out, progress=ctx.progress,
-                      evaluate=evaluate if val_enc else None)
+                      evaluate=evaluate if val_enc else None,
+                      fingerprint=resume_fingerprint(cfg, data.source_hash, base_model))
     fit = trainer.fit()
     path = export_policy(lm, tokenizer, out, cfg.export, write=trainer.rank == 0)
     last = fit.history[-1] if fit.history else {}

@@ -155,8 +155,9 @@ class Trainer:
         self.last_eval: int | None = None
         self.saved: dict[str, Any] | None = None  # the state of the newest checkpoint written
         self.result = TrainResult(steps=0)
-        self.fingerprint = {**(fingerprint or {}), "train": asdict(cfg), "world_size": self.world,
-                            "examples": len(examples)}
+        self.fingerprint = {**(fingerprint or {}), "train": asdict(cfg), "world_size": self.world}
+        if "data" not in self.fingerprint:  # no data hash from the stage: at least the count
+            self.fingerprint["examples"] = len(examples)
         self._rng: dict[str, Any] = {}
         self._last_save = time.monotonic()
         # Checked here, before any training (and before a stage spends more time).

@@ -93,7 +93,8 @@ def run(cfg: RewardConfig, ctx: Context) -> RewardResult:
             items_train, items_val = tokenize(model, data.train, stats), tokenize(model, val_pairs)
             truncation = dict(model.builder.counts)
         run_dir = (out / f"member-{k}" if cfg.ensemble > 1 else out) / "run"
-        fit = _fit(model, _member_data(items_train, cfg, k), items_val, cfg, k, run_dir, ctx)
+        fit = _fit(model, _member_data(items_train, cfg, k), items_val, cfg, k, run_dir, ctx,
+                   resume_fingerprint(cfg, data.source_hash, model))
         histories.append({"steps": fit.steps, "best": fit.best})
         normalise(model, items_train)
         members.append(model)
@@ -156,8 +157,16 @@ def _engine(cfg: RewardConfig, member: int, steps_per_epoch: int, has_val: bool)
                    early_stopping_patience=t.early_stopping_patience if has_val else None)
 
 
+def resume_fingerprint(cfg: RewardConfig, source_hash: str, model: RewardModel) -> dict[str, Any]:
+    """What a resumed run must share with its checkpoint (the engine adds its own settings);
+    the data is compared by its hash, not by where it is read from."""
+    settings = {k: v for k, v in config.to_dict(cfg).items() if k not in ("snapshot", "data")}
+    return {"config": settings, "data": source_hash, "model": model.spec.backbone}
+
+
 def _fit(model: RewardModel, items: list[Item], val: list[Item], cfg: RewardConfig,
-         member: int, run_dir: Path, ctx: Context) -> TrainResult:
+         member: int, run_dir: Path, ctx: Context,
+         fingerprint: dict[str, Any]) -> TrainResult:
     task = RewardTask(model.make_batch, tie_loss=cfg.tie_loss,
                       label_smoothing=cfg.label_smoothing, use_margin=cfg.use_margin,
                       center_coef=cfg.center_coef)
@@ -170,7 +179,8 @@ def _fit(model: RewardModel, items: list[Item], val: list[Item], cfg: RewardConf
 
     trainer = Trainer(model, task, items, _engine(cfg, member, per_epoch, bool(strict_val)),
                       run_dir=run_dir, progress=ctx.progress,
-                      evaluate=evaluate if strict_val else None)
+                      evaluate=evaluate if strict_val else None, fingerprint=fingerprint,
+                      run_folder=ctx.run_dir)
     return trainer.fit()
 
 

@@ -65,8 +65,8 @@ class TrainConfig:
     schedule, data order and random state, so the result equals an uninterrupted run. The
     data, base model and every setting that changes the result must equal the checkpoint's
     (only max_steps/epochs may change, when the learning rate of the steps already taken
-    stays the same, plus save_every, save_every_minutes and keep_last); otherwise the run
-    is refused. Without a checkpoint: trains from step 0 if the folder has no
+    stays the same, as may save_every, save_every_minutes, keep_last, the data's location
+    and how the result is exported); otherwise the run is refused. Without a checkpoint: trains from step 0 if the folder has no
     train_log.jsonl, else refused. See docs/runs.md."""
 
     def __post_init__(self) -> None:
