@@ -48,7 +48,8 @@ def test_run_from_python_drops_ties_and_skips_the_store(tmp_path: Path) -> None:
     assert sum(result.choices.values()) + result.invalid == 2
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == result.rows_written == 2 - result.choices["tie"]
-    assert all(not r["tie"] and r["judge"] == result.judge == "principles" for r in rows)
+    assert all(not r["tie"] and r["judge"] == result.judge_name == "principles" for r in rows)
+    assert result.judge == "rules"  # the spec the user typed
     assert result.to_json()["judge_config"] == result.judge_config
 
 

@@ -10,7 +10,6 @@ content hash), unless ``store`` is off.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +17,7 @@ from typing import Any, Literal
 from prefline.base import interrupts
 from prefline.base.config import check_at_least, check_sampling
 from prefline.base.errors import PreflineError
-from prefline.base.progress import StepProgress, notice
+from prefline.base.progress import notice
 from prefline.base.stage import StageResult
 from prefline.formats.examples import Messages
 from prefline.formats.records import prompt_key
@@ -96,11 +95,6 @@ class GenerateResult(StageResult):
     """``{"prompts", "responses", "new_responses"}``; None when not stored."""
     resumed: int = 0
     """Prompts whose responses were already in ``out`` (``resume``) and were kept."""
-
-
-def advance(bar: StepProgress) -> Callable[[int], None]:
-    """A callback that moves ``bar`` on by k finished items (prompts, pairs)."""
-    return bar.advance
 
 
 def run(cfg: GenerateConfig, ctx: Context) -> GenerateResult:
