@@ -81,8 +81,9 @@ def test_different_policies_have_positive_kl_and_a_report(tmp_path: Path) -> Non
 def test_run_records_an_evaluation_with_typed_inputs(tiny_causal_dir: Path, tmp_path: Path,
                                                      sqlite_url: str) -> None:
     """``run`` from paths: the policy is a registered artifact (``artifact:ID``), the baseline
-    a folder; eval.json lands in the run folder and the caller records the result, whose
-    inputs name policy, reference model and judge."""
+    a folder where that artifact is registered too (so it is linked by id); eval.json lands
+    in the run folder and the caller records the result, whose inputs name policy, reference
+    model and judge."""
     from prefline.registry import record
 
     store = Store.open(sqlite_url)
@@ -100,7 +101,7 @@ def test_run_records_an_evaluation_with_typed_inputs(tiny_causal_dir: Path, tmp_
     assert json.loads(res.path.read_text())["judge"]["spec"] == "rules"
     art_id = record_result(store, res, cfg)
     assert inputs_of(art_id, store) == (
-        Ref("policy", artifact_id=policy_id), Ref("reference_model", ref=str(tiny_causal_dir)),
+        Ref("policy", artifact_id=policy_id), Ref("reference_model", artifact_id=policy_id),
         Ref("judge", ref="rules"))
 
 

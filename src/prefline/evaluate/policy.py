@@ -19,12 +19,17 @@ import dataclasses
 import json
 import random
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from sqlalchemy import select
 
+from prefline.base import interrupts
 from prefline.base.errors import PreflineError
+from prefline.base.hashing import content_hash
+from prefline.base.progress import Reporter, StepProgress
 from prefline.base.stage import Ref
 from prefline.evaluate.policy_config import ARTIFACT, PolicyEvalConfig
 from prefline.evaluate.policy_metrics import (
@@ -36,6 +41,7 @@ from prefline.evaluate.policy_metrics import (
 from prefline.evaluate.policy_report import write_policy_report
 from prefline.evaluate.policy_result import (
     JudgeOutcome,
+    NamedInput,
     PolicyEvalResult,
     ProxyOutcome,
     examples,
@@ -55,69 +61,87 @@ from prefline.store.context import Context
 from prefline.store.models import Artifact
 
 STAGES = ("sample policy", "sample baseline", "kl", "judge", "proxy reward")
+KL_BATCH = 8
+"""Completions per forward pass when measuring log-probs for the KL estimate."""
 Model = tuple[Any, Any]
 """A loaded ``(model, tokenizer)``."""
 
 
 def run(cfg: PolicyEvalConfig, ctx: Context) -> PolicyEvalResult:
     """Load A, B, the judge and the reward model named by ``cfg``; compare; write
-    ``eval.json`` into the run folder (when the context has one) and ``cfg.report``."""
+    ``eval.json`` into the run folder (when the context has one) and ``cfg.report``.
+
+    Nothing is written until the evaluation is complete: interrupted, it leaves no partial
+    ``eval.json`` or report, and says so in the interrupt line."""
     if cfg.report is not None and not cfg.report.parent.exists():
         raise PreflineError(f"folder {cfg.report.parent} does not exist", path=str(cfg.report),
                             field="report")
     rows = read_prompt_rows(cfg.prompts)
-    (policy, policy_ref), (baseline, base_ref) = (
+    (policy, policy_ref, policy_named), (baseline, base_ref, base_named) = (
         _resolve(ctx, "policy", cfg.policy), _resolve(ctx, "reference_model", cfg.baseline))
     inputs = [policy_ref, base_ref, Ref("judge", ref=cfg.judge)]
+    named = {"policy": policy_named, "baseline": base_named, "judge": NamedInput(cfg.judge),
+             "prompts": NamedInput(cfg.prompts, content_hash=content_hash(
+                 [[r.id, r.prompt] for r in rows]))}
     proxy = None
     if cfg.reward is not None:
-        reward_path, reward_ref = _resolve(ctx, "reward_model", cfg.reward)
+        reward_path, reward_ref, named["reward_model"] = _resolve(ctx, "reward_model", cfg.reward)
         if reward_path is None:  # "default" names the embedded policy, not a reward model
             raise PreflineError("expected a reward model folder or artifact:ID", field="reward")
         proxy = load_reward_model(reward_path)
         inputs.append(reward_ref)
     judge = make_judge(cfg.judge)
-    with ctx.progress.bar(len(STAGES) - (proxy is None), "evaluating") as bar:
+    try:
         result = compare(_load(policy, ctx), _load(baseline, ctx), rows, judge, cfg, proxy,
-                         on_stage=lambda name: bar.set(STAGES.index(name),
-                                                       description=f"evaluating: {name}"))
+                         progress=ctx.progress)
+    except interrupts.INTERRUPTS:
+        interrupts.keep(interrupts.Kept(
+            "before the evaluation finished; nothing was written or registered (eval.json "
+            "and the report are written only when it is complete)", resume_flag=None))
+        raise
     path = ctx.require_run_dir() / "eval.json" if ctx.run_dir is not None else None
-    result = dataclasses.replace(result, inputs=tuple(inputs), path=path)
+    result = dataclasses.replace(result, inputs=tuple(inputs), named_inputs=named, path=path)
     if result.path is not None:
-        result.path.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+        tmp = result.path.with_name(result.path.name + ".tmp")  # whole, or not at all
+        tmp.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
+        tmp.replace(result.path)
     if cfg.report is not None:
         write_policy_report(result.to_json(), cfg.report)
     return result
 
 
 def compare(a: Model, b: Model, rows: Sequence[PromptRow], judge: Judge, cfg: PolicyEvalConfig,
-            proxy: Scorer | None = None,
-            on_stage: Callable[[str], None] | None = None) -> PolicyEvalResult:
+            proxy: Scorer | None = None, on_stage: Callable[[str], None] | None = None,
+            progress: Reporter | None = None) -> PolicyEvalResult:
     """A (``a``) against B (``b``) on ``rows`` with loaded models: the evaluation without
     lineage. ``proxy`` is anything with ``score(prompt, responses) -> list[float]``;
-    ``on_stage`` is called with each name in :data:`STAGES` as it starts."""
+    ``on_stage`` is called with each name in :data:`STAGES` as it starts; ``progress``
+    shows a bar per stage (per sampling batch, log-prob batch, judged pair, scored prompt)."""
     if not rows:
         raise PreflineError("the evaluation needs at least one prompt", field="prompts")
+    bars = progress if progress is not None else Reporter(enabled=False)
 
-    def stage(i: int) -> None:
+    def stage(i: int, total: int) -> StepProgress:
         if on_stage is not None:
             on_stage(STAGES[i])
+        return bars.bar(total, f"{STAGES[i]} ({cfg.judge})" if STAGES[i] == "judge"
+                        else STAGES[i])
 
     texts = [r.prompt for r in rows]
     gen: dict[str, Any] = {"n": cfg.n_samples, "max_new_tokens": cfg.max_new_tokens,
                            "temperature": cfg.temperature, "top_p": cfg.top_p,
                            "seed": cfg.seed, "batch_size": cfg.batch_size}
-    stage(0)
-    resp_a = generate(*a, texts, **gen)
-    stage(1)
-    resp_b = generate(*b, texts, **gen)
-    stage(2)
+    with stage(0, len(rows)) as bar:
+        resp_a = generate(*a, texts, **gen, on_batch=bar.advance)
+    with stage(1, len(rows)) as bar:
+        resp_b = generate(*b, texts, **gen, on_batch=bar.advance)
     flat_prompts = [t for t, rs in zip(texts, resp_a, strict=True) for _ in rs]
     flat_a = [r for rs in resp_a for r in rs]
-    kl = mean_kl(completion_logprobs(*a, flat_prompts, flat_a),
-                 completion_logprobs(*b, flat_prompts, flat_a))
-    stage(3)
-    scores = _judge_pairs(judge, rows, resp_a, resp_b, cfg.seed)
+    with stage(2, 2 * -(-len(flat_a) // KL_BATCH)) as bar:
+        kl = mean_kl(completion_logprobs(*a, flat_prompts, flat_a, on_batch=bar.advance),
+                     completion_logprobs(*b, flat_prompts, flat_a, on_batch=bar.advance))
+    with stage(3, len(flat_a)) as bar:
+        scores = _judge_pairs(judge, rows, resp_a, resp_b, cfg.seed, on_done=bar.advance)
     len_diff = [len(words(x)) - len(words(y)) for ra, rb in zip(resp_a, resp_b, strict=True)
                 for x, y in zip(ra, rb, strict=True)]
     rate = rate_with_ci(scores, cfg.n_boot, cfg.seed)
@@ -128,31 +152,54 @@ def compare(a: Model, b: Model, rows: Sequence[PromptRow], judge: Judge, cfg: Po
         per_category=per_category(rows, scores), config=judge.config())
     proxy_outcome = None
     if proxy is not None:
-        stage(4)
-        proxy_scores, rew_a, rew_b = _proxy_pairs(proxy, rows, resp_a, resp_b)
+        with stage(4, len(rows)) as bar:
+            proxy_scores, rew_a, rew_b = _proxy_pairs(proxy, rows, resp_a, resp_b, bar.advance)
         p = rate_with_ci(proxy_scores, cfg.n_boot, cfg.seed)
         proxy_outcome = ProxyOutcome(p.win_rate, p.ci, p.n, float(np.mean(rew_a)),
                                      float(np.mean(rew_b)))
+    named = {"policy": NamedInput(cfg.policy), "baseline": NamedInput(cfg.baseline),
+             "judge": NamedInput(cfg.judge), "prompts": NamedInput(cfg.prompts)}
     return PolicyEvalResult(
         judge=outcome, kl=kl, policy=side_stats(rows, resp_a), baseline=side_stats(rows, resp_b),
-        n_prompts=len(rows), examples=examples(rows, resp_a, resp_b, scores),
+        n_prompts=len(rows), examples=examples(rows, resp_a, resp_b, scores, cfg.seed),
         verdict=verdict(rate.win_rate, rate.ci), sampling={**gen, "n_boot": cfg.n_boot},
-        policy_path=cfg.policy, baseline_path=cfg.baseline, proxy=proxy_outcome)
+        named_inputs=named, proxy=proxy_outcome)
 
 
-def _resolve(ctx: Context, role: str, value: str) -> tuple[str | None, Ref]:
-    """``(what to load, input Ref)`` for a model setting: ``artifact:ID`` loads a registered
-    artifact's path and links to it; ``default`` is the embedded policy; else a path/hub id."""
+KINDS = {"policy": "policy", "reference_model": "policy", "reward_model": "reward_model"}
+"""The registry kind a model named by its folder is looked up as, per input role."""
+
+
+def _resolve(ctx: Context, role: str, value: str) -> tuple[str | None, Ref, NamedInput]:
+    """``(what to load, input Ref, how to name it)`` for a model setting: ``artifact:ID``
+    loads a registered artifact's path and links to it; ``default`` is the embedded policy;
+    else a path (linked to its artifact when one is registered there) or a Hub id."""
     if value.startswith(ARTIFACT):
         art_id = int(value[len(ARTIFACT):])
         with ctx.store.session() as s:
             art = s.get(Artifact, art_id)
             if art is None:
                 raise PreflineError(f"no artifact with id {art_id} in the store", field=role)
-            return art.path, Ref(role, artifact_id=art_id)
+            return art.path, Ref(role, artifact_id=art_id), NamedInput(value, art_id, art.path)
     if value == "default":
-        return None, Ref(role, ref=DEFAULT_POLICY)
-    return value, Ref(role, ref=value)
+        return None, Ref(role, ref=DEFAULT_POLICY), NamedInput(value, path=DEFAULT_POLICY)
+    found = _registered_at(ctx, value, KINDS[role])
+    if found is not None:
+        return value, Ref(role, artifact_id=found), NamedInput(value, found, value)
+    return value, Ref(role, ref=value), NamedInput(value, path=value)
+
+
+def _registered_at(ctx: Context, value: str, kind: str) -> int | None:
+    """The latest artifact of ``kind`` registered at the folder ``value`` (None: none, or
+    ``value`` is not a local path)."""
+    where = Path(value)
+    if not where.exists():
+        return None
+    with ctx.store.session() as s:
+        found = s.scalars(select(Artifact.id).where(
+            Artifact.path == str(where.resolve()), Artifact.kind == kind)
+            .order_by(Artifact.id.desc()).limit(1)).first()
+    return int(found) if found is not None else None
 
 
 def _load(path: str | None, ctx: Context) -> Model:
@@ -161,7 +208,8 @@ def _load(path: str | None, ctx: Context) -> Model:
 
 
 def completion_logprobs(model: Any, tokenizer: Any, prompts: Sequence[str | Messages],
-                        completions: Sequence[str], batch_size: int = 8) -> list[list[float]]:
+                        completions: Sequence[str], batch_size: int = KL_BATCH,
+                        on_batch: Callable[[int], None] | None = None) -> list[list[float]]:
     """Per-token log-probs (nats) of each completion given its chat-templated prompt.
 
     Returns one list per completion, one float per completion token. Completions are
@@ -193,11 +241,14 @@ def completion_logprobs(model: Any, tokenizer: Any, prompts: Sequence[str | Mess
         for k, (p, c) in enumerate(chunk):
             # token t of the sequence is predicted at position t-1
             out.append(tok_lp[k, len(p) - 1:len(p) + len(c) - 1].tolist())
+        if on_batch is not None:
+            on_batch(1)
     return out
 
 
 def _judge_pairs(judge: Judge, rows: Sequence[PromptRow], resp_a: list[list[str]],
-                 resp_b: list[list[str]], seed: int) -> list[list[float]]:
+                 resp_b: list[list[str]], seed: int,
+                 on_done: Callable[[int], None] | None = None) -> list[list[float]]:
     """A's score per (prompt, sample): the judge sees A on the left for a seeded half."""
     rng = random.Random(seed)
     items, flips = [], []
@@ -206,7 +257,7 @@ def _judge_pairs(judge: Judge, rows: Sequence[PromptRow], resp_a: list[list[str]
             flip = rng.random() < 0.5
             flips.append(flip)
             items.append((row.prompt, b, a) if flip else (row.prompt, a, b))
-    verdicts = judge_all(judge, items)
+    verdicts = judge_all(judge, items, on_done=on_done)
     flat = [outcome_score(v.swapped().choice if f else v.choice)
             for v, f in zip(verdicts, flips, strict=True)]
     n = len(resp_a[0]) if resp_a else 0
@@ -214,7 +265,8 @@ def _judge_pairs(judge: Judge, rows: Sequence[PromptRow], resp_a: list[list[str]
 
 
 def _proxy_pairs(reward: Any, rows: Sequence[PromptRow], resp_a: list[list[str]],
-                 resp_b: list[list[str]]) -> tuple[list[list[float]], list[float], list[float]]:
+                 resp_b: list[list[str]], on_prompt: Callable[[int], None] | None = None,
+                 ) -> tuple[list[list[float]], list[float], list[float]]:
     """The reward model as a judge: higher reward wins, equal rewards tie. Also the rewards."""
     scores, rewards_a, rewards_b = [], [], []
     for row, ra, rb in zip(rows, resp_a, resp_b, strict=True):
@@ -225,4 +277,6 @@ def _proxy_pairs(reward: Any, rows: Sequence[PromptRow], resp_a: list[list[str]]
         # Identical texts tie: batched (bf16) scoring can differ in the last bits for them.
         scores.append([0.5 if ta == tb else 1.0 if x > y else 0.0 if x < y else 0.5
                        for ta, tb, x, y in zip(ra, rb, a_r, b_r, strict=True)])
+        if on_prompt is not None:
+            on_prompt(1)
     return scores, rewards_a, rewards_b

@@ -114,11 +114,52 @@ def metrics_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+INPUT_ROLES = (("policy", "policy (A)"), ("baseline", "baseline (B)"), ("judge", "judge"),
+               ("reward_model", "reward model (proxy)"), ("prompts", "prompts"))
+
+
+def inputs_table(result: dict[str, Any]) -> str:
+    """HTML table of what was compared: each input as the user named it, its artifact id
+    when registered, and what was loaded (or the prompts' content hash)."""
+    e = html.escape
+    named = result.get("named_inputs") or {}
+    lines = ["<table><tr><th>input</th><th>as given</th><th>artifact</th><th>loaded from / "
+             "content hash</th></tr>"]
+    for key, label in INPUT_ROLES:
+        item = named.get(key)
+        if not item:
+            continue
+        art = f"#{item['artifact_id']}" if item.get("artifact_id") is not None else "not registered"
+        where = item.get("path") or item.get("content_hash") or ""
+        lines.append(f"<tr><td>{e(label)}</td><td><code>{e(item['spec'])}</code></td>"
+                     f"<td>{e(art)}</td><td><code>{e(where)}</code></td></tr>")
+    return "".join(lines) + "</table>"
+
+
+def examples_section(result: dict[str, Any]) -> list[str]:
+    """The side-by-side sample, with how it was drawn and what it holds."""
+    e = html.escape
+    shown = result["examples"]
+    tally = {o: sum(ex["outcome"] == o for ex in shown)
+             for o in ("policy wins", "baseline wins", "tie")}
+    seed = result.get("sampling", {}).get("seed")
+    lines = ["<h3>Side by side (held-out prompts)</h3>",
+             f"<p>A seeded sample (seed {e(str(seed))}) of {len(shown)} comparisons, drawn from "
+             f"wins, losses and ties in turn: {tally['policy wins']} policy wins, "
+             f"{tally['baseline wins']} baseline wins, {tally['tie']} ties.</p>"]
+    for ex in shown:
+        lines.append(f"<div class='ex'><p><b>[{e(str(ex['category']))}]</b> {e(ex['prompt'])} "
+                     f"<i>({e(ex['outcome'])})</i></p><div class='cols'><pre>{e(ex['baseline'])}</pre>"
+                     f"<pre>{e(ex['policy'])}</pre></div></div>")
+    return lines
+
+
 def policy_section(result: dict[str, Any], img: dict[str, str]) -> str:
-    """HTML fragment: verdict, win-rate table, figures, before/after table, examples."""
+    """HTML fragment: inputs, verdict, win-rate table, figures, before/after table, examples."""
     e = html.escape
     j = result["judge"]
-    lines = [f"<p class='verdict {'ok' if result['verdict']['target_met'] else 'miss'}'>"
+    lines = [inputs_table(result),
+             f"<p class='verdict {'ok' if result['verdict']['target_met'] else 'miss'}'>"
              f"{e(result['verdict']['text'])}</p>", "<table><tr><th>measure</th><th>value</th></tr>",
              f"<tr><td>judge win rate (95% CI)</td><td>{pct(j['win_rate'])} "
              f"[{pct(j['ci'][0])}, {pct(j['ci'][1])}] over {j['n']} comparisons</td></tr>",
@@ -135,13 +176,8 @@ def policy_section(result: dict[str, Any], img: dict[str, str]) -> str:
                              ("refusals", "Refusal rates per slice")) if k in img]
     lines.append("<table><tr><th>metric</th><th>baseline</th><th>policy</th></tr>")
     lines += [f"<tr><td>{e(m)}</td><td>{e(b)}</td><td>{e(a)}</td></tr>" for m, b, a in metrics_rows(result)]
-    lines.append("</table><h3>Side by side (held-out prompts)</h3>")
-    for ex in result["examples"]:
-        outcome = {1.0: "policy wins", 0.0: "baseline wins"}.get(ex["judge_score"], "tie")
-        lines.append(f"<div class='ex'><p><b>[{e(str(ex['category']))}]</b> {e(ex['prompt'])} "
-                     f"<i>({outcome})</i></p><div class='cols'><pre>{e(ex['baseline'])}</pre>"
-                     f"<pre>{e(ex['policy'])}</pre></div></div>")
-    return "\n".join(lines)
+    lines.append("</table>")
+    return "\n".join(lines + examples_section(result))
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
@@ -164,6 +200,10 @@ def write_policy_report(result: dict[str, Any], path: str | Path) -> Path:
     body = policy_section(result, image_sources(figures, None))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(page("Policy evaluation", body), encoding="utf-8")
+    named = result.get("named_inputs") or {}
+    title = "Policy evaluation"
+    if named.get("policy") and named.get("baseline"):
+        title += f": {named['policy']['spec']} vs {named['baseline']['spec']}"
+    tmp.write_text(page(title, body), encoding="utf-8")
     tmp.replace(path)
     return path

@@ -6,6 +6,7 @@ bootstrapped over prompts (a prompt's samples move together). No models or I/O h
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,21 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class NamedInput:
+    """One input of the evaluation as the user named it, and what that resolved to."""
+
+    spec: str
+    """As typed: a folder, a Hub id, ``default``, ``artifact:ID``, a judge spec, a prompts
+    source."""
+    artifact_id: int | None = None
+    """Its registry id, when it is a registered artifact (named by id or by its path)."""
+    path: str | None = None
+    """What was loaded: the folder (the artifact's path) or the Hub id."""
+    content_hash: str | None = None
+    """For the prompts: a hash of the prompts evaluated (ids and messages)."""
+
+
+@dataclass(frozen=True)
 class PolicyEvalResult(StageResult):
     """An evaluation artifact: A vs B under a judge, with KL, lengths, refusals, examples."""
 
@@ -92,11 +108,13 @@ class PolicyEvalResult(StageResult):
     baseline: SideStats
     n_prompts: int
     examples: tuple[dict[str, Any], ...]
-    """The first sample of the first prompt of each category, side by side."""
+    """A seeded sample of comparisons, side by side, with wins, losses and ties when the
+    evaluation has them (see :func:`examples`)."""
     verdict: Outcome
     sampling: dict[str, Any]
-    policy_path: str
-    baseline_path: str
+    named_inputs: dict[str, NamedInput]
+    """What was compared, as the user named it: ``policy``, ``baseline``, ``judge``,
+    ``prompts`` and (with a proxy) ``reward_model``, with artifact ids where registered."""
     proxy: ProxyOutcome | None = None
     inputs: tuple[Ref, ...] = ()
     """Policy, reference model (the baseline), judge and reward model."""
@@ -140,22 +158,34 @@ def per_category(rows: Sequence[PromptRow], scores: list[list[float]]) -> dict[s
     return {c: win_rate(v) for c, v in sorted(cats.items())}
 
 
+OUTCOMES = {1.0: "policy wins", 0.0: "baseline wins", 0.5: "tie"}
+"""A's score in one comparison -> what the side-by-side calls it."""
+
+
 def examples(rows: Sequence[PromptRow], resp_a: list[list[str]], resp_b: list[list[str]],
-             scores: list[list[float]], k: int = 6) -> tuple[dict[str, Any], ...]:
-    """The first sample of the first prompt in each category: side by side, not cherry-picked."""
-    picked: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        if str(row.category) in seen:
-            continue
-        seen.add(str(row.category))
-        picked.append({"id": row.id, "category": row.category,
-                       "prompt": as_messages(row.prompt)[-1]["content"],
-                       "policy": resp_a[i][0], "baseline": resp_b[i][0],
-                       "judge_score": scores[i][0]})
-        if len(picked) >= k:
-            break
-    return tuple(picked)
+             scores: list[list[float]], seed: int = 0, k: int = 6) -> tuple[dict[str, Any], ...]:
+    """A seeded sample of ``k`` comparisons for the side-by-side, not cherry-picked and not
+    just the first prompts: wins, losses and ties are drawn in turn (each shuffled with
+    ``seed``), so every outcome the evaluation has is shown; listed wins, losses, ties."""
+    groups: dict[float, list[tuple[int, int]]] = {o: [] for o in OUTCOMES}
+    for i, row_scores in enumerate(scores):
+        for j, s in enumerate(row_scores):
+            groups.setdefault(s, []).append((i, j))
+    rng = random.Random(seed)
+    for members in groups.values():
+        rng.shuffle(members)
+    picked: list[tuple[float, int, int]] = []
+    while len(picked) < k and any(groups.values()):
+        for outcome, members in groups.items():
+            if members and len(picked) < k:
+                picked.append((outcome, *members.pop()))
+    order = list(groups)
+    picked.sort(key=lambda p: (order.index(p[0]), p[1], p[2]))
+    return tuple({"id": rows[i].id, "category": rows[i].category,
+                  "prompt": as_messages(rows[i].prompt)[-1]["content"], "sample": j,
+                  "policy": resp_a[i][j], "baseline": resp_b[i][j], "judge_score": outcome,
+                  "outcome": OUTCOMES.get(outcome, f"score {outcome}")}
+                 for outcome, i, j in picked)
 
 
 def verdict(rate: float, ci: Sequence[float]) -> Outcome:
