@@ -221,11 +221,12 @@ class Trainer:
 
     def _commit(self, loss_sum: float, sums: dict[str, float], total: float,
                 t0: float) -> dict[str, Any]:
+        # The collective first: should a peer die here, nothing of the step has happened yet.
+        keys = sorted(sums)
+        reduced = _all_reduce([loss_sum] + [sums[k] for k in keys], self.world)
         grad_norm = self._clip()
         self.opt.step()
         self.sched.step()
-        keys = sorted(sums)
-        reduced = _all_reduce([loss_sum] + [sums[k] for k in keys], self.world)
         rec: dict[str, Any] = {"loss": reduced[0] / total, "grad_norm": grad_norm,
                                "lr": self.sched.get_last_lr()[0], "examples": total}
         for k, v in zip(keys, reduced[1:], strict=True):
@@ -368,7 +369,11 @@ class Trainer:
     def _on_interrupt(self) -> None:
         """Rank 0 saves the last completed step (no collective: the other processes may be
         anywhere, or gone); every rank then lets the exception go on."""
-        if self.rank == 0 and self.step > 0 and self.saved != self._state():
+        if self.rank != 0:
+            interrupts.keep(interrupts.Kept(
+                f"at step {self.step} of {self.total} (rank {self.rank}; rank 0 saves the "
+                f"checkpoint in {self.out / 'checkpoints'})", run_folder=self.run_folder))
+        elif self.step > 0 and self.saved != self._state():
             self._write_checkpoint()
 
     def _start(self) -> None:
