@@ -55,6 +55,9 @@ class RewardEvalResult(StageResult):
     report: str | None = None
     reliability: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     """Reliability bins of the calibrated pair probabilities (confidence, accuracy, count)."""
+    data: str = ""
+    """The evaluated data as the user named it: a snapshot (id, name or hash prefix) or a
+    file path."""
 
     def to_json(self) -> dict[str, Any]:
         """The metrics at the top level (``accuracy``, ``n_pairs``, ...), then the rest."""
@@ -81,7 +84,8 @@ def run(cfg: RewardEvalConfig, ctx: Context) -> RewardEvalResult:
     path = ctx.run_dir / RESULT_FILE if ctx.run_dir is not None else None
     result = RewardEvalResult(cfg.model, split, metrics, count_kinds(examples),
                               (_model_ref(ctx, cfg.model), source), source_hash, path,
-                              cfg.report, list(plots.get("reliability", [])))
+                              cfg.report, list(plots.get("reliability", [])),
+                              str(cfg.snapshot if cfg.snapshot is not None else cfg.data))
     if path is not None:
         ctx.require_run_dir()
         path.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True))

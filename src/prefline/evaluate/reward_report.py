@@ -95,6 +95,23 @@ def _table(rows: dict[str, Any]) -> str:
     return f"<table>{body}</table>"
 
 
+def _inputs(result: dict[str, Any]) -> str:
+    """What was evaluated on what: the reward model (artifact id when registered) and the
+    data as named (snapshot id, content hash), from the result's ``inputs``."""
+    refs = {r["role"]: r for r in result.get("inputs", [])}
+    model, source = refs.get("reward_model", {}), refs.get("snapshot") or refs.get("data") or {}
+    rows: dict[str, Any] = {
+        "reward model": result.get("model"),
+        "reward model artifact": f"#{model['artifact_id']}" if model.get("artifact_id")
+        else "not registered",
+        "data": result.get("data") or "",
+        "snapshot": f"#{source['snapshot_id']}" if source.get("snapshot_id") else "none (a file)",
+        "data content hash": result.get("snapshot_hash"),
+        "split": result.get("split"),
+    }
+    return f"<h2>Inputs</h2>{_table(rows)}"
+
+
 def render_report(result: dict[str, Any], plots: dict[str, Any],
                   title: str = "Reward model evaluation") -> str:
     """The HTML text of a report: ``result`` is a ``RewardEvalResult.to_json()`` and ``plots``
@@ -112,7 +129,7 @@ def render_report(result: dict[str, Any], plots: dict[str, Any],
         imgs.append(("Robustness probes", _bars(
             {k: v["rose_fraction"] for k, v in result["robustness"].items()},
             "Share of responses whose score ROSE under a content-free edit", "fraction")))
-    sections = [f"<h2>Headline</h2>{_table(headline)}",
+    sections = [_inputs(result), f"<h2>Headline</h2>{_table(headline)}",
                 f"<h2>Length bias</h2>{_table(result['length_bias'])}"]
     if result.get("robustness"):
         sections.append("<h2>Robustness probes</h2>" + _table(
