@@ -91,8 +91,10 @@ def test_long_prompt_is_cut_from_the_left_and_counted() -> None:
 
 
 def test_overlong_response_is_cut_and_counted() -> None:
+    # required=False: as a training set alone this pair is refused (both its templated
+    # prompt and its response are cut; see test_max_length_too_small_is_refused).
     enc, report = encode_pairs([PreferencePair(as_messages("q"), "a" * 100, "b")],
-                               tiny_tokenizer(), 32)
+                               tiny_tokenizer(), 32, required=False)
     assert report.truncated_responses == 1 and len(enc[0].prompt) + len(enc[0].chosen) == 32
 
 

@@ -117,13 +117,13 @@ def load_records(path: str | Path, format: str = "auto",
         raise PreflineError("cannot read file: no such file or directory", path=str(path))
     records: list[Record] = []
     bad: list[Rejected] = []
+    identical: list[int] = []
     for n, (line, raw) in enumerate(_rows(fmt, path), start=1):
         try:
             records.append(_parse(raw, Where(str(path), line), fmt, check))
         except IdenticalPair as exc:
             if skip_identical or (skip_identical is None and _hh_record(raw)):
-                if skipped is not None:
-                    skipped.append(line)
+                identical.append(line)
             elif on_bad == "fail":
                 raise
             else:
@@ -136,18 +136,31 @@ def load_records(path: str | Path, format: str = "auto",
             progress(n)
     if rejected is not None:
         rejected.extend(bad)
+    if skipped is not None:
+        skipped.extend(identical)
     if not records:
-        raise no_valid_records(path, bad)
+        raise no_valid_records(path, bad, identical)
     return records
 
 
-def no_valid_records(path: Path, bad: list[Rejected]) -> PreflineError:
-    """The one sentence for a file of which nothing can be imported."""
+def no_valid_records(path: Path, bad: list[Rejected],
+                     identical: list[int] | None = None) -> PreflineError:
+    """The one sentence for a file of which nothing can be imported, saying why: empty,
+    every pair skipped as identical (``identical``: their lines), or every record bad."""
+    same = ""
+    if identical:
+        n = len(identical)
+        same = (f"{'the only pair has' if n == 1 else f'all {n} pairs have'} identical chosen "
+                f"and rejected (line {identical[0]}{', ...' if n > 1 else ''}), so there is no "
+                "preference to learn")
     if not bad:
-        return PreflineError("the file holds no usable records", path=str(path))
+        why = same or "it has no records"
+        return PreflineError(f"the file holds no usable records: {why}", path=str(path))
     first = bad[0]
+    also = f"; {len(identical)} more skipped as identical pairs" if identical else ""
     return PreflineError(f"none of its records is valid ({len(bad)} rejected; the first, "
-                         f"line {first.line}: {first.reason}); nothing was imported", path=str(path))
+                         f"line {first.line}: {first.reason}{also}); nothing was imported",
+                         path=str(path))
 
 
 def load_examples(path: str | Path, format: str = "auto") -> list[Example]:

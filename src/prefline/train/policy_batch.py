@@ -30,6 +30,7 @@ from prefline.base.errors import PreflineError
 from prefline.base.splits import prompt_key_of
 from prefline.formats.examples import PreferencePair, UnpairedExample, prompt_text
 from prefline.models.packing import pack as pack_rows
+from prefline.train.lengths import check_max_length, check_room
 
 NAN = float("nan")
 
@@ -93,8 +94,10 @@ class EncodeReport:
                 f"{self.truncated_prompts} prompts truncated from the left and "
                 f"{self.truncated_responses} {what}' responses cut to fit max_length={max_length}")
         if not self.examples and required:
-            reason = self.notes[0] if self.notes else f"no {what} given"
-            raise PreflineError(f"no usable {what} ({reason})")
+            why = "; ".join(f"{'all ' if len(self.skipped) == 1 else ''}{n} skipped because "
+                            f"{reason}" for reason, n in self.skipped.items())
+            first = f"; first: {self.notes[0]}" if self.notes else ""
+            raise PreflineError(f"no usable {what} ({why or 'none given'}{first})")
 
 
 def _where(example: Any, i: int) -> str:
@@ -140,11 +143,6 @@ def _truncate(prompt: list[int], chosen: list[int], rejected: list[int], max_len
     return prompt, chosen, rejected
 
 
-def _check_length(max_length: int) -> None:
-    if max_length < 8:
-        raise PreflineError("max_length must be at least 8 tokens", field="max_length")
-
-
 def _unusable_pair(pair: PreferencePair) -> str | None:
     if pair.tie:
         return "a tie carries no preference"
@@ -164,9 +162,10 @@ def encode_pairs(pairs: Sequence[PreferencePair], tokenizer: Any, max_length: in
     skipped, counted and named in ``report``; a set with no usable pair raises when
     ``required`` (a training split), else comes back empty (a val or held-out split).
     """
-    _check_length(max_length)
+    check_max_length(max_length)
     report = EncodeReport()
     out: list[EncodedPair] = []
+    sizes: list[tuple[int, int]] = []  # (prompt, longer response) tokens before truncation
     for i, pair in enumerate(pairs):
         problem = _unusable_pair(pair)
         prompt = [] if problem else _prompt_ids(tokenizer, pair, i)
@@ -175,11 +174,15 @@ def encode_pairs(pairs: Sequence[PreferencePair], tokenizer: Any, max_length: in
         if problem:
             report.skip(problem, _where(pair, i))
             continue
-        p, c, r = _truncate(prompt, _response_ids(tokenizer, pair.chosen),
-                            _response_ids(tokenizer, pair.rejected), max_length, report)
+        chosen, rejected = (_response_ids(tokenizer, pair.chosen),
+                            _response_ids(tokenizer, pair.rejected))
+        sizes.append((len(prompt), max(len(chosen), len(rejected))))
+        p, c, r = _truncate(prompt, chosen, rejected, max_length, report)
         out.append(EncodedPair(tuple(p), tuple(c), tuple(r), index=len(out)))
     report.examples = len(out)
     report.finish("preference pairs", max_length, required)
+    if required:
+        check_room(sizes, max_length, max_length=max_length, noun="preference pairs")
     return out, report
 
 
@@ -195,9 +198,10 @@ def encode_unpaired(examples: Sequence[UnpairedExample], tokenizer: Any, max_len
     An example's ``meta["weight"]`` (labels mapped from implicit signals) scales its loss.
     Skips and ``required`` as for :func:`encode_pairs`.
     """
-    _check_length(max_length)
+    check_max_length(max_length)
     report = EncodeReport()
     kept: list[tuple[UnpairedExample, list[int], list[int]]] = []
+    sizes: list[tuple[int, int]] = []  # (prompt, longer response) tokens before truncation
     for i, ex in enumerate(examples):
         prompt = _prompt_ids(tokenizer, ex, i)
         problem = ("the completion is empty" if not ex.completion.strip()
@@ -206,6 +210,7 @@ def encode_unpaired(examples: Sequence[UnpairedExample], tokenizer: Any, max_len
             report.skip(problem, _where(ex, i))
             continue
         completion = _response_ids(tokenizer, ex.completion)
+        sizes.append((len(prompt), len(completion)))
         p, c, _ = _truncate(prompt, completion, completion, max_length, report)
         kept.append((ex, p, c))
     partners = _partners([prompt_key_of(ex) for ex, _, _ in kept], seed)
@@ -215,6 +220,8 @@ def encode_unpaired(examples: Sequence[UnpairedExample], tokenizer: Any, max_len
            for k, (ex, p, c) in enumerate(kept)]
     report.examples = len(out)
     report.finish("KTO examples", max_length, required)
+    if required:
+        check_room(sizes, max_length, max_length=max_length, noun="KTO examples")
     return out, report
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prefline.base.errors import PreflineError
+from prefline.train.lengths import check_max_length
 from prefline.train.train_config import TrainConfig
 
 PolicyLoss = Literal["sigmoid", "ipo", "cdpo", "robust", "hinge", "simpo", "orpo", "kto"]
@@ -92,8 +93,7 @@ class DPOConfig:
         for name in ("val_fraction", "test_fraction"):
             if not 0 <= getattr(self, name) < 0.5:
                 raise PreflineError(f"{name} must be in [0, 0.5)", field=name)
-        if self.max_length < 8:
-            raise PreflineError("max_length must be at least 8 tokens", field="max_length")
+        check_max_length(self.max_length)
         for name in ("lora_r", "lora_alpha", "logits_chunk"):
             if getattr(self, name) < 1:
                 raise PreflineError(f"{name} must be at least 1", field=name)

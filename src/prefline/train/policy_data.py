@@ -177,7 +177,8 @@ def load_policy_data(*, snapshot: str | None, data: str | None, db: str, kto: bo
     if pairs == "best_vs_worst":
         examples = best_vs_worst(examples)
     if not examples:
-        held = ", ".join(f"{v['count']} {k}" for k, v in use.ignored.items()) or "nothing"
+        held = "; ".join(f"{v['count']} {k}, ignored because {v['why']}"
+                         for k, v in use.ignored.items()) or "nothing"
         need = "thumbs, pairs or rankings" if kto else "pairs or rankings"
         raise PreflineError(f"{'snapshot ' + snapshot if snapshot else data} holds no {need} "
                             f"to train on in its train split (it holds {held})",

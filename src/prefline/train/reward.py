@@ -34,7 +34,13 @@ from prefline.models.reward import RewardEnsemble, RewardModel
 from prefline.store.context import Context
 from prefline.train.engine import Trainer, TrainResult
 from prefline.train.reward_config import RewardConfig
-from prefline.train.reward_data import FeedbackCounts, RewardData, load_reward_data, rating_stats
+from prefline.train.reward_data import (
+    FeedbackCounts,
+    RewardData,
+    check_token_room,
+    load_reward_data,
+    rating_stats,
+)
 from prefline.train.reward_task import Item, RewardTask, tokenize
 from prefline.train.train_config import TrainConfig
 
@@ -90,6 +96,7 @@ def run(cfg: RewardConfig, ctx: Context) -> RewardResult:
     for k in range(cfg.ensemble):
         model = _new_model(cfg, seed=cfg.train.seed + k)
         if k == 0:  # tokenisation does not depend on the weights: do it once
+            check_token_room(model.builder, data.train)
             items_train, items_val = tokenize(model, data.train, stats), tokenize(model, val_pairs)
             truncation = dict(model.builder.counts)
         run_dir = (out / f"member-{k}" if cfg.ensemble > 1 else out) / "run"

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from prefline.base.errors import PreflineError
 from prefline.models.heads import HeadSpec
+from prefline.train.lengths import check_max_length
 from prefline.train.train_config import TrainConfig
 
 
@@ -83,10 +84,10 @@ class RewardConfig:
             if not 0 <= getattr(self, name) < 0.5:
                 raise PreflineError(f"{name} must be in [0, 0.5), got {getattr(self, name)}",
                                     field=name)
+        check_max_length(self.max_length)  # the one rule every trainer shares
         t = self.train
         checks: list[tuple[str, Any, bool, str]] = [
             ("ensemble", self.ensemble, self.ensemble >= 1, "at least 1"),
-            ("max_length", self.max_length, self.max_length >= 16, "at least 16"),
             ("lora_r", self.lora_r, self.lora_r >= 1, "at least 1"),
             ("lora_alpha", self.lora_alpha, self.lora_alpha >= 1, "at least 1"),
             ("head_dropout", self.head_dropout, 0 <= self.head_dropout < 1, "in [0, 1)"),

@@ -26,7 +26,7 @@ What each kind of feedback becomes:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from prefline.formats.examples import (
     RatingExample,
     UnpairedExample,
 )
+from prefline.train.lengths import check_room
 
 USED = (PreferencePair, RankingExample, RatingExample)
 """Example types reward training learns from."""
@@ -137,6 +138,30 @@ def load_reward_data(*, snapshot: str | None, data: str | None, db: str,
     train, val = carve(usable, val_fraction, seed)
     return RewardData(train, val, [ex for ex in test if isinstance(ex, USED)], counts,
                       source_hash, snapshot_id)
+
+
+def responses_of(example: Any) -> list[str]:
+    """The responses a reward model scores for one training example."""
+    if isinstance(example, PreferencePair):
+        return [example.chosen, example.rejected]
+    if isinstance(example, RankingExample):
+        return list(example.responses)
+    return [example.response]
+
+
+def check_token_room(builder: Any, examples: Sequence[Any]) -> None:
+    """Refuse a max_length that cuts both the prompt and the response of every training
+    example, by the rule policy training uses (:func:`prefline.train.lengths.check_room`).
+    ``builder`` is the model's ``InputBuilder``; tokenises lazily (usually one example)."""
+    reserved = len(builder.prefix) + len(builder.middle) + len(builder.suffix)
+
+    def sizes() -> Iterator[tuple[int, int]]:
+        for ex in examples:
+            yield (len(builder.prompt_ids(ex.prompt)),
+                   max(len(builder.response_ids(r)) for r in responses_of(ex)))
+
+    check_room(sizes(), builder.max_length - reserved, max_length=builder.max_length,
+               noun="training examples", reserved=reserved)
 
 
 def file_splits(examples: Sequence[Any], test_fraction: float,
