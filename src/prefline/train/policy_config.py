@@ -50,7 +50,8 @@ class DPOConfig:
     undesirable_weight: float = 1.0
     """KTO weight of undesirable examples."""
     max_length: int = 512
-    """Tokens of prompt + the longer response; prompts are cut from the left first."""
+    """Tokens of prompt + the longer response (at least 16); prompts are cut from the left
+    first. A budget that cuts both prompt and response of every example is refused."""
     row_tokens: int = 0
     """Packed row length in tokens (0 = the largest prompt group in each micro-batch)."""
     lora: bool = False

@@ -33,7 +33,8 @@ class RewardConfig:
     pooling: Literal["mean", "cls", "last"] | None = None
     """How a sequence becomes one vector; none: mean for encoders, last for decoders."""
     max_length: int = 512
-    """Prompt + response tokens; the prompt is cut from the left to fit."""
+    """Prompt + response tokens (at least 16); the prompt is cut from the left to fit. A
+    budget that cuts both prompt and response of every example is refused."""
     heads: tuple[str, ...] = ("reward",)
     """Named reward heads, e.g. helpfulness,harmlessness; pairs with a criterion train its
     head, ratings train the head of the same name (one head: ratings of any criterion)."""
