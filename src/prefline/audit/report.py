@@ -22,8 +22,13 @@ th{background:#f3f3f3}.bad{color:#b00020;font-weight:600}.nd{color:#777;font-sty
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 </style></head><body>
 <h1>prefline data audit</h1>
-<p>Store <code>{{ r.scope.db }}</code>{% if r.scope.snapshot is not none %}, snapshot {{ r.scope.snapshot }}{% endif %}:
-{{ r.scope.feedback }} feedback events, {{ r.scope.prompts }} prompts, {{ r.scope.annotators }} annotator(s).</p>
+<h2>What was audited</h2><table>
+<tr><th>store</th><td><code>{{ r.scope.db }}</code></td></tr>
+<tr><th>data</th><td>{% if r.scope.snapshot is not none %}snapshot #{{ r.scope.snapshot }}{% if r.scope.snapshot_name %} <code>{{ r.scope.snapshot_name }}</code>{% endif %}
+{% if r.scope.snapshot_hash %} (content hash <code>{{ r.scope.snapshot_hash }}</code>){% endif %}{% else %}the whole store (no snapshot){% endif %}</td></tr>
+<tr><th>AI judges</th><td>{% for j in r.scope.judges %}<code>{{ j }}</code>{% if not loop.last %}, {% endif %}{% else %}none{% endfor %}</td></tr>
+<tr><th>size</th><td>{{ r.scope.feedback }} feedback events, {{ r.scope.prompts }} prompts, {{ r.scope.annotators }} annotator(s)</td></tr>
+</table>
 {% if checks %}<h2>Rules</h2><table><tr><th>result</th><th>rule</th></tr>
 {% for b in checks.breached %}<tr><td class="bad">breached</td><td>{{ b }}</td></tr>{% endfor %}
 {% for p in checks.passed %}<tr><td>passed</td><td>{{ p }}</td></tr>{% endfor %}

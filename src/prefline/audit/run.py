@@ -25,6 +25,7 @@ from prefline.base.errors import PreflineError
 from prefline.base.stage import StageResult
 from prefline.store.context import Context
 from prefline.store.db import normalise_url, open_store
+from prefline.store.models import Snapshot
 from prefline.store.snapshots import get_snapshot
 
 STAGES = ("load", "agreement", "bias", "cycles", "duplicates")
@@ -83,6 +84,12 @@ class AuditScope:
     prompts: int
     annotators: int
     annotator_kinds: dict[str, int]
+    snapshot_name: str | None = None
+    """The snapshot's name, when one was audited."""
+    snapshot_hash: str | None = None
+    """The snapshot's content hash, when one was audited."""
+    judges: tuple[str, ...] = ()
+    """The AI judges (``ai_judge`` annotators) whose labels are in the audited data."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +183,7 @@ def _opening_leakage(leak: dict[str, Any]) -> int | str:
     return sum(v["same_opening"] for v in leak.values() if isinstance(v, dict) and "same_opening" in v)
 
 
-def _scope(data: AuditData, url: str) -> AuditScope:
+def _scope(data: AuditData, url: str, snap: Snapshot | None = None) -> AuditScope:
     kinds = data.kind_names()
     present = sorted({int(i) for i in data.annotator.tolist()})
     return AuditScope(
@@ -184,7 +191,11 @@ def _scope(data: AuditData, url: str) -> AuditScope:
         by_kind={k: int((kinds == k).sum()) for k in sorted(set(kinds.tolist()))},
         prompts=int(len(data.prompt_ids)), annotators=len(present),
         annotator_kinds={k: sum(data.annotator_kinds[i] == k for i in present)
-                         for k in sorted({data.annotator_kinds[i] for i in present})})
+                         for k in sorted({data.annotator_kinds[i] for i in present})},
+        snapshot_name=snap.name if snap is not None else None,
+        snapshot_hash=snap.content_hash if snap is not None else None,
+        judges=tuple(sorted(data.annotator_names[i] for i in present
+                            if data.annotator_kinds[i] == "ai_judge")))
 
 
 def _existing_store(db: str) -> Engine:
@@ -198,18 +209,20 @@ def _existing_store(db: str) -> Engine:
     return open_store(url)
 
 
-def _load(cfg: AuditConfig, ctx: Context) -> tuple[AuditData, Engine]:
+def _load(cfg: AuditConfig, ctx: Context) -> tuple[AuditData, Engine, Snapshot | None]:
+    """The data, the store's engine and the snapshot row (None for the whole store)."""
     engine = _existing_store(ctx.db)
-    snapshot = None
+    snapshot, snap = None, None
     if cfg.snapshot is not None:  # an id, a name or a content-hash prefix, as everywhere else
-        snapshot = int(get_snapshot(cfg.snapshot, ctx.db).id)
+        snap = get_snapshot(cfg.snapshot, ctx.db)
+        snapshot = int(snap.id)
     with engine.connect() as conn:
         data = load_audit_data(conn, snapshot)
     if data.n_events == 0:
         where = f"snapshot {cfg.snapshot} has" if snapshot is not None else "the store has"
         raise PreflineError(f"nothing to audit: {where} no feedback events "
                             "(add some with `prefline import` or the annotation UI)")
-    return data, engine
+    return data, engine, snap
 
 
 def run(cfg: AuditConfig, ctx: Context) -> AuditResult:
@@ -231,7 +244,7 @@ def run(cfg: AuditConfig, ctx: Context) -> AuditResult:
             tick = now
             bar.update({})
 
-        data, engine = _load(cfg, ctx)
+        data, engine, snap = _load(cfg, ctx)
         done("load")
         sections: dict[str, Any] = {}
         sections["agreement"], sections["judge_vs_human"] = _agreement(all_tables(data), data, cfg)
@@ -255,7 +268,7 @@ def run(cfg: AuditConfig, ctx: Context) -> AuditResult:
     rules = cfg.rules()
     checks = AuditChecks(**{k: tuple(v) for k, v in evaluate(rules, metrics).items()}) \
         if rules else None
-    result = AuditResult(scope=_scope(data, engine.url.render_as_string(hide_password=True)),
+    result = AuditResult(scope=_scope(data, engine.url.render_as_string(hide_password=True), snap),
                          metrics=metrics, config=asdict(cfg), timings_s=timings, checks=checks,
                          report=cfg.report, **sections)
     if cfg.report is not None:
