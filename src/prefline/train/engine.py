@@ -429,7 +429,9 @@ class Trainer:
         done, before = int(state["step"]), int(state.get("schedule_steps", self.total))
         if done > self.total:
             raise PreflineError(f"cannot resume from {folder}: the checkpoint is at step {done}, "
-                                f"past this run's {self.total} steps", field="max_steps")
+                                f"past this run's {self.total} steps",
+                                field="epochs" if self.cfg.max_steps is None else "max_steps")
+        length = "epochs" if self.cfg.max_steps is None else "max_steps"
         old, new = _lr_lambda(self.cfg, before), _lr_lambda(self.cfg, self.schedule_steps)
         if any(not math.isclose(old(s), new(s), rel_tol=1e-12) for s in range(done)):
             raise PreflineError(
@@ -437,7 +439,7 @@ class Trainer:
                 f"this one is {self.total}; with schedule={self.cfg.schedule} and warmup_ratio="
                 f"{self.cfg.warmup_ratio} the learning rate of the {done} steps already taken "
                 "depends on the length (keep max_steps and epochs, or use schedule=constant "
-                "and warmup_ratio=0 to extend a run)", field="max_steps")
+                "and warmup_ratio=0 to extend a run)", field=length)
 
     def _restore_best(self) -> None:
         best_dir = self.out / "checkpoints" / "best"
