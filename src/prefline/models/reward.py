@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,13 +27,16 @@ from prefline.base.errors import PreflineError
 from prefline.formats.examples import Messages, as_messages
 from prefline.models.backbone import InputBuilder, load_backbone, pool, resolve_backbone
 from prefline.models.buckets import Buckets, make_buckets
+from prefline.models.export import HF_DIR, export_reward
 from prefline.models.heads import HeadSpec
+from prefline.models.hub import make_adapter_portable, resolve_adapter_base
 from prefline.models.packing import Packed, pack, pool_packed
 
 CARD = "model_card.json"
 SINGLE_FORMAT = "prefline-reward/1"
 ENSEMBLE_FORMAT = "prefline-reward-ensemble/1"
 PACKABLE = {"bert", "roberta", "xlm-roberta", "electra", "llama", "mistral", "qwen2", "qwen3"}
+VERY_LARGE_LENGTH = int(1e30)
 VETO = -100.0
 """Normalised score given to a response that a guardrail head vetoes."""
 
@@ -44,6 +48,7 @@ class ModelSpec:
     backbone: str
     kind: str = "encoder"
     pooling: str = "mean"
+    """mean | cls | last | pooler (the backbone's pooler on [CLS], as a stock BERT classifier)."""
     max_length: int = 512
     head_dropout: float = 0.1
     heads: HeadSpec = field(default_factory=HeadSpec)
@@ -87,6 +92,9 @@ class RewardModel(nn.Module, PairwiseScoring):
         self.register_buffer("weights", torch.tensor(weights), persistent=False)
         self.builder = InputBuilder(tokenizer, spec.kind, spec.max_length)
         self.norm_mean, self.norm_std, self.temperature = 0.0, 1.0, 1.0
+        self.precision = "auto"
+        """Scoring precision (auto | bf16 | fp32): auto autocasts to bf16 where the hardware
+        has it, which moves scores by ~1e-2; fp32 gives what an fp32 export computes."""
         self.card: dict[str, Any] = {}
 
     # ----- construction -------------------------------------------------------------------
@@ -105,8 +113,11 @@ class RewardModel(nn.Module, PairwiseScoring):
         name = resolve_backbone(backbone)
         model, tok, kind = load_backbone(name, dropout)
         pooling = pooling or ("mean" if kind == "encoder" else "last")
-        if pooling not in ("mean", "cls", "last"):
-            raise PreflineError("pooling must be mean, cls or last", field="pooling")
+        if pooling not in ("mean", "cls", "last", "pooler"):
+            raise PreflineError("pooling must be mean, cls, last or pooler", field="pooling")
+        if pooling == "pooler" and getattr(getattr(model, "pooler", None), "dense", None) is None:
+            raise PreflineError(f"pooling=pooler needs an encoder with a pooler layer (BERT "
+                                f"family); {name!r} has none", field="pooling")
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit and max_length > limit:
             max_length = int(limit)  # positions beyond the table would crash the forward
@@ -137,35 +148,50 @@ class RewardModel(nn.Module, PairwiseScoring):
         ids, segs = [e[0] for e in encoded], [e[1] for e in encoded]
         pad = int(self.tokenizer.pad_token_id)
         if self.packs:
-            # [CLS] would see only the prompt under a shared-prompt mask, so cls pooling packs
-            # each sequence on its own.
+            # [CLS] would see only the prompt under a shared-prompt mask, so cls-type pooling
+            # packs each sequence on its own.
             return pack(ids, pad, segs, causal=self.spec.kind == "decoder",
-                        share=self.spec.pooling != "cls")
+                        share=self.spec.pooling not in ("cls", "pooler"))
         return make_buckets(ids, pad, segs)
+
+    @property
+    def isolates_prompt(self) -> bool:
+        """Whether prompt tokens attend to the prompt only (shared-prompt packing): what a
+        stock bidirectional encoder does not do, so an export must reproduce it."""
+        return (self.packs and self.spec.kind == "encoder"
+                and self.spec.pooling not in ("cls", "pooler"))
 
     def forward(self, batch: Packed | Buckets) -> Tensor:
         """Raw head scores ``[N, H]`` (fp32) in the order the sequences were given."""
         use_types = self.spec.kind == "encoder" and _takes_token_types(self.backbone)
+        how = "cls" if self.spec.pooling == "pooler" else self.spec.pooling
         if isinstance(batch, Packed):
             packed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
                       "position_ids": batch.position_ids}
             if use_types:
                 packed["token_type_ids"] = batch.token_type_ids
-            pooled = pool_packed(self.backbone(**packed).last_hidden_state, batch,
-                                 self.spec.pooling)
-            return self._head(pooled)
+            pooled = pool_packed(self.backbone(**packed).last_hidden_state, batch, how)
+            return self._head(self._pooler(pooled))
         out = None
         for b in batch.buckets:
             kwargs: dict[str, Tensor] = {"input_ids": b.input_ids, "attention_mask": b.attention_mask}
             if use_types:
                 kwargs["token_type_ids"] = b.token_type_ids
             hidden = self.backbone(**kwargs).last_hidden_state
-            scores = self._head(pool(hidden, b.attention_mask, self.spec.pooling))
+            scores = self._head(self._pooler(pool(hidden, b.attention_mask, how)))
             if out is None:
                 out = scores.new_zeros((batch.n, scores.size(-1)))
             out = out.index_copy(0, b.index, scores)
         assert out is not None, "empty batch"
         return out
+
+    def _pooler(self, first: Tensor) -> Tensor:
+        """pooling=pooler: the backbone's own pooler (dense + tanh) on the [CLS] vectors
+        ``[N, H]``, so a stock ``BertForSequenceClassification`` computes the same score."""
+        if self.spec.pooling != "pooler":
+            return first
+        base = self.backbone.get_base_model() if self.spec.lora else self.backbone
+        return base.pooler(first.unsqueeze(1))  # type: ignore[no-any-return]
 
     def _head(self, pooled: Tensor) -> Tensor:
         # The head runs in fp32 even under bf16 autocast: bf16 keeps ~3 significant
@@ -188,7 +214,7 @@ class RewardModel(nn.Module, PairwiseScoring):
             encoded.extend(self.encode(as_messages(prompt), [response]))
         from prefline.base.precision import autocast_context, resolve_precision
 
-        with autocast_context(resolve_precision("auto")):
+        with autocast_context(resolve_precision(self.precision)):
             return self(self.make_batch(encoded))
 
     def normalised(self, heads: Tensor) -> Tensor:
@@ -204,20 +230,35 @@ class RewardModel(nn.Module, PairwiseScoring):
         return [float(x) for x in self.normalised(self.head_scores(items))] if items else []
 
     # ----- persistence ------------------------------------------------------------------------
-    def save(self, path: str | Path, card: dict[str, Any] | None = None) -> Path:
-        """Weights as safetensors + ``model_card.json``; LoRA saves only adapter + head."""
+    def save(self, path: str | Path, card: dict[str, Any] | None = None,
+             export: bool = True) -> Path:
+        """Weights as safetensors + ``model_card.json``; LoRA saves only adapter + head.
+
+        ``export``: also write ``hf/``, a Hugging Face sequence classifier giving the same
+        scores (:mod:`prefline.models.export`); the card's ``hf_export`` says what it is, or
+        why this model has none. A full fine-tune keeps its backbone only there (one copy of
+        the weights); without an export it goes to ``backbone/``.
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        extra: dict[str, Any] = {}
         if self.spec.lora:
             self.backbone.save_pretrained(path / "adapter")
-        else:
-            self.backbone.save_pretrained(path / "backbone")
-            self.tokenizer.save_pretrained(path / "backbone")
+            # peft records the folder the base was loaded from (for the default, a path
+            # inside the virtualenv); an embedded base is named by its Hub id instead.
+            extra["base_model"] = make_adapter_portable(path / "adapter", self.spec.backbone)
         heads = {k: v.detach().contiguous() for k, v in self.head.state_dict().items()}
         save_file(heads, str(path / "head.safetensors"))
-        full = {**self.card, **(card or {}), "format": SINGLE_FORMAT,
+        extra["hf_export"] = export_reward(self, path) if export else {"path": None,
+                                                                       "why": "not asked for"}
+        if not self.spec.lora:
+            shutil.rmtree(path / "backbone", ignore_errors=True)  # no stale copy to prefer
+            if not extra["hf_export"]["path"]:
+                self.backbone.save_pretrained(path / "backbone")
+                self.tokenizer.save_pretrained(path / "backbone")
+        full = {**self.card, **(card or {}), **extra, "format": SINGLE_FORMAT,
                 "spec": asdict(self.spec), "backbone": self.spec.backbone,
                 "normalisation": {"mean": self.norm_mean, "std": self.norm_std},
                 "temperature": self.temperature,
@@ -275,21 +316,32 @@ class RewardEnsemble(PairwiseScoring):
         first = self.members[0].card
         full = {**self.card, **(card or {}), "format": ENSEMBLE_FORMAT, "members": names,
                 "temperature": self.temperature, "backbone": first.get("backbone"),
-                "spec": first.get("spec")}
+                "spec": first.get("spec"),
+                # one classifier per member: the ensemble's score is the mean of their label 0
+                "hf_export": {"members": [f"{n}/{m.card['hf_export'].get('path')}"
+                                          if m.card["hf_export"].get("path") else None
+                                          for n, m in zip(names, self.members, strict=True)],
+                              "combine": "mean of each member's label 0 (reward)"}}
         (path / CARD).write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
         self.card = full
         return path
 
 
-def load_reward_model(path: str | Path) -> RewardModel | RewardEnsemble:
+def load_reward_model(path: str | Path,
+                      precision: str = "auto") -> RewardModel | RewardEnsemble:
     """The saved reward model or ensemble in ``path`` (whichever it holds); PreflineError
-    naming the folder when it holds neither."""
+    naming the folder when it holds neither. ``precision``: see :attr:`RewardModel.precision`
+    (fp32 to reproduce the ``hf/`` export's scores exactly)."""
     path = Path(path)
     card = read_card(path)
     if card.get("format") == ENSEMBLE_FORMAT:
         members = [_load_single(path / m) for m in card["members"]]
+        for m in members:
+            m.precision = precision
         return RewardEnsemble(members, float(card.get("temperature", 1.0)), card)
-    return _load_single(path, card)
+    model = _load_single(path, card)
+    model.precision = precision
+    return model
 
 
 def _load_single(path: Path, card: dict[str, Any] | None = None) -> RewardModel:
@@ -305,10 +357,18 @@ def _load_single(path: Path, card: dict[str, Any] | None = None) -> RewardModel:
     if spec.lora:
         from peft import PeftModel
 
-        base, tok, _ = load_backbone(spec.backbone)
+        base_name = spec.backbone
+        if not Path(base_name).exists():  # moved from where it trained: the adapter's base
+            base_name = resolve_adapter_base(path / "adapter", card) or resolve_backbone(None)
+        base, tok, _ = load_backbone(base_name)
         backbone = PeftModel.from_pretrained(base, str(path / "adapter"))
-    else:
-        backbone, tok, _ = load_backbone(str(path / "backbone"))
+    else:  # hf/ holds the backbone unless the model had no export (or predates exports)
+        folder = path / "backbone" if (path / "backbone").is_dir() else path / HF_DIR
+        backbone, tok, _ = load_backbone(str(folder), strict=folder.name == HF_DIR)
+        if folder.name == HF_DIR:
+            # the export's tokenizer carries max_length for other tools; prefline cuts
+            # inputs itself (InputBuilder) and would only get warnings from it
+            tok.model_max_length = VERY_LARGE_LENGTH
     model = RewardModel(backbone, tok, spec)
     model.head.load_state_dict(load_file(str(path / "head.safetensors")))
     model.norm_mean = float(card["normalisation"]["mean"])

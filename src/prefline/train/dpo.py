@@ -28,6 +28,7 @@ from prefline.base.precision import autocast_context, resolve_precision
 from prefline.base.progress import Reporter
 from prefline.base.stage import Ref, StageResult
 from prefline.models.embedded import DEFAULT_POLICY
+from prefline.models.hub import write_policy_card
 from prefline.store.context import Context
 from prefline.train.engine import Trainer
 from prefline.train.logprobs import SequenceLogps
@@ -169,9 +170,12 @@ def _metrics(cfg: DPOConfig, module: nn.Module, items: Encoded, pad_id: int) -> 
     return pair_metrics(logps, items, cfg.beta)  # type: ignore[arg-type]
 
 
-def export_policy(lm: Any, tokenizer: Any, out: Path, how: str, write: bool = True) -> Path:
+def export_policy(lm: Any, tokenizer: Any, out: Path, how: str, write: bool = True,
+                  base_model: str | None = None) -> Path:
     """Save to ``out/model`` (merged, plain transformers) or ``out/adapter`` (peft); with
-    ``write=False`` only say where (ranks other than 0)."""
+    ``write=False`` only say where (ranks other than 0). ``base_model`` (as lineage names
+    it) goes into the folder's ``model_card.json``; an adapter's config names an embedded
+    base by its Hub id, not the cache folder (:func:`prefline.models.hub.write_policy_card`)."""
     is_peft = hasattr(lm, "peft_config")
     if how == "auto":
         how = "adapter" if is_peft else "merged"
@@ -182,6 +186,8 @@ def export_policy(lm: Any, tokenizer: Any, out: Path, how: str, write: bool = Tr
         lm = lm.merge_and_unload()
     lm.save_pretrained(target)
     tokenizer.save_pretrained(target)
+    if base_model is not None:
+        write_policy_card(target, base_model, adapter=how == "adapter")
     return target
 
 
@@ -216,7 +222,8 @@ def fit_policy(cfg: DPOConfig, ctx: Context, data: PolicyData, lm: Any, tokenize
                       evaluate=evaluate if val_enc else None,
                       fingerprint=resume_fingerprint(cfg, data.source_hash, base_model))
     fit = trainer.fit()
-    path = export_policy(lm, tokenizer, out, cfg.export, write=trainer.rank == 0)
+    path = export_policy(lm, tokenizer, out, cfg.export, write=trainer.rank == 0,
+                         base_model=base_model)
     last = fit.history[-1] if fit.history else {}
     metrics: dict[str, Any] = {
         "steps": fit.steps,

@@ -30,8 +30,10 @@ class RewardConfig:
     snapshot; test_fraction of its prompts is held out as its test split."""
     model: str | None = None
     """Backbone: Hugging Face id or local folder; none: the embedded all-MiniLM-L6-v2."""
-    pooling: Literal["mean", "cls", "last"] | None = None
-    """How a sequence becomes one vector; none: mean for encoders, last for decoders."""
+    pooling: Literal["mean", "cls", "last", "pooler"] | None = None
+    """How a sequence becomes one vector; none: mean for encoders, last for decoders. pooler
+    (BERT-family encoders): the backbone's pooler on [CLS], so the model exports as a stock
+    BertForSequenceClassification (no remote code; see docs/runs.md)."""
     max_length: int = 512
     """Prompt + response tokens (at least 16); the prompt is cut from the left to fit. A
     budget that cuts both prompt and response of every example is refused."""
