@@ -206,7 +206,12 @@ def _config_entries(model: RewardModel, labels: list[str], offset: list[float],
               if model.spec.kind == "encoder" else
               "the chat-templated prompt (add_generation_prompt=True), then the response "
               "tokens (no special tokens), then the EOS token")
-    return {"id2label": labels_map, "label2id": {v: k for k, v in labels_map.items()},
+    extra = {}
+    if model.spec.kind == "encoder":
+        # read by sentence-transformers' CrossEncoder and vLLM's cross-encoder scoring: the
+        # raw reward, not the sigmoid they apply to a one-label classifier by default
+        extra["sbert_ce_default_activation_function"] = "torch.nn.modules.linear.Identity"
+    return {**extra, "id2label": labels_map, "label2id": {v: k for k, v in labels_map.items()},
             "prefline": {
                 "format": EXPORT_FORMAT, "labels": labels, "logit_offset": offset,
                 "temperature": model.temperature,
