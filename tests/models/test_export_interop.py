@@ -214,3 +214,18 @@ def test_dpo_adapter_loads_with_peft_from_another_folder(tiny_causal_dir: Path,
         torch.testing.assert_close(loaded(input_ids=ids).logits, want, atol=1e-5, rtol=1e-5)
         merged, _ = load_causal_lm(adapter)  # prefline's own loader follows the same name
         torch.testing.assert_close(merged(input_ids=ids).logits, want, atol=1e-5, rtol=1e-5)
+
+
+def test_a_model_without_a_faithful_export_says_why_and_keeps_its_backbone(
+        tiny_causal_dir: Path, tmp_path: Path) -> None:
+    """A decoder padding with EOS: a stock classifier would pool the wrong token, so there is
+    no hf/ (never a folder with other scores) and prefline's own copy is saved instead."""
+    model = RewardModel.create(str(tiny_causal_dir), max_length=64, seed=1)
+    model.tokenizer.pad_token = model.tokenizer.eos_token
+    model.precision = "fp32"
+    model.save(tmp_path / "rm")
+    card = json.loads((tmp_path / "rm" / "model_card.json").read_text())
+    assert card["hf_export"]["path"] is None and "EOS" in card["hf_export"]["why"]
+    assert not (tmp_path / "rm" / "hf").exists() and (tmp_path / "rm" / "backbone").is_dir()
+    torch.testing.assert_close(load_reward_model(tmp_path / "rm", precision="fp32")
+                               .score_items(ITEMS), model.score_items(ITEMS), atol=1e-6, rtol=0)

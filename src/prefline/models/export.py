@@ -318,12 +318,13 @@ def check_export(model: RewardModel, target: Path) -> float:
         probes = _probes(model)
         logits = hf(**hf_inputs(tok, model.spec.kind, probes)).logits.double()
     logits = logits + torch.tensor(hf.config.prefline["logit_offset"], dtype=torch.float64)
-    before = model.precision
+    before, training = model.precision, model.training
     model.precision = "fp32"
     try:
         heads = model.head_scores(probes).double().cpu()
-    finally:
+    finally:  # saving mid-run must leave the model as it was
         model.precision = before
+        model.train(training)
     mix = model.weights.detach().double().cpu()
     z = (heads @ mix - model.norm_mean) / model.norm_std
     expected = torch.cat([z.unsqueeze(1), heads], 1) if logits.size(1) > 1 else z.unsqueeze(1)
