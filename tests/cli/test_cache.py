@@ -7,20 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from cli_runner import run_cli
 from prefline.base import cache
 from prefline.base.paths import CACHE_TAG, cache_dir
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from prefline.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(list(args), capsys)
 
 
 @pytest.fixture

@@ -7,19 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from prefline.cli import main
+from cli_runner import run_cli
 from prefline.store.bulk import table_counts
 from prefline.store.db import open_store
 
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run = run_cli
 
 
 def counts(url: str) -> dict[str, int]:

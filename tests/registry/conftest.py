@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from cli_runner import run_cli
 from prefline.store.db import session_scope, upgrade
 from prefline.store.models import Snapshot
 
@@ -31,15 +32,7 @@ def make_snapshot() -> MakeSnapshot:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> CliRun:
     """``cli("registry", "show", "1")`` → (exit code, stdout, stderr)."""
-    from prefline.cli import main
-
     def run(*args: str) -> tuple[int, str, str]:
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        return run_cli(list(args), capsys)
 
     return run

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from cli_runner import run_cli
 from prefline.base import config
 from prefline.base.errors import PreflineError
-from prefline.cli import main
 from prefline.formats.examples import UnpairedExample
 from prefline.formats.jsonl import write_jsonl
 from prefline.store.context import Context, Store
@@ -143,14 +143,7 @@ def test_config_objects_validate_without_the_builder() -> None:
     assert Filters(since="2026-01-01T12:00+02:00").window()[0].hour == 10  # type: ignore[union-attr]
 
 
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+cli = run_cli
 
 
 def test_cli_kind_option_repeated_or_comma_list(sqlite_url: str, mixed_store: MixedStore,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from policy_fixtures import context, pair_rows, toy_pairs, write_jsonl
 
+from cli_runner import run_cli
 from prefline.base import config
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import PreferencePair, as_messages
@@ -22,15 +23,7 @@ from prefline.train.reward_config import RewardConfig
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from prefline.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(list(args), capsys)
 
 
 def test_cuts_is_the_truncation_of_both_trainers() -> None:

@@ -319,16 +319,13 @@ def read_file(path: str | Path) -> dict[str, Any]:
 
 
 def load(cls: type, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
-         *, command: str | None = None, section: str | None = None, base: Any = None) -> Any:
-    """Defaults (or ``base``, a preset instance of ``cls``) → file (``[section]`` table if
-    given and present) → overrides, merged first and validated once, so a rule across
+         *, command: str | None = None, base: Any = None) -> Any:
+    """Defaults (or ``base``, a preset instance of ``cls``) → file → overrides, merged first and validated once, so a rule across
     settings (e.g. exactly one data source, one from the file and one from a flag) sees them
     all. An error in a value that came from the file names the file."""
     from_file: dict[tuple[str, ...], Any] = {}
     if path is not None:
         data = read_file(path)
-        if section and isinstance(data.get(section), dict):
-            data = data[section]
         try:
             from_file = _updates(cls, data, command)
         except PreflineError as exc:

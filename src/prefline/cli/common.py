@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
-from pathlib import Path
+import time
 from typing import Annotated, Any
 
 import typer
 
-from prefline.base.errors import PreflineError
+from prefline.base.paths import data_dir
 
 DbOption = Annotated[
     str | None,
@@ -54,27 +53,6 @@ snapshot_app = typer.Typer(help="Frozen, content-hashed training sets.", no_args
 registry_app = typer.Typer(help="Registered artifacts and their lineage.", no_args_is_help=True)
 
 
-def read_config(path: Path | None, sections: tuple[str, ...] = ("train",)) -> dict[str, Any]:
-    """Settings from a JSON or TOML file; tables named in ``sections`` are flattened in."""
-    if path is None:
-        return {}
-    try:
-        text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as exc:
-        raise PreflineError(f"cannot read config ({exc})", path=str(path)) from None
-    if not isinstance(data, dict):
-        raise PreflineError("a config file must hold an object of settings", path=str(path))
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        flat.update(value if key in sections and isinstance(value, dict) else {key: value})
-    return flat
-
-
 def default_run_dir(kind: str) -> str:
     """``<data dir>/runs/<kind>-<timestamp>``: where a training run goes without --out."""
-    import time
-
-    from prefline.base.paths import data_dir
-
     return str(data_dir() / "runs" / time.strftime(f"{kind}-%Y%m%d-%H%M%S"))

@@ -39,7 +39,6 @@ class StageCommand:
     stage: str
     command: str
     config_cls: type
-    section: str | None
 
 
 STAGE_COMMANDS: dict[str, StageCommand] = {}
@@ -134,7 +133,7 @@ def _common(out_help: str | None, db_option: bool = True) -> list[inspect.Parame
 
 
 def stage_command(stage: str, cls: type, body: Body, *, app: typer.Typer,
-                  command: str, help: str, section: str | None = None,
+                  command: str, help: str,
                   out_help: str | None = None, extra: list[inspect.Parameter] | None = None,
                   skip: tuple[str, ...] = (),
                   flags: dict[str, tuple[str, ...]] | None = None,
@@ -162,11 +161,11 @@ def stage_command(stage: str, cls: type, body: Body, *, app: typer.Typer,
         flags = {k[len("cfg__"):].replace("__", "."): v for k, v in kw.items()
                  if k in dests and v is not None}
         overrides = {**parse_overrides(ctx.args), **flags, **given}
-        cfg = config.load(cls, kw["config_file"], overrides, command=command, section=section)
+        cfg = config.load(cls, kw["config_file"], overrides, command=command)
         start = preset(cfg) if preset is not None else None
         if start is not None:
             cfg = config.load(cls, kw["config_file"], overrides, command=command,
-                              section=section, base=start)
+                              base=start)
         run_ctx = make_context(cfg, db=kw.get("db"), out=kw.get("out"), device=kw["device"],
                                quiet=kw["as_json"])
         body(cfg, run_ctx, as_json=kw["as_json"], **picked)
@@ -180,7 +179,7 @@ def stage_command(stage: str, cls: type, body: Body, *, app: typer.Typer,
                         f"JSON) or as trailing key=value; `prefline config show {stage}` prints "
                         "the effective settings.")
     app.command(command.split()[-1], context_settings=_EXTRA)(callback)
-    STAGE_COMMANDS[stage] = StageCommand(stage, command, cls, section)
+    STAGE_COMMANDS[stage] = StageCommand(stage, command, cls)
 
 
 def make_context(cfg: Any, *, db: str | None, out: str | None, device: str,
@@ -200,5 +199,4 @@ def effective_config(stage: str, path: str | None, overrides: dict[str, str]) ->
     if found is None:
         names = ", ".join(sorted(STAGE_COMMANDS))
         raise PreflineError(f"unknown stage {stage!r}; expected one of {names}", field="stage")
-    return config.load(found.config_cls, path, overrides, command=f"config show {stage}",
-                       section=found.section)
+    return config.load(found.config_cls, path, overrides, command=f"config show {stage}")

@@ -12,6 +12,7 @@ setting re-runs exactly the steps downstream of it.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,8 +224,6 @@ class _Loop:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    import json
-
     path.write_text(json.dumps(obj, indent=2, default=str))
 
 
