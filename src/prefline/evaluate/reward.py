@@ -24,11 +24,13 @@ from prefline.base.splits import carve
 from prefline.base.stage import Ref, StageResult
 from prefline.evaluate.reward_config import RewardEvalConfig
 from prefline.evaluate.reward_metrics import RewardEvalMetrics, evaluate_reward, load_rewardbench
+from prefline.evaluate.reward_report import write_report
 from prefline.formats.examples import PreferencePair, RankingExample, RatingExample
 from prefline.formats.load import load_examples, ranking_pairs
 from prefline.models.reward import load_reward_model
 from prefline.store.context import Context
 from prefline.store.models import Artifact
+from prefline.store.snapshots import get_snapshot, snapshot_examples
 from prefline.train.reward_data import FeedbackCounts, count_kinds, file_splits
 
 RESULT_FILE = "reward_eval.json"
@@ -90,8 +92,6 @@ def run(cfg: RewardEvalConfig, ctx: Context) -> RewardEvalResult:
         ctx.require_run_dir()
         path.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True))
     if cfg.report is not None:
-        from prefline.evaluate.reward_report import write_report
-
         write_report(result.to_json(), plots, cfg.report,
                      title=f"Reward model {Path(cfg.model).name}")
     return result
@@ -104,8 +104,6 @@ def _examples(cfg: RewardEvalConfig, split: str, card: dict[str, Any],
     seed = int((trained.get("train") or {}).get("seed", 0))
     val_fraction = float(trained.get("val_fraction", 0.1))
     if cfg.snapshot is not None:
-        from prefline.store.snapshots import get_snapshot, snapshot_examples
-
         snap = get_snapshot(cfg.snapshot, db)
         part = "train" if split == "val" else split
         examples: list[Any] = list(snapshot_examples(snap.id, part, db))

@@ -19,6 +19,7 @@ import numpy as np
 from prefline.base.errors import PreflineError
 from prefline.evaluate.stats import bootstrap_ci, rank_correlations
 from prefline.formats.examples import PreferencePair, RatingExample, as_messages
+from prefline.formats.jsonl import read_jsonl
 from prefline.models.calibration import pairwise_ece, reliability_bins, symmetric_pairs
 from prefline.models.reward import Scorer
 
@@ -171,8 +172,6 @@ def robustness(scorer: Scorer, pairs: Sequence[PreferencePair], n: int = 100) ->
 # ----- RewardBench-format runner --------------------------------------------------------------
 def load_rewardbench(path: str | Path) -> list[PreferencePair]:
     """Rows ``{prompt, chosen, rejected, subset}`` (JSON Lines) → pairs tagged by subset."""
-    from prefline.formats.jsonl import read_jsonl
-
     pairs = []
     for line, row in read_jsonl(Path(path)):
         for key in ("prompt", "chosen", "rejected", "subset"):

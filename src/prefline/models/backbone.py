@@ -16,6 +16,7 @@ from torch import Tensor
 
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import Messages, prompt_text
+from prefline.models.embedded import minilm_dir
 
 # Bidirectional encoders; anything else is treated as a decoder and pooled at its last token.
 ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta",
@@ -26,8 +27,6 @@ def resolve_backbone(name: str | Path | None) -> str:
     """The backbone to load: ``name`` or the embedded all-MiniLM-L6-v2 folder."""
     if name:
         return str(name)
-    from prefline.models.embedded import minilm_dir
-
     return str(minilm_dir())
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from prefline.base.errors import PreflineError
+from prefline.base.precision import autocast_context, resolve_precision
 from prefline.formats.examples import Messages, as_messages
 from prefline.models.backbone import InputBuilder, load_backbone, pool, resolve_backbone
 from prefline.models.buckets import Buckets, make_buckets
@@ -212,8 +213,6 @@ class RewardModel(nn.Module, PairwiseScoring):
         encoded: list[tuple[list[int], int]] = []
         for prompt, response in items:
             encoded.extend(self.encode(as_messages(prompt), [response]))
-        from prefline.base.precision import autocast_context, resolve_precision
-
         with autocast_context(resolve_precision(self.precision)):
             return self(self.make_batch(encoded))
 

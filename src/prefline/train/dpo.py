@@ -28,7 +28,7 @@ from prefline.base.precision import autocast_context, resolve_precision
 from prefline.base.progress import Reporter
 from prefline.base.stage import Ref, StageResult
 from prefline.models.embedded import DEFAULT_POLICY
-from prefline.models.hub import write_policy_card
+from prefline.models.hub import load_causal_lm, write_policy_card
 from prefline.store.context import Context
 from prefline.train.engine import Trainer
 from prefline.train.logprobs import SequenceLogps
@@ -103,8 +103,6 @@ def run(cfg: DPOConfig, ctx: Context) -> DPOResult:
     data = load_policy_data(snapshot=cfg.snapshot, data=cfg.data, db=ctx.db, kto=cfg.kto,
                             val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                             seed=cfg.train.seed, pairs=cfg.pairs)
-    from prefline.models.hub import load_causal_lm
-
     lm, tok = load_causal_lm(cfg.model)
     return fit_policy(cfg, ctx, data, lm, tok, base_model=cfg.model or f"embedded:{DEFAULT_POLICY}")
 

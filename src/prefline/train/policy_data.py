@@ -40,6 +40,7 @@ from prefline.base.splits import carve, prompt_key_of
 from prefline.base.stage import Ref
 from prefline.formats.examples import PreferencePair, UnpairedExample
 from prefline.formats.load import load_examples, ranking_pairs
+from prefline.store.snapshots import get_snapshot, snapshot_examples
 from prefline.train.reward_data import file_splits, kind_of
 
 IGNORED_WHY = {
@@ -130,8 +131,6 @@ class PolicyData:
 def _read(snapshot: str | None, data: str | None, db: str, test_fraction: float,
           seed: int) -> tuple[list[Any], list[Any], Ref, str]:
     if snapshot is not None:
-        from prefline.store.snapshots import get_snapshot, snapshot_examples
-
         snap = get_snapshot(snapshot, db)
         return (list(snapshot_examples(snap.id, "train", db)),
                 list(snapshot_examples(snap.id, "test", db)),

@@ -40,6 +40,8 @@ from prefline.formats.examples import (
     RatingExample,
     UnpairedExample,
 )
+from prefline.formats.load import load_examples
+from prefline.store.snapshots import get_snapshot, snapshot_examples
 from prefline.train.lengths import check_room
 
 USED = (PreferencePair, RankingExample, RatingExample)
@@ -114,15 +116,11 @@ def load_reward_data(*, snapshot: str | None, data: str | None, db: str,
     """Read the source, split it and keep the usable kinds (see the module docstring)."""
     snapshot_id = None
     if snapshot is not None:
-        from prefline.store.snapshots import get_snapshot, snapshot_examples
-
         snap = get_snapshot(snapshot, db)
         pool = list(snapshot_examples(snap.id, "train", db))
         test = list(snapshot_examples(snap.id, "test", db))
         source_hash, snapshot_id, where = snap.content_hash, int(snap.id), f"snapshot {snapshot}"
     elif data is not None:
-        from prefline.formats.load import load_examples
-
         examples = load_examples(data)
         pool, test = file_splits(examples, test_fraction, seed)
         source_hash, where = file_sha256(Path(data)), data
