@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from prefline.base.errors import PreflineError
 from prefline.cli.common import default_run_dir, eval_app, print_json, train_app
 from prefline.cli.options import stage_command
 from prefline.evaluate.reward_config import RewardEvalConfig
@@ -53,14 +52,11 @@ def _heldout(cfg: RewardConfig, result: RewardResult,
 
     if not result.splits["test"]:
         return None, None
-    ev = RewardEvalConfig(model=str(result.path), snapshot=cfg.snapshot, data=cfg.data,
-                          split="test", probes=0)
-    try:
-        heldout = reward_eval.run(ev, ctx.with_run_dir(result.path / "heldout"))
-    except PreflineError as exc:
-        if exc.field != "split":  # e.g. a test split of ratings only: nothing to rank
-            raise
-        typer.echo(f"no held-out evaluation: {exc.message}", err=True)
+    ev, heldout, why = reward_eval.evaluate_heldout(
+        result.path, snapshot=cfg.snapshot, data=cfg.data,
+        ctx=ctx.with_run_dir(result.path / "heldout"))
+    if heldout is None:
+        typer.echo(f"no held-out evaluation: {why}", err=True)
         return None, None
     return heldout, record_result(ctx.store, heldout, ev)
 

@@ -28,8 +28,7 @@ from prefline.data import load_prompts
 from prefline.demo.cache import CachedStage, StageCache
 from prefline.demo.config import JUDGE_SPEC, DemoConfig
 from prefline.evaluate.policy import run as eval_policy
-from prefline.evaluate.reward import run as eval_reward
-from prefline.evaluate.reward_config import RewardEvalConfig
+from prefline.evaluate.reward import evaluate_heldout
 from prefline.formats.jsonl import write_jsonl
 from prefline.generate.run import GenerateConfig
 from prefline.generate.run import run as generate
@@ -153,9 +152,9 @@ class _Loop:
         """Freeze the feedback into a content-hashed snapshot with a prompt-grouped test split."""
         res = snapshot(dataclasses.replace(self.cfg.snapshot, actor="demo"), self.ctx)
         items: dict[str, int] = {}
-        for key, n in res.stats.counts.items():
-            split = key.split("/")[1]
-            items[split] = items.get(split, 0) + n
+        for splits in res.stats.by_split().values():
+            for split, n in splits.items():
+                items[split] = items.get(split, 0) + n
         return {"id": res.id, "hash": res.content_hash, "items": items,
                 "stats": jsonable(res.stats)}, []
 
@@ -177,11 +176,13 @@ class _Loop:
         res = train_reward(cfg, self.ctx.with_run_dir(work / "model"))
         art_id = record_result(self.ctx.store, res, cfg, name="demo-reward", actor="demo")
         held: dict[str, Any] = {}
-        if self.get("snapshot")["items"].get("test"):  # the held-out figures: eval reward
-            ecfg = RewardEvalConfig(model=str(res.path), snapshot=snap_id, split="test", probes=0)
-            evaluation = eval_reward(ecfg, self.ctx.with_run_dir(work / "eval"))
-            held = evaluation.to_json()
-            record_result(self.ctx.store, evaluation, ecfg, name="demo-reward-eval", actor="demo")
+        if res.splits["test"]:  # the held-out figures: eval reward on the test split
+            ecfg, evaluation, _ = evaluate_heldout(res.path, snapshot=snap_id, data=None,
+                                                   ctx=self.ctx.with_run_dir(work / "eval"))
+            if evaluation is not None:
+                held = evaluation.to_json()
+                record_result(self.ctx.store, evaluation, ecfg, name="demo-reward-eval",
+                              actor="demo")
         return ({"path": str(res.path), "artifact_id": art_id, "counts": jsonable(res.counts),
                  "train_metrics": res.to_json()["metrics"], "heldout": held},
                 ["reward/model"])

@@ -97,6 +97,21 @@ def run(cfg: RewardEvalConfig, ctx: Context) -> RewardEvalResult:
     return result
 
 
+def evaluate_heldout(model: Path, *, snapshot: str | None, data: str | None, ctx: Context,
+                     ) -> tuple[RewardEvalConfig, RewardEvalResult | None, str | None]:
+    """``eval reward`` on a freshly trained model's held-out test split, as ``train reward``
+    and the demo run it: (its config, the result, or None and the reason there is none —
+    e.g. a test split holding only ratings has nothing to rank)."""
+    cfg = RewardEvalConfig(model=str(model), snapshot=snapshot, data=data, split="test",
+                           probes=0)
+    try:
+        return cfg, run(cfg, ctx), None
+    except PreflineError as exc:
+        if exc.field != "split":
+            raise
+        return cfg, None, exc.message
+
+
 def _examples(cfg: RewardEvalConfig, split: str, card: dict[str, Any],
               db: str) -> tuple[list[Any], Ref, str]:
     """(examples of ``split``, the source's Ref, the source's content hash)."""
