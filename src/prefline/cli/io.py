@@ -47,6 +47,9 @@ def _export_body(cfg: ExportConfig, ctx: Context, *, as_json: bool) -> None:
         return
     typer.echo(f"wrote {result.rows} {result.task} rows ({result.split}) from snapshot "
                f"{result.snapshot_id} [{result.snapshot_hash[:12]}] to {result.out}")
+    if result.pairs_from_rankings:
+        typer.echo(f"expanded {result.used_by_kind.get('ranking', 0)} ranking items into "
+                   f"{result.pairs_from_rankings} pairs (best first)")
     for kind, why in result.ignored_by_kind.items():
         typer.echo(f"left out {kind} items: " + "; ".join(f"{n} {r}" for r, n in why.items()))
 
@@ -58,4 +61,5 @@ def register(app: typer.Typer) -> None:
                        "adds nothing.")
     stage_command("export", ExportConfig, _export_body, app=app, command="export",
                   positional=("out",),
-                  help="Write a snapshot as TRL-compatible JSONL for one training task.")
+                  help="Write a snapshot as TRL-compatible JSON Lines or Parquet for one training "
+                       "task, saying which items were expanded or left out.")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+from typer.core import TyperArgument, TyperOption
 
 from prefline.base import config
 from prefline.base.cache import FILES_HELP
@@ -45,6 +46,27 @@ STAGE_COMMANDS: dict[str, StageCommand] = {}
 """Every derived command by stage name."""
 
 _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+_TYPE_NAMES = {"str": "TEXT", "int": "INT", "float": "FLOAT", "Path": "PATH"}
+_typer_type_rich: dict[type, Callable[[Any, Any], str | None]] = {
+    cls: cls.display_type_rich for cls in (TyperOption, TyperArgument)}
+
+
+def _display_type_rich(self: Any, ctx: Any) -> str | None:
+    """The type column of ``--help``: nothing for flags (typer 0.29 prints ``<bool>`` for
+    ``--json``, ``--help`` and every ``--x/--no-x``), click's TEXT/INT/... for the rest."""
+    if getattr(self, "is_flag", False) or getattr(self, "count", False):
+        return None
+    original = _typer_type_rich[TyperArgument if isinstance(self, TyperArgument) else TyperOption]
+    shown = original(self, ctx)
+    if shown and shown.startswith("<") and shown.endswith(">"):
+        return _TYPE_NAMES.get(shown[1:-1], shown[1:-1].upper())
+    return shown
+
+
+# Patched once for every command (derived or hand-written): typer has no setting for it.
+TyperOption.display_type_rich = _display_type_rich  # type: ignore[method-assign,assignment]
+TyperArgument.display_type_rich = _display_type_rich  # type: ignore[method-assign,assignment]
 
 
 def setting_params(cls: type, skip: tuple[str, ...] = (),

@@ -20,15 +20,27 @@ from prefline.store.models import AuditLog
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+SUPPORTED = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
+"""URL schemes the store runs on (``postgres://`` is read as ``postgresql://``)."""
+
+
 def normalise_url(url: str | None) -> str:
-    """Accept a URL, a bare file path, or None (the default store)."""
+    """Accept a URL, a bare file path, or None (the default store).
+
+    Raises PreflineError for any other database (MySQL, ...): the migrations and bulk
+    inserts are written for SQLite and PostgreSQL only, and their drivers are the ones shipped.
+    """
     if not url:
         return default_db_url()
     if "://" not in url:
         return f"sqlite:///{Path(url).expanduser().resolve()}"
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
         # psycopg 3 is the driver we ship; SQLAlchemy's bare scheme means psycopg2.
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return "postgresql+psycopg://" + rest
+    if scheme not in SUPPORTED:
+        raise PreflineError(f"unsupported database URL scheme '{scheme}://'; expected a SQLite "
+                            "path, sqlite:///FILE or postgresql://USER@HOST/DB", field="db")
     return url
 
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any, Literal
 
 from prefline.base.errors import PreflineError
 from prefline.base.stage import StageResult
 from prefline.formats.examples import RankingExample
-from prefline.formats.export import task_rows
-from prefline.formats.jsonl import write_jsonl
+from prefline.formats.export import export_container, task_rows, write_rows
 from prefline.formats.load import ranking_pairs
 from prefline.store.context import Context
 from prefline.store.snapshots import get_snapshot, item_example, snapshot_items
@@ -33,7 +31,8 @@ class ExportConfig:
     """Settings of ``prefline export``."""
 
     out: str
-    """JSON Lines file to write (replaced atomically: a failure leaves no partial file)."""
+    """File to write: .jsonl (JSON Lines) or .parquet (replaced atomically: a failure leaves
+    no partial file; missing parent folders are created)."""
     task: Literal["dpo", "reward", "kto", "ranking"]
     """Row shape: dpo (prompt/chosen/rejected), reward (chosen/rejected with the prompt
     inside), kto (prompt/completion/label), ranking (prompt/responses/order)."""
@@ -53,6 +52,7 @@ class ExportConfig:
                                     f"{', '.join(allowed)}", field=name)
         if not str(self.out).strip():
             raise PreflineError("expected the path of the file to write", field="out")
+        export_container(self.out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +111,7 @@ def run(cfg: ExportConfig, ctx: Context) -> ExportResult:
     if not rows:
         raise PreflineError(f"snapshot {snap.id} has no {cfg.split} items usable for task "
                             f"'{cfg.task}' (left out: {_plain(ignored)})", field="task")
-    write_jsonl(Path(cfg.out), rows)
+    write_rows(cfg.out, rows)
     return ExportResult(out=str(cfg.out), task=cfg.task, split=cfg.split, rows=len(rows),
                         snapshot_id=snap.id, snapshot_hash=snap.content_hash,
                         used_by_kind=dict(used), ignored_by_kind=_plain(ignored),
