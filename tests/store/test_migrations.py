@@ -9,11 +9,12 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from prefline.store.db import current_revision, get_engine, upgrade
+from prefline.store.db import _alembic_config, current_revision, get_engine, upgrade
 from prefline.store.models import Base
 
 
@@ -31,7 +32,8 @@ def assert_matches_models(engine: Engine) -> None:
 
 def test_migrate_empty_database_matches_models(db_url: str) -> None:
     engine = upgrade(db_url)
-    assert current_revision(engine) == "0003"
+    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    assert current_revision(engine) == head
     assert_matches_models(engine)
 
 

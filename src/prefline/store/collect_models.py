@@ -115,6 +115,8 @@ class Assignment(Base):
     feedback_id: Mapped[int | None] = mapped_column(ForeignKey("feedback.id"))
     assigned_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+    """Why the annotator skipped this item (status ``skipped``); None otherwise."""
 
 
 __all__ = [

@@ -107,8 +107,17 @@ class Feedback(Base):
     shown_left_id: Mapped[int | None] = mapped_column(ForeignKey("responses.id"))
     time_spent_ms: Mapped[int | None] = mapped_column(Integer)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    """Store-made key of an imported, judged or UI label (unique): re-writing it adds nothing."""
     source: Mapped[str | None] = mapped_column(String(200), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    """The ingest API key that wrote this event (None for imports, judges and the UI)."""
+    api_idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    """The key an API client gave; unique per ``api_key_id`` (two keys never collide)."""
+    body_hash: Mapped[str | None] = mapped_column(String(64))
+    """sha256 of the event as sent (canonical JSON): a retry with another body is a conflict."""
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("feedback.id"), index=True)
+    """The earlier label this one replaces (an annotator's undo/edit); both rows are kept."""
 
     annotator: Mapped[Annotator] = relationship()
     prompt: Mapped[Prompt] = relationship()
@@ -123,6 +132,19 @@ class Snapshot(Base):
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     recipe: Mapped[dict[str, Any]] = mapped_column(JSON)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SnapshotName(Base):
+    """A name that finds a snapshot. Names are unique; one snapshot may have several (a name
+    given to a content-identical snapshot aliases it). ``snapshots.name`` keeps the name the
+    snapshot was first created under, for display."""
+
+    __tablename__ = "snapshot_names"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id", ondelete="CASCADE"),
+                                             index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -191,9 +213,12 @@ class AuditLog(Base):
 
 
 Index("ix_feedback_pair", Feedback.prompt_id, Feedback.response_a_id, Feedback.response_b_id)
+# A unique index, not a table constraint: SQLite adds it without rebuilding ``feedback``.
+Index("uq_feedback_api_idempotency", Feedback.api_key_id, Feedback.api_idempotency_key,
+      unique=True)
 Index("ix_snapshot_items_snapshot", SnapshotItem.snapshot_id, SnapshotItem.split)
 
 __all__ = [
     "Base", "Prompt", "Response", "Annotator", "Feedback", "Snapshot", "SnapshotItem",
-    "Artifact", "ArtifactInput", "AuditLog",
+    "SnapshotName", "Artifact", "ArtifactInput", "AuditLog",
 ]
