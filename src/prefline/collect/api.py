@@ -23,7 +23,7 @@ from prefline.collect.schemas import (
     LogRequest,
     LogResult,
 )
-from prefline.collect.state import ApiError, state_of
+from prefline.collect.state import ApiError, check_key_guessing, state_of
 
 SECURITY_SCHEMES = {
     "BearerKey": {"type": "http", "scheme": "bearer",
@@ -48,11 +48,14 @@ async def api_key(request: Request) -> KeyInfo:
     auth = request.headers.get("authorization", "")
     scheme, _, credentials = auth.partition(" ")
     given = credentials.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key")
-    keys = state_of(request).keys
-    info = keys.cached(given)
+    state = state_of(request)
+    info = state.keys.cached(given)
+    if not isinstance(info, KeyInfo):  # key guessing is throttled per address
+        check_key_guessing(state.brakes.api_keys, request)
     if info is False:  # not cached: the database lookup runs off the event loop
-        info = await run_in_threadpool(keys.lookup, given)
+        info = await run_in_threadpool(state.keys.lookup, given)
     if not isinstance(info, KeyInfo):
+        check_key_guessing(state.brakes.api_keys, request, failed=True)
         raise ApiError(401, "a valid API key is required (Authorization: Bearer pk_...)",
                        headers={"WWW-Authenticate": "Bearer"})
     return info

@@ -52,7 +52,10 @@ def create_app(db_url: str | None = None, *, secure_cookies: bool = False) -> Fa
 class SecurityHeaders:
     """Pure ASGI middleware (Starlette's BaseHTTPMiddleware costs a task per request).
 
-    No inline scripts anywhere, so a strict CSP is a second wall behind escaping.
+    No inline scripts anywhere, so a strict CSP is a second wall behind escaping. Pages are
+    never stored by the browser or a proxy (``no-store``): they carry labels, CSRF tokens
+    and admin data, and the back button after logout must not show them. Static assets
+    (``/static/``) are public and may be cached.
     """
 
     HEADERS = [
@@ -62,6 +65,7 @@ class SecurityHeaders:
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"same-origin"),
     ]
+    NO_STORE = (b"cache-control", b"no-store")
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -70,10 +74,15 @@ class SecurityHeaders:
         if scope["type"] != "http" or scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
+        extra = list(self.HEADERS)
+        if not scope["path"].startswith("/static/"):
+            extra.append(self.NO_STORE)
 
         async def with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + self.HEADERS
+                headers = list(message.get("headers", []))
+                named = {name.lower() for name, _ in headers}
+                message["headers"] = headers + [h for h in extra if h[0] not in named]
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -152,12 +152,12 @@ def submit_label(session: Session, assignment: Assignment, user: User,
         return existing
     item = session.get(CampaignItem, assignment.item_id)
     assert item is not None
-    started = assignment.assigned_at
-    elapsed = int((utcnow() - started).total_seconds() * 1000)
+    # Measured here, from handing out the task to its submission; never taken from the form.
+    elapsed = int((utcnow() - assignment.assigned_at).total_seconds() * 1000)
     fb = Feedback(annotator_id=user.annotator_id, prompt_id=item.prompt_id,
                   source=f"campaign:{assignment.campaign_id}",
                   idempotency_key=f"campaign:{assignment.campaign_id}/assignment:{assignment.id}",
-                  time_spent_ms=label.pop("time_spent_ms", None) or elapsed, **label)
+                  time_spent_ms=min(max(elapsed, 0), 2**31 - 1), **label)
     session.add(fb)
     session.flush()
     assignment.status, assignment.feedback_id = "done", fb.id

@@ -19,8 +19,9 @@ def parse_label(campaign: Campaign, assignment: Assignment, form: dict[str, str]
     """Form fields → kwargs for ``Feedback``; raises ValueError naming the bad field."""
     shown = [int(i) for i in assignment.shown_order]
     rationale = (form.get("rationale") or "").strip()[:20_000] or None
-    out: dict[str, Any] = {"kind": campaign.kind, "rationale": rationale,
-                           "time_spent_ms": _int_or_none(form.get("time_spent_ms"))}
+    # No time_spent_ms from the browser: the server measures it (see submit_label), so a
+    # client cannot hide fast clicking from the audit.
+    out: dict[str, Any] = {"kind": campaign.kind, "rationale": rationale}
     if campaign.kind == "pairwise":
         out.update(_pairwise(shown, form))
     elif campaign.kind == "rating":
@@ -70,9 +71,3 @@ def _ranking(shown: list[int], form: dict[str, str]) -> dict[str, Any]:
         raise ValueError(f"rank: use each rank from 1 to {len(shown)} exactly once")
     order = sorted(shown, key=lambda r: ranks[r])
     return {"payload": {"order": order, "shown_order": shown}}
-
-
-def _int_or_none(raw: str | None) -> int | None:
-    if raw is None or not raw.strip().isdigit():
-        return None
-    return min(int(raw), 2**31 - 1)

@@ -15,9 +15,25 @@ from prefline.collect.auth import KeyCache, RateLimiter
 from prefline.collect.committer import GroupCommitter
 from prefline.collect.ingest import FeedbackWriter
 from prefline.collect.render import render_markdown
+from prefline.collect.throttle import SingleUseTokens, Throttle
 from prefline.store.models import FEEDBACK_KINDS
 
 HERE = Path(__file__).parent
+
+
+@dataclass
+class Brakes:
+    """Failure throttles of the running app (per process; see ``collect.throttle``).
+
+    Password guessing: 5 wrong passwords for one account, or 20 from one address, within
+    15 minutes lock it for a minute, doubling per lockout up to an hour. Key guessing: 20
+    invalid API keys from one address within a minute lock it out for 30 s, doubling.
+    """
+
+    accounts: Throttle = field(default_factory=lambda: Throttle(5, 900.0, 60.0))
+    addresses: Throttle = field(default_factory=lambda: Throttle(20, 900.0, 60.0))
+    api_keys: Throttle = field(default_factory=lambda: Throttle(20, 60.0, 30.0, 900.0))
+    login_tokens: SingleUseTokens = field(default_factory=SingleUseTokens)
 
 
 @dataclass
@@ -29,6 +45,7 @@ class CollectState:
     committer: GroupCommitter
     templates: Jinja2Templates
     secure_cookies: bool = False
+    brakes: Brakes = field(default_factory=Brakes)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,6 +77,21 @@ class UiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
+
+
+def client_address(request: Request) -> str:
+    """The peer's address (behind a proxy, run uvicorn with --proxy-headers)."""
+    return request.client.host if request.client else "unknown"
+
+
+def check_key_guessing(throttle: Throttle, request: Request, failed: bool = False) -> None:
+    """429 with Retry-After while the caller's address is locked out for invalid API keys;
+    ``failed`` records one more invalid key first."""
+    address = client_address(request)
+    wait = throttle.failed(address) if failed else throttle.retry_after(address)
+    if wait:
+        raise ApiError(429, f"too many invalid API keys from this address; retry in {wait} s",
+                       headers={"Retry-After": str(wait)})
 
 
 class LoginRequired(Exception):

@@ -19,13 +19,12 @@ from prefline.collect.auth import (
 from prefline.collect.auth import end_session as end_login
 from prefline.collect.campaigns import next_assignment, submit_label, user_progress
 from prefline.collect.labels import parse_label
-from prefline.collect.state import UiError, state_of
+from prefline.collect.state import UiError, client_address, state_of
 from prefline.collect.web import (
     LOGIN_CSRF_COOKIE,
     CsrfUser,
     CurrentUser,
     Db,
-    new_login_csrf,
     page,
 )
 from prefline.store.collect_models import Assignment, Campaign, CampaignItem
@@ -36,30 +35,55 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, error: str | None = None) -> Response:
-    token = new_login_csrf()
-    resp = page(request, "login.html", csrf_token=token, error=error)
-    resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
-                    secure=state_of(request).secure_cookies)
-    return resp
+def login_form(request: Request) -> Response:
+    # No message from the query string: a link must not make the page say what it wants.
+    return _login_page(request)
 
 
 @router.post("/login")
 def login(request: Request, db: Db, username: str = Form(""), password: str = Form(""),
           csrf_token: str = Form("")) -> Response:
-    """Login CSRF uses a double-submit cookie, since there is no session yet."""
-    if not csrf_ok(request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token):
-        raise UiError(403, "the login form has expired; reload the page")
+    """Login CSRF: a single-use token that must also match the double-submit cookie (there
+    is no session yet). Wrong passwords are throttled per account and per address; a
+    locked-out login answers 429 with Retry-After before any password is checked.
+    """
+    brakes = state_of(request).brakes
+    issued = brakes.login_tokens.consume(csrf_token)
+    if not (issued and csrf_ok(request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token)):
+        return _login_page(request, 403, "The login form had expired; please log in again.")
+    account, address = f"user:{username[:200]}", f"ip:{client_address(request)}"
+    wait = max(brakes.accounts.retry_after(account), brakes.addresses.retry_after(address))
+    if wait:
+        return _locked(request, wait)
     user = check_password(db, username, password)
     if user is None:
-        return page(request, "login.html", status_code=401, csrf_token=csrf_token,
-                    error="Wrong username or password.")
+        wait = max(brakes.accounts.failed(account), brakes.addresses.failed(address))
+        if wait:
+            return _locked(request, wait)
+        return _login_page(request, 401, "Wrong username or password.")
+    brakes.accounts.clear(account)
     token, _ = start_session(db, user)
     resp = RedirectResponse("/", status_code=303)
     resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
                     max_age=int(SESSION_TTL.total_seconds()),
                     secure=state_of(request).secure_cookies)
     resp.delete_cookie(LOGIN_CSRF_COOKIE)
+    return resp
+
+
+def _login_page(request: Request, status: int = 200, error: str | None = None) -> Response:
+    """The login form with a fresh single-use CSRF token (also in the double-submit cookie)."""
+    token = state_of(request).brakes.login_tokens.issue()
+    resp = page(request, "login.html", status_code=status, csrf_token=token, error=error)
+    resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
+                    secure=state_of(request).secure_cookies)
+    return resp
+
+
+def _locked(request: Request, wait: int) -> Response:
+    # The same answer for known and unknown names, so a lockout reveals no account.
+    resp = _login_page(request, 429, f"Too many failed logins; try again in {wait} seconds.")
+    resp.headers["Retry-After"] = str(wait)
     return resp
 
 

@@ -3,7 +3,6 @@ user, CSRF checks and page rendering."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -79,7 +78,3 @@ def page(request: Request, template: str, status_code: int = 200,
     """Render a template; every page gets the viewer and its CSRF token if logged in."""
     templates = state_of(request).templates
     return templates.TemplateResponse(request, template, context, status_code=status_code)
-
-
-def new_login_csrf() -> str:
-    return secrets.token_urlsafe(24)

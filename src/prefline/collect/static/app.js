@@ -1,9 +1,8 @@
-// prefline annotation UI: keyboard shortcuts and time-on-task. No inline scripts (CSP).
+// prefline annotation UI: keyboard shortcuts (time on task is measured by the server). No inline scripts (CSP).
 (function () {
   "use strict";
   var form = document.getElementById("task-form");
   if (!form) { return; }
-  var started = Date.now();
   var kind = form.getAttribute("data-kind");
 
   function pick(id) {
@@ -38,9 +37,5 @@
     if (kind === "pairwise" && pairKeys[key]) { pick(pairKeys[key]); ev.preventDefault(); }
     else if (kind === "rating" && /^[1-5]$/.test(key)) { nextLikert(key); ev.preventDefault(); }
     else if (key === "r") { var r = document.getElementById("rationale"); if (r) { r.focus(); ev.preventDefault(); } }
-  });
-
-  form.addEventListener("submit", function () {
-    document.getElementById("time_spent_ms").value = String(Date.now() - started);
   });
 })();
