@@ -15,6 +15,7 @@ from typing import Any
 
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import Messages, as_messages, prompt_text
+from prefline.generate.backend import Completion, Sampling
 from prefline.models.hub import load_causal_lm
 
 
@@ -133,35 +134,75 @@ def sample_batches(model: Any, tokenizer: Any, prompts: Sequence[str | Messages]
     """What :func:`generate` samples, one batch at a time: ``(prompt indices, their n
     responses each)``, so a caller keeps every finished prompt when it is interrupted.
     Threads are left as set (wrap it in :func:`cpu_threads`)."""
+    sampling = Sampling(n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                        top_p=top_p, seed=seed)
+    for idx, rows in sample_completions(model, tokenizer, prompts, sampling, batch_size,
+                                        precision):
+        yield idx, [[c.text for c in cs] for cs in rows]
+
+
+def sample_completions(model: Any, tokenizer: Any, prompts: Sequence[str | Messages],
+                       sampling: Sampling, batch_size: int = 32, precision: str = "fp32",
+                       ) -> Iterator[tuple[list[int], list[list[Completion]]]]:
+    """:func:`sample_batches` with token ids (and log-probs when ``sampling.logprobs``):
+    ``(prompt indices, their n Completions each)`` per batch.
+
+    Prompts are sorted by length (less padding); batch b is seeded with ``seed * 1_000_003 +
+    b``, so the same prompts, seed and batch size always give the same outputs."""
     import torch
 
-    if n < 1 or max_new_tokens < 1:
-        raise PreflineError("need n >= 1 and max_new_tokens >= 1")
     texts = render_prompts(tokenizer, prompts)
     pad_id = tokenizer.pad_token_id
     if pad_id is None:  # decoder-only tokenizers often lack one; EOS is safe under a mask
         pad_id = tokenizer.eos_token_id
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    n = sampling.n
     per_call = max(1, batch_size // n)
     stops = stop_token_ids(model, tokenizer)
     device = next(model.parameters()).device
-    sample = temperature > 0
+    sample = sampling.temperature > 0
+    reps = n if sample else 1  # greedy: the n responses are one response, decoded once
+    scores = sampling.logprobs or sampling.top_logprobs > 0
     for b, idx in enumerate(_batches(order, per_call)):
         enc = encode_left(tokenizer, [texts[i] for i in idx], pad_id)
-        torch.manual_seed(seed * 1_000_003 + b)
+        torch.manual_seed(sampling.seed * 1_000_003 + b)
         with torch.inference_mode(), _autocast(model, precision):
             out = model.generate(
                 input_ids=enc["input_ids"].to(device),
                 attention_mask=enc["attention_mask"].to(device),
-                max_new_tokens=max_new_tokens, do_sample=sample, num_return_sequences=n,
-                temperature=temperature if sample else None, top_p=top_p if sample else None,
-                top_k=0 if sample else None,
+                max_new_tokens=sampling.max_new_tokens, do_sample=sample,
+                num_return_sequences=reps,
+                temperature=sampling.temperature if sample else None,
+                top_p=sampling.top_p if sample else None, top_k=0 if sample else None,
                 eos_token_id=stops, pad_token_id=pad_id, use_cache=True,
+                return_dict_in_generate=True, output_logits=scores,
             )
-        new = out[:, enc["input_ids"].shape[1]:]
-        decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
-        yield idx, [[d.strip() for d in decoded[j * n:(j + 1) * n]] for j in range(len(idx))]
+        new = out.sequences[:, enc["input_ids"].shape[1]:].cpu()
+        # raw logits (not the temperature/top-p processed scores): log-probs under the model
+        logp = torch.log_softmax(torch.stack(out.logits, 1).float(), -1).cpu() if scores else None
+        done = [_completion(tokenizer, new[k], stops, sampling,
+                            None if logp is None else logp[k]) for k in range(new.shape[0])]
+        yield idx, [done[j * reps:(j + 1) * reps] * (n // reps) for j in range(len(idx))]
+
+
+def _completion(tokenizer: Any, row: Any, stops: list[int], sampling: Sampling,
+                logp: Any | None) -> Completion:
+    """One generated row: cut after the first stop token (what follows is padding)."""
+    ids = row.tolist()
+    cut = next((t + 1 for t, tid in enumerate(ids) if tid in stops), None)
+    ids = ids[:cut] if cut is not None else ids
+    text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    lps = tops = None
+    if logp is not None:
+        steps = logp[:len(ids)]
+        if sampling.logprobs:
+            lps = tuple(steps.gather(-1, row[:len(ids), None]).squeeze(-1).tolist())
+        if sampling.top_logprobs:
+            val, top = steps.topk(sampling.top_logprobs, dim=-1)
+            tops = tuple({tokenizer.decode([t]): v for t, v in zip(ti, vi, strict=True)}
+                         for ti, vi in zip(top.tolist(), val.tolist(), strict=True))
+    return Completion(text, tuple(ids), lps, tops, "length" if cut is None else "stop")
 
 
 def encode_left(tokenizer: Any, texts: list[str], pad_id: int) -> dict[str, Any]:

@@ -1,0 +1,30 @@
+"""Build a generation backend from its spec (see :mod:`prefline.generate.backend`).
+
+    backend = make_backend("hf", "runs/dpo/model", device=ctx.device)
+    backend = make_backend("openai:http://127.0.0.1:8080/v1#smollm2")
+    backend = make_backend("vllm", "runs/dpo/model")      # a LoRA adapter folder works too
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefline.generate.backend import Backend, parse_backend
+from prefline.generate.hf_backend import HFBackend
+
+
+def make_backend(spec: str, model: str | None = None, *, device: str = "auto",
+                 precision: str = "auto", batch_size: int = 32, threads: int | None = 0,
+                 **options: Any) -> Backend:
+    """The backend named by ``spec`` sampling from ``model``.
+
+    ``model``: for ``hf`` and ``vllm`` a folder, ``.gguf`` file, peft adapter or Hub id (None:
+    the embedded SmolLM2-135M-Instruct); for ``openai:URL`` the model name sent to the server,
+    unless the spec names one after ``#`` (None: ``default``). ``batch_size``/``threads`` are
+    the ``hf`` engine's; ``options`` go to the ``openai`` (concurrency, retries, timeout,
+    cache, api_key_env) or ``vllm`` (any ``vllm.LLM`` keyword) backend."""
+    kind, arg = parse_backend(spec)
+    if kind == "hf":
+        return HFBackend(model, device=device, precision=precision, batch_size=batch_size,
+                         threads=threads, **options)
+    raise NotImplementedError(kind)
