@@ -36,6 +36,10 @@ def _import_body(cfg: ImportConfig, ctx: Context, *, as_json: bool) -> None:
         more = ", ..." if len(summary.skipped_identical) > 10 else ""
         typer.echo(f"skipped {len(summary.skipped_identical)} pairs whose chosen equals rejected "
                    f"(lines {lines}{more})")
+    if summary.duplicates:
+        shown = ", ".join(f"{line} (= line {first})" for line, first in summary.duplicates[:5])
+        more = ", ..." if len(summary.duplicates) > 5 else ""
+        typer.echo(f"counted {len(summary.duplicates)} repeated records once: lines {shown}{more}")
     if summary.rejects_path is not None:
         typer.echo(f"rejected {summary.rejected} bad records, written to {summary.rejects_path}")
 

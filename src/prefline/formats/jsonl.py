@@ -7,12 +7,15 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from prefline.base.errors import PreflineError
+from prefline.base.text import BOM, decode_utf8
+
+BOM_BYTES = BOM.encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -41,33 +44,25 @@ def _opened(path: Path, mode: str, encoding: str | None) -> Iterator[Any]:
         fh.close()
 
 
-def open_text(path: Path) -> AbstractContextManager[IO[str]]:
-    """Open a UTF-8 text file (gunzipped when it ends in ``.gz``) as a context manager;
-    any OS error → PreflineError."""
-    return _opened(path, "rt", "utf-8")
+def read_text(path: Path) -> str:
+    """The whole UTF-8 file (gunzipped when ``.gz``) without a BOM; invalid UTF-8 is reported
+    with its line (:func:`prefline.base.text.decode_utf8`), OS errors as PreflineError."""
+    with _opened(path, "rb", None) as fh:
+        data = fh.read()
+    return decode_utf8(data, path=str(path))
 
 
 def read_jsonl(path: Path, *, keep_bad: bool = False) -> Iterator[tuple[int, Any]]:
     """Yield ``(line number, parsed object)`` for each non-blank line (1-based lines).
 
-    A line that is not JSON (or not UTF-8) raises PreflineError, or with ``keep_bad`` is
-    yielded as a :class:`BadLine` so that the caller can reject it and read on.
+    A line that is not JSON (or not UTF-8) raises PreflineError naming that line, or with
+    ``keep_bad`` is yielded as a :class:`BadLine` so that the caller can reject it and read
+    on. A UTF-8 byte-order mark at the start of the file is ignored.
     """
-    if keep_bad:
-        yield from _read_jsonl_keeping_bad(path)
-        return
-    with open_text(path) as fh:
-        lineno = 0
-        try:
-            for lineno, line in enumerate(fh, start=1):  # noqa: B007 - used in the except
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise PreflineError(_malformed(line, exc), path=str(path), line=lineno) from None
-        except UnicodeDecodeError:
-            raise PreflineError("not valid UTF-8 text", path=str(path), line=lineno + 1) from None
+    for lineno, row in _read_jsonl_keeping_bad(path):
+        if isinstance(row, BadLine) and not keep_bad:
+            raise PreflineError(row.reason, path=str(path), line=lineno)
+        yield lineno, row
 
 
 def _malformed(line: str, exc: json.JSONDecodeError) -> str:
@@ -82,6 +77,8 @@ def _read_jsonl_keeping_bad(path: Path) -> Iterator[tuple[int, Any]]:
     # of the file (and this is as fast as text mode). Lines end at b"\n", as JSON Lines says.
     with _opened(path, "rb", None) as fh:
         for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(BOM_BYTES):
+                raw = raw[len(BOM_BYTES):]
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -100,11 +97,7 @@ def read_json(path: Path, *, keep_bad: bool = False) -> Iterator[tuple[int, Any]
     """A ``.json`` file holding one array of records (record N reported as line N),
     or JSON Lines under a ``.json`` name (``keep_bad`` as for :func:`read_jsonl`; a broken
     array has no lines to keep, so it always raises)."""
-    with open_text(path) as fh:
-        try:
-            text = fh.read()
-        except UnicodeDecodeError:
-            raise PreflineError("not valid UTF-8 text", path=str(path)) from None
+    text = read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

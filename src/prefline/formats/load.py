@@ -11,6 +11,7 @@ CSV quoting) fail the call under either policy.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,22 @@ from prefline.formats.examples import PreferencePair, RankingExample
 from prefline.formats.hf import read_hf
 from prefline.formats.hh import is_transcript
 from prefline.formats.jsonl import BadLine, read_json, read_jsonl
-from prefline.formats.records import BadRecord, Example, IdenticalPair, Record, Where, parse_record
+from prefline.formats.records import (
+    BadRecord,
+    Example,
+    IdenticalPair,
+    Record,
+    Where,
+    check_storable,
+    parse_record,
+)
+from prefline.formats.shapes import SHAPE_FORMATS, Native, detect_shape, to_native
 from prefline.formats.tabular import read_csv, read_parquet
 
 ON_BAD = ("fail", "skip")
+ALL_FORMATS = FORMATS + SHAPE_FORMATS
+"""Containers (``jsonl``, ``csv``, ...) and record shapes (``ultrafeedback``, ``thumbs``, ...):
+with a shape, the container is told by the file name and content."""
 
 Reader = Callable[[Path], Iterator[tuple[int, Any]]]
 _READERS: dict[str, Reader] = {
@@ -77,16 +90,39 @@ def _hh_record(raw: Any) -> bool:
     return isinstance(raw, dict) and "prompt" not in raw and is_transcript(raw.get("chosen"))
 
 
-def _parse(raw: Any, where: Where, fmt: str, check: Callable[[Record], None] | None) -> Record:
-    """One raw row → a validated record; raises BadRecord."""
+def _parse(raw: Any, where: Where, fmt: str, shape: str | None,
+           check: Callable[[Record], None] | None) -> list[Record]:
+    """One raw row → its validated records (an UltraFeedback row holds several); raises
+    BadRecord naming the row's own field names."""
     if isinstance(raw, BadLine):
         raise where.error(raw.reason)
     if fmt == "hh":
         _check_hh(raw, where)
-    rec = parse_record(raw, where)
-    if check is not None:
-        check(rec)
-    return rec
+    found = shape or (detect_shape(raw) if isinstance(raw, dict) else None)
+    if found is None or not isinstance(raw, dict):
+        natives: list[Native] = [(raw, {})]
+    else:
+        check_storable(raw, where)
+        natives = to_native(found, raw, where, explicit=shape is not None)
+    out = []
+    for native, renames in natives:
+        try:
+            rec = parse_record(native, where)
+        except BadRecord as exc:
+            if exc.field not in renames:
+                raise
+            raise type(exc)(exc.message, path=exc.path, line=exc.line,
+                            field=renames[exc.field]) from None
+        if check is not None:
+            check(rec)
+        out.append(rec)
+    return out
+
+
+def _identity(rec: Record) -> bytes:
+    """Who judged what, and how: two records with equal identities are one vote."""
+    text = f"{rec.annotator}|{rec.annotator_kind}|{rec.example!r}"
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 def load_records(path: str | Path, format: str = "auto",
@@ -95,32 +131,45 @@ def load_records(path: str | Path, format: str = "auto",
                  skipped: list[int] | None = None,
                  on_bad: str = "fail",
                  rejected: list[Rejected] | None = None,
-                 check: Callable[[Record], None] | None = None) -> list[Record]:
-    """Every valid record of ``path``, in file order.
+                 check: Callable[[Record], None] | None = None,
+                 duplicates: list[tuple[int, int]] | None = None) -> list[Record]:
+    """Every valid record of ``path``, in file order, each judgment once.
 
-    ``format`` is one of ``FORMATS``; ``progress`` is called with the number of records
+    ``format`` is one of ``ALL_FORMATS`` (a container, or a record shape whose container is
+    detected); ``progress`` is called with the number of records
     read so far (every 1,000 records) for progress bars. A pair whose chosen equals its
     rejected is skipped with ``skip_identical=True``, or by default (None) in HH
     transcripts, whose public releases contain such pairs; the line numbers of skipped
     records are appended to ``skipped``. Any other bad record raises :class:`BadRecord`
     under ``on_bad="fail"``; under ``"skip"`` it is appended to ``rejected`` (in file
     order) instead. ``check`` is an extra per-record rule of the caller's (it raises
-    BadRecord). A file with no valid record raises PreflineError under either policy.
+    BadRecord). Given a ``duplicates`` list (the store importer: one judgment is one vote), a
+    record repeating an earlier one (same annotator, same judgment) is left out and
+    ``(line, line of the first)`` appended to it; without it every record is returned. A file with no valid record raises PreflineError under either policy.
     """
     path = Path(path)
     check_on_bad(on_bad)
-    if format not in FORMATS:
-        raise PreflineError(f"unknown format '{format}'; expected one of {', '.join(FORMATS)}",
-                            path=str(path), field="format")
-    fmt = detect_format(path) if format == "auto" else format
+    if format not in ALL_FORMATS:
+        raise PreflineError(f"unknown format '{format}'; expected one of "
+                            f"{', '.join(ALL_FORMATS)}", path=str(path), field="format")
+    shape = format if format in SHAPE_FORMATS else None
+    fmt = detect_format(path) if format == "auto" or shape else format
     if not path.exists():
         raise PreflineError("cannot read file: no such file or directory", path=str(path))
     records: list[Record] = []
     bad: list[Rejected] = []
     identical: list[int] = []
+    first: dict[bytes, int] = {}
     for n, (line, raw) in enumerate(_rows(fmt, path), start=1):
         try:
-            records.append(_parse(raw, Where(str(path), line), fmt, check))
+            for rec in _parse(raw, Where(str(path), line), fmt, shape, check):
+                key = None if duplicates is None else _identity(rec)
+                if duplicates is not None and key in first:
+                    duplicates.append((line, first[key]))
+                    continue
+                if key is not None:
+                    first[key] = line
+                records.append(rec)
         except IdenticalPair as exc:
             if skip_identical or (skip_identical is None and _hh_record(raw)):
                 identical.append(line)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefline.base.errors import PreflineError
+from prefline.base.text import check_json, check_text, printable
 from prefline.formats.examples import (
     Messages,
     PreferencePair,
@@ -32,6 +33,8 @@ from prefline.formats.examples import (
 from prefline.formats.hh import is_transcript, parse_transcript
 
 Example = PreferencePair | UnpairedExample | RankingExample | RatingExample
+ROLES = ("system", "user", "assistant", "tool")
+"""Chat roles a message may have (the roles chat templates know)."""
 SHAPES = "prompt/chosen/rejected, prompt/completion/label, prompt/responses/order or prompt/response/scores"
 
 
@@ -99,6 +102,9 @@ def _messages(value: Any, where: Where, field: str) -> Messages:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) \
                 or not isinstance(m.get("content"), str):
             raise where.error(f"message {i} must be an object with string 'role' and 'content'", field)
+        if m["role"] not in ROLES:
+            raise where.error(f"message {i} has role {printable(m['role'])!r}; expected one of "
+                              f"{', '.join(ROLES)}", field)
         out.append({"role": m["role"], "content": m["content"]})
     return out
 
@@ -111,6 +117,8 @@ def _turns(value: Any, where: Where, field: str, *, as_reply: bool) -> Messages:
             if not msgs:
                 raise where.error("the transcript has no turns", field)
             return msgs
+        if not value.strip():  # empty turns inside message lists stay: HH-RLHF has empty replies
+            raise where.error("is empty; expected some text", field)
         return [{"role": "assistant" if as_reply else "user", "content": value}]
     if isinstance(value, list):
         return _messages(value, where, field)
@@ -160,6 +168,7 @@ def _plain_pair(rec: dict[str, Any], raw_c: str, raw_r: str, where: Where) -> Pr
     """Fast path for the commonest shape: three plain strings, no transcripts, no extras."""
     prompt = rec.get("prompt")
     if not isinstance(prompt, str) or len(rec) != 3 or raw_c == raw_r \
+            or not (prompt.strip() and raw_c.strip() and raw_r.strip()) \
             or is_transcript(prompt) or is_transcript(raw_c) or is_transcript(raw_r):
         return None
     msgs = [{"role": "user", "content": prompt}]
@@ -273,10 +282,33 @@ def record_shape(rec: dict[str, Any]) -> str | None:
 _PARSERS: dict[str, Callable[[dict[str, Any], Where], Example]] = {"pairwise": _pairwise, "unpaired": _unpaired, "ranking": _ranking, "rating": _rating}
 
 
+def check_storable(rec: dict[str, Any], where: Where) -> None:
+    """Refuse text the store cannot hold (lone surrogates, NUL), naming the field.
+
+    One C-speed encode decides for the whole record; only a bad one is walked field by field
+    (``prefline.base.text``) to say where."""
+    text = json.dumps(rec, ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+        clean = "\\u0000" not in text  # NUL, as json writes it
+    except UnicodeEncodeError:
+        clean = False
+    if clean:
+        return
+    try:
+        for key, value in rec.items():
+            if isinstance(key, str):
+                check_text(key, field=f"name of field '{printable(key)}'")
+            check_json(value, field=str(key))
+    except PreflineError as exc:
+        raise where.error(exc.message, exc.field) from None
+
+
 def parse_record(rec: Any, where: Where) -> Record:
     """Validate one raw record and return it as a typed example with its annotator."""
     if not isinstance(rec, dict):
         raise where.error(f"expected a JSON object, got {type(rec).__name__}")
+    check_storable(rec, where)
     shape = record_shape(rec)
     if shape is None:
         raise where.error(f"unknown record format (fields {sorted(rec)}); expected {SHAPES}")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from prefline.base.errors import PreflineError
-from prefline.formats.jsonl import open_text
+from prefline.formats.jsonl import read_text
 
 _BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
-_NUMBERS = ("strength",)
+_NUMBERS = ("strength", "rating", "score")
 _FLAGS = ("label", "tie")
 
 
@@ -45,15 +46,16 @@ def decode_cells(row: dict[str, Any]) -> dict[str, Any]:
 
 def read_csv(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield ``(line of the row's start, record)``; the header is line 1."""
-    with open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        start = 2
-        try:
-            for row in reader:
-                yield start, decode_cells(row)
-                start = reader.line_num + 1
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise PreflineError(f"malformed CSV ({exc})", path=str(path), line=start) from None
+    # Decoded whole first: invalid UTF-8 is then reported on its own line (a text stream
+    # fails a whole buffer ahead), and a BOM never sticks to the first column's name.
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    start = 2
+    try:
+        for row in reader:
+            yield start, decode_cells(row)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise PreflineError(f"malformed CSV ({exc})", path=str(path), line=start) from None
 
 
 def read_parquet(path: Path) -> Iterator[tuple[int, Any]]:

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Literal
 
 from prefline.base.errors import PreflineError
-from prefline.formats.detect import FORMATS
+from prefline.formats.load import ALL_FORMATS
 from prefline.store.context import Context
 from prefline.store.ingest import ImportSummary, import_file
 from prefline.store.models import ANNOTATOR_KINDS
 
-Format = Literal["auto", "jsonl", "json", "hh", "csv", "parquet", "hf"]
+Format = Literal["auto", "jsonl", "json", "hh", "csv", "parquet", "hf", "ultrafeedback", "thumbs",
+                 "likert", "ranking"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,9 @@ class ImportConfig:
     path: str
     """File (.jsonl/.json/.csv/.parquet, .gz ok) or a saved Hugging Face dataset folder."""
     format: Format = "auto"
-    """auto (by extension and content) | jsonl | json | hh | csv | parquet | hf."""
+    """auto (container by extension and content, record shape by its fields) | a container:
+    jsonl | json | hh | csv | parquet | hf | a record shape (container detected):
+    ultrafeedback | thumbs | likert | ranking. Shapes: docs/formats.md."""
     source: str | None = None
     """Source label stored with every feedback row (default: the file name)."""
     annotator: str | None = None
@@ -42,8 +45,8 @@ class ImportConfig:
     """Rejects file for on_bad=skip (default: <input name>.rejects.jsonl next to the input)."""
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise PreflineError(f"expected one of {', '.join(FORMATS)}", field="format")
+        if self.format not in ALL_FORMATS:
+            raise PreflineError(f"expected one of {', '.join(ALL_FORMATS)}", field="format")
         if self.annotator_kind not in ANNOTATOR_KINDS:
             raise PreflineError(f"expected one of {', '.join(ANNOTATOR_KINDS)}",
                                 field="annotator_kind")

@@ -1,8 +1,8 @@
 """Import validated examples into the store: one transaction, idempotent, bulk inserts.
 
 Prompts and responses are keyed by content hash; every feedback row gets an idempotency
-key derived from its annotator and content (plus an occurrence counter, so a record that
-appears twice in one file is stored twice), so re-importing a file adds nothing and
+key derived from its annotator and content (a record repeated within one file is one vote:
+``load_records`` leaves the repeats out and the summary lists them), so re-importing a file adds nothing and
 importing a file with appended lines adds only the new lines. Rows go in through
 ``store.bulk`` (``INSERT ... ON CONFLICT DO NOTHING``; COPY on PostgreSQL).
 
@@ -54,7 +54,9 @@ class ImportSummary(StageResult):
     there); ``feedback_existing`` counts records already in the store; ``by_kind`` counts
     the file's records per feedback kind (pairwise, binary, ...); ``skipped_identical``
     lists the lines of pairs skipped because chosen equals rejected; ``rejected`` counts
-    the bad records left out under ``on_bad="skip"``, listed in ``rejects_path``."""
+    the bad records left out under ``on_bad="skip"``, listed in ``rejects_path``;
+    ``duplicates`` lists ``(line, line of the first)`` for records repeating an earlier one
+    of the same file (stored once)."""
 
     path: str
     source: str
@@ -64,6 +66,7 @@ class ImportSummary(StageResult):
     feedback_added: int = 0
     feedback_existing: int = 0
     skipped_identical: list[int] = field(default_factory=list)
+    duplicates: list[tuple[int, int]] = field(default_factory=list)
     by_kind: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
     rejects_path: str | None = None
@@ -232,13 +235,15 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
                             f"{', '.join(ANNOTATOR_KINDS)}", field="annotator_kind")
     skipped: list[int] = []
     rejected: list[Rejected] = []
+    duplicates: list[tuple[int, int]] = []
     records = load_records(
         path, format, progress=progress, skip_identical=skip_identical, skipped=skipped,
-        on_bad=on_bad, rejected=rejected,
+        on_bad=on_bad, rejected=rejected, duplicates=duplicates,
         check=lambda rec: _check_kind(rec.annotator_kind or annotator_kind, str(path), rec.line))
     source = source or path.name
     summary = ImportSummary(path=str(path), source=source, records=len(records),
-                            skipped_identical=skipped, rejected=len(rejected),
+                            skipped_identical=skipped, duplicates=duplicates,
+                            rejected=len(rejected),
                             rejects_path=None if rejects_path is None else str(rejects_path))
     # Staged before the store is touched, so an unwritable rejects location fails first;
     # published only after the commit, so a failed import leaves no rejects file either.
@@ -308,6 +313,7 @@ def _write(engine: Engine, path: Path, records: list[Record], summary: ImportSum
                             "feedback_added": summary.feedback_added,
                             "feedback_existing": summary.feedback_existing,
                             "skipped_identical": len(summary.skipped_identical),
+                            "duplicates": len(summary.duplicates),
                             "rejected": summary.rejected}}])
     except driver_errors() as exc:  # rows go straight to the driver, so its errors arrive raw
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
