@@ -25,7 +25,6 @@ from prefline.cli import (
     db,
     demo,
     dpo,
-    gate,
     generate,
     io,
     judge,
@@ -46,7 +45,7 @@ app = typer.Typer(
 )
 
 
-COMMAND_MODULES = (audit, bench, cache, collect_admin, config, db, demo, dpo, gate, generate, io,
+COMMAND_MODULES = (audit, bench, cache, collect_admin, config, db, demo, dpo, generate, io,
                    judge, policy_eval, registry, reward, serve, snapshot)
 for _module in COMMAND_MODULES:
     _module.register(app)

@@ -37,14 +37,14 @@ def free_port() -> int:
 class Server:
     """``prefline serve`` in a subprocess on a loopback port."""
 
-    def __init__(self, db_url: str, port: int | None = None, args: tuple[str, ...] = ()) -> None:
-        self.db_url, self.port, self.args = db_url, port or free_port(), args
+    def __init__(self, db_url: str, port: int | None = None) -> None:
+        self.db_url, self.port = db_url, port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "prefline", "serve", "--db", self.db_url,
-             "--port", str(self.port), "--log-level", "warning", *self.args],
+             "--port", str(self.port), "--log-level", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -124,5 +124,4 @@ def load(port: int, key: str, pairs: list[list[int]], prefix: str, *, start: int
 def stored_count(db_url: str, key_name: str, prefix: str) -> int:
     with session_scope(db_url) as s:
         return int(s.scalar(select(func.count()).select_from(Feedback).where(
-            Feedback.source == f"api:{key_name}",
-            Feedback.api_idempotency_key.like(f"{prefix}-%"))) or 0)
+            Feedback.idempotency_key.like(f"{key_name}/{prefix}-%"))) or 0)

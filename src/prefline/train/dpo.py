@@ -199,9 +199,11 @@ def resume_fingerprint(cfg: DPOConfig, source_hash: str, base_model: str) -> dic
 
 
 def fit_policy(cfg: DPOConfig, ctx: Context, data: PolicyData, lm: Any, tokenizer: Any, *,
-               base_model: str) -> DPOResult:
+               base_model: str, reference: nn.Module | None = None) -> DPOResult:
     """Train ``lm`` on ``data`` (see the module docstring); ``base_model`` names it for
-    lineage. Every rank trains; rank 0 exports and measures the held-out set."""
+    lineage. ``reference``: a separate frozen reference model (online DPO keeps the initial
+    policy); default: ``lm`` itself before training. Every rank trains; rank 0 exports and
+    measures the held-out set."""
     out = ctx.require_run_dir()
     lm = _with_lora(cfg, lm)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -209,8 +211,9 @@ def fit_policy(cfg: DPOConfig, ctx: Context, data: PolicyData, lm: Any, tokenize
     val_enc, _ = _encode(cfg, data.val, tokenizer, required=False)
     held_enc, _ = _encode(cfg, data.heldout, tokenizer, required=False)
     logps_fn = SequenceLogps(lm, chunk=cfg.logits_chunk)
+    ref_fn = logps_fn if reference is None else SequenceLogps(reference, chunk=cfg.logits_chunk)
     (train_enc, val_enc, held_enc), hit = _with_reference(
-        logps_fn, cfg, [train_enc, val_enc, held_enc], pad_id, ctx.progress)
+        ref_fn, cfg, [train_enc, val_enc, held_enc], pad_id, ctx.progress)
 
     def evaluate(module: nn.Module) -> dict[str, float]:
         return _metrics(cfg, module, val_enc, pad_id)

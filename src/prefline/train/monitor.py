@@ -185,13 +185,15 @@ class Monitor:
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(asdict(rec)) + "\n")
-        self.stop_reason = self.stop_reason or self._stop_rule(rec)
+        self.stop_reason = self.stop_reason or self.stop_rule(self.records)
         return rec
 
-    def _stop_rule(self, rec: MonitorRecord) -> str | None:
+    def stop_rule(self, records: Sequence[MonitorRecord]) -> str | None:
+        """Why to stop after the last of ``records`` (None: go on)."""
+        rec = records[-1]
         if self.kl_budget is not None and rec.kl > self.kl_budget:
             return f"KL {rec.kl:.3f} passed the budget {self.kl_budget} at step {rec.step}"
-        golds = [r.gold for r in self.records if r.gold is not None]
+        golds = [r.gold for r in records if r.gold is not None]
         if len(golds) <= self.gold_patience:
             return None
         best = max(golds[:-self.gold_patience])
