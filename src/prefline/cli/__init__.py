@@ -25,6 +25,7 @@ from prefline.cli import (
     db,
     demo,
     dpo,
+    gate,
     generate,
     io,
     judge,
@@ -45,7 +46,7 @@ app = typer.Typer(
 )
 
 
-COMMAND_MODULES = (audit, bench, cache, collect_admin, config, db, demo, dpo, generate, io,
+COMMAND_MODULES = (audit, bench, cache, collect_admin, config, db, demo, dpo, gate, generate, io,
                    judge, policy_eval, registry, reward, serve, snapshot)
 for _module in COMMAND_MODULES:
     _module.register(app)

@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import prefline.store.collect_models  # noqa: F401  (registers the collection tables)
-from prefline.collect import admin, api, ui
+from prefline.collect import admin, api, rollout_routes, ui
 from prefline.collect.state import (
     HERE,
     ApiError,
@@ -38,6 +38,7 @@ def create_app(db_url: str | None = None, *, secure_cookies: bool = False) -> Fa
     app.include_router(api.router)
     app.include_router(ui.router)
     app.include_router(admin.router)
+    rollout_routes.install(app)  # /v1 chat API, rollout admin API and dashboard
     _handlers(app)
     api.document_security(app)
 

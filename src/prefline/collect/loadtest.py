@@ -37,14 +37,14 @@ def free_port() -> int:
 class Server:
     """``prefline serve`` in a subprocess on a loopback port."""
 
-    def __init__(self, db_url: str, port: int | None = None) -> None:
-        self.db_url, self.port = db_url, port or free_port()
+    def __init__(self, db_url: str, port: int | None = None, args: tuple[str, ...] = ()) -> None:
+        self.db_url, self.port, self.args = db_url, port or free_port(), args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "prefline", "serve", "--db", self.db_url,
-             "--port", str(self.port), "--log-level", "warning"],
+             "--port", str(self.port), "--log-level", "warning", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,0 +1,100 @@
+"""The OpenAI-compatible chat API on the app: routing, logging, streaming, feedback by
+response id, auth, and run-time flag changes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from prefline.collect import create_app
+from prefline.rollout import actions
+from prefline.rollout.flags import bucket, pseudonym
+from prefline.store.db import session_scope
+from prefline.store.models import Response
+from prefline.store.rollout_models import ServedResponse
+from tests.rollout.conftest import Canary, Registry, start_canary
+
+
+@pytest.fixture
+def canary(sqlite_registry: Registry) -> Canary:
+    return start_canary(sqlite_registry, percent=50.0)
+
+
+@pytest.fixture
+def client(canary: Canary) -> Iterator[TestClient]:
+    with TestClient(create_app(canary.reg.url)) as c:
+        yield c
+
+
+def _chat(client: TestClient, key: str, user: str, **extra: object) -> dict[str, object]:
+    resp = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "chat", "messages": [{"role": "user", "content": "Hi"}],
+                             "max_tokens": 4, "user": user, **extra})
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def test_chat_is_routed_sticky_logged_and_takes_feedback(client: TestClient,
+                                                         canary: Canary) -> None:
+    users = [f"user-{i}" for i in range(12)]
+    expected = {u: "candidate" if bucket(u, "chat") < 50 else "production" for u in users}
+    assert set(expected.values()) == {"candidate", "production"}
+    out = {u: _chat(client, canary.key, u, segment="beta") for u in users}
+    for u, body in out.items():
+        assert body["arm"] == expected[u]
+        assert body["object"] == "chat.completion"
+        assert body["model"].endswith(f"artifact:{canary.cand if expected[u] == 'candidate' else canary.prod}")
+    again = _chat(client, canary.key, users[0])
+    assert again["arm"] == expected[users[0]]  # sticky
+    rid = out[users[0]]["response_id"]
+    with session_scope(canary.reg.url) as s:
+        row = s.scalar(select(ServedResponse).where(ServedResponse.response_id == rid))
+        assert row is not None and row.user_hash == pseudonym(users[0]) != users[0]
+        assert row.segment == "beta" and row.latency_ms > 0 and row.arm == expected[users[0]]
+        assert s.get(Response, rid).text == out[users[0]]["choices"][0]["message"]["content"]  # type: ignore[index, union-attr]
+    fb = client.post("/api/v1/feedback", headers={"Authorization": f"Bearer {canary.key}"},
+                     json={"kind": "binary", "response_id": rid, "value": True, "user": "u"})
+    assert fb.status_code == 201, fb.text
+    regen = client.post("/api/v1/feedback", headers={"Authorization": f"Bearer {canary.key}"},
+                        json={"kind": "implicit", "response_id": rid, "signal": "regenerate"})
+    assert regen.status_code == 201, regen.text
+
+
+def test_stream_sends_sse_chunks_with_the_response_id(client: TestClient,
+                                                      canary: Canary) -> None:
+    with client.stream("POST", "/v1/chat/completions",
+                       headers={"Authorization": f"Bearer {canary.key}"},
+                       json={"model": "chat", "stream": True, "max_tokens": 4, "user": "s",
+                             "messages": [{"role": "user", "content": "Hello"}]}) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = [ln for ln in resp.iter_lines() if ln.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(ln[6:]) for ln in lines[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    with session_scope(canary.reg.url) as s:
+        assert s.get(Response, chunks[0]["response_id"]).text == text  # type: ignore[union-attr]
+
+
+def test_auth_errors_and_runtime_flag_changes(client: TestClient, canary: Canary) -> None:
+    body = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "user": "x"}
+    resp = client.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 401 and "API key" in resp.json()["error"]["message"]
+    auth = {"Authorization": f"Bearer {canary.key}"}
+    resp = client.post("/v1/chat/completions", headers=auth, json={**body, "model": "nope"})
+    assert resp.status_code == 404 and "'nope'" in resp.json()["error"]["message"]
+    resp = client.post("/v1/chat/completions", headers=auth, json={**body, "messages": []})
+    assert resp.status_code == 422 and resp.json()["error"]["param"] == "messages"
+    # deny the segment at run time: no restart, the next request goes to production
+    cand_user = next(u for u in (f"c{i}" for i in range(100)) if bucket(u, "chat") < 50)
+    assert _chat(client, canary.key, cand_user, segment="eu")["arm"] == "candidate"
+    actions.set_traffic(canary.reg.url, "chat", actor="test", reason="t", deny=["eu"])
+    client.app.state.collect.extra["policy_server"].flags.refresh()  # type: ignore[attr-defined]
+    assert _chat(client, canary.key, cand_user, segment="eu")["arm"] == "production"
+    assert _chat(client, canary.key, cand_user, segment="us")["arm"] == "candidate"
