@@ -2,95 +2,51 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from prefline.collect import create_app
 from prefline.store.db import session_scope
 from prefline.store.models import Feedback
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def server(sqlite_store: Any) -> Iterator[str]:
-    """uvicorn on a loopback port in a thread, stopped after the test."""
-    import uvicorn
-
-    port = _free_port()
-    config = uvicorn.Config(create_app(sqlite_store.url), host="127.0.0.1", port=port,
-                            log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-
-
 def test_browser_annotates_pairwise_and_rating(sqlite_store: Any, server: str,
-                                               add_campaign: Any) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (./scripts/browser-setup.sh)")
-    from playwright.sync_api import sync_playwright
-
+                                               add_campaign: Any, chromium: Any) -> None:
     pid = add_campaign(sqlite_store.url, "pairs", "pairwise", overlap=1)
     rid = add_campaign(sqlite_store.url, "ratings", "rating", overlap=1,
                        criteria=("helpful", "harmless"))
     dialogs: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page()
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(f"{server}/login")
-            page.fill("#username", "alice")
-            page.fill("#password", "correct horse battery")
-            page.click("#login")
-            page.wait_for_url(f"{server}/")
-            page.click(f"#start-{pid}")
-            page.wait_for_selector("#response-left")
-            left = int(page.get_attribute("#response-left", "data-response-id") or 0)
-            right = int(page.get_attribute("#response-right", "data-response-id") or 0)
-            assert page.locator(".msg").count() == 3  # the multi-turn prompt as a chat
-            page.keyboard.press("2")  # keyboard shortcut: B (right) is better
-            page.keyboard.press("e")  # ... much better
-            assert page.is_checked("#choice-right") and page.is_checked("#strength-strong")
-            page.fill("#rationale", "right one is <b>clearer</b>")
-            first_task = page.url
-            page.keyboard.press("Control+Enter")
-            page.wait_for_url(lambda url: url != first_task)  # on to the next pairwise item
-            page.wait_for_load_state()
-            page.goto(f"{server}/campaigns/{rid}/next")
-            page.wait_for_selector("fieldset.likert")
-            page.keyboard.press("4")
-            page.keyboard.press("2")
-            rating_task = page.url
-            page.click("#submit")
-            page.wait_for_url(lambda url: url != rating_task)
-            page.wait_for_load_state()
-        finally:
-            browser.close()
+    page = chromium.new_page()
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{server}/login")
+    page.fill("#username", "alice")
+    page.fill("#password", "correct horse battery")
+    page.click("#login")
+    page.wait_for_url(f"{server}/")
+    page.click(f"#start-{pid}")
+    page.wait_for_selector("#response-left")
+    left = int(page.get_attribute("#response-left", "data-response-id") or 0)
+    right = int(page.get_attribute("#response-right", "data-response-id") or 0)
+    assert page.locator(".msg").count() == 3  # the multi-turn prompt as a chat
+    page.keyboard.press("2")  # keyboard shortcut: B (right) is better
+    page.keyboard.press("e")  # ... much better
+    assert page.is_checked("#choice-right") and page.is_checked("#strength-strong")
+    page.fill("#rationale", "right one is <b>clearer</b>")
+    first_task = page.url
+    page.keyboard.press("Control+Enter")
+    page.wait_for_url(lambda url: url != first_task)  # on to the next pairwise item
+    page.wait_for_load_state()
+    page.goto(f"{server}/campaigns/{rid}/next")
+    page.wait_for_selector("fieldset.likert")
+    page.keyboard.press("4")
+    page.keyboard.press("2")
+    rating_task = page.url
+    page.click("#submit")
+    page.wait_for_url(lambda url: url != rating_task)
+    page.wait_for_load_state()
     assert dialogs == []  # the <script>alert(...)</script> in the responses never ran
     with session_scope(sqlite_store.url) as s:
         pair = s.scalar(select(Feedback).where(Feedback.source == f"campaign:{pid}"))

@@ -47,6 +47,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("judges", "judges",
          "replies of OpenAI-compatible judges (openai:URL), keyed by the judge's settings "
          "and the request; a miss asks the server again"),
+    Kind("generations", "generations",
+         "completions from OpenAI-compatible generation servers (--backend openai:URL), "
+         "keyed by the URL, model and the exact request; a miss asks the server again"),
     Kind("bench", "bench",
          "results of each `prefline bench` run, written as it goes so an interrupted "
          "benchmark keeps what it measured"),

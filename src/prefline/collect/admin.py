@@ -15,6 +15,7 @@ from prefline.audit.agreement import raw_and_alpha
 from prefline.audit.stats import is_number
 from prefline.audit.tables import LabelTable, label_table
 from prefline.collect.campaigns import campaign_labels, progress
+from prefline.collect.schemas import RowId
 from prefline.collect.state import UiError
 from prefline.collect.web import Admin, Db, page
 from prefline.store.collect_models import ApiKey, Campaign, User
@@ -92,7 +93,7 @@ def overview(request: Request, db: Db, who: Admin) -> Response:
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
-def campaign_page(campaign_id: int, request: Request, db: Db, who: Admin) -> Response:
+def campaign_page(campaign_id: RowId, request: Request, db: Db, who: Admin) -> Response:
     campaign = _campaign(db, campaign_id)
     labels = campaign_labels(db, campaign)
     return page(request, "admin_campaign.html", who=who, campaign=campaign,
@@ -102,7 +103,7 @@ def campaign_page(campaign_id: int, request: Request, db: Db, who: Admin) -> Res
 
 
 @router.get("/campaigns/{campaign_id}/export.jsonl")
-def export(campaign_id: int, db: Db, who: Admin) -> Response:
+def export(campaign_id: RowId, db: Db, who: Admin) -> Response:
     """Every label of the campaign as JSON lines (one label per line)."""
     campaign = _campaign(db, campaign_id)
     body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in campaign_labels(db, campaign))

@@ -32,7 +32,9 @@ SECURITY_SCHEMES = {
 }
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody, "description": text}
-    for code, text in [(401, "missing or invalid API key"), (422, "a field is invalid"),
+    for code, text in [(401, "missing or invalid API key"),
+                       (409, "an idempotency key was used before with a different body"),
+                       (422, "a field is invalid"),
                        (429, "rate limit exceeded; see Retry-After")]
 }
 router = APIRouter(prefix="/api/v1", tags=["ingest"], responses=ERRORS)
@@ -88,12 +90,14 @@ def log(body: LogRequest, request: Request, key: Key) -> LogResult:
              responses={200: {"model": EventResult,
                               "description": "already stored under this idempotency key"}})
 async def feedback(body: Event, request: Request, key: Key) -> JSONResponse:
-    """Answers 200 with the existing id when the idempotency key was seen before."""
+    """Answers 200 with the existing id when this API key sent the same event under the same
+    idempotency key before, and 409 when that key came with a different body."""
     _spend(request, key, 1)
     try:
-        fid, status = (await state_of(request).committer.write([body], key.name))[0]
+        fid, status = (await state_of(request).committer.write([body], key.name,
+                                                               key_id=key.id))[0]
     except IngestError as exc:
-        raise ApiError(422, str(exc), field=exc.field) from None
+        raise ApiError(exc.status, str(exc), field=exc.field) from None
     # A plain JSONResponse: FastAPI would otherwise validate the result model once more.
     return JSONResponse({"id": fid, "status": status},
                         status_code=200 if status == "duplicate" else 201)
@@ -106,9 +110,9 @@ async def feedback_batch(body: BatchRequest, request: Request, key: Key) -> JSON
     _spend(request, key, len(body.events))
     try:
         results = await state_of(request).committer.write(body.events, key.name,
-                                                          field_prefix="events")
+                                                          field_prefix="events", key_id=key.id)
     except IngestError as exc:
-        raise ApiError(422, str(exc), field=exc.field) from None
+        raise ApiError(exc.status, str(exc), field=exc.field) from None
     created = sum(1 for _, s in results if s == "created")
     return JSONResponse({"results": [{"id": i, "status": s} for i, s in results],
                          "created": created, "duplicates": len(results) - created})

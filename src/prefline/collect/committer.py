@@ -31,13 +31,13 @@ class GroupCommitter:
         self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Pending]] = (
             weakref.WeakKeyDictionary())
 
-    async def write(self, events: Sequence[AnyEvent], key_name: str,
-                    field_prefix: str = "") -> list[tuple[int, str]]:
+    async def write(self, events: Sequence[AnyEvent], key_name: str, field_prefix: str = "",
+                    key_id: int | None = None) -> list[tuple[int, str]]:
         """Like ``FeedbackWriter.write``, but batched with the other requests in flight."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         queue = self._pending.setdefault(loop, [])
-        queue.append((Job(events, key_name, field_prefix), future))
+        queue.append((Job(events, key_name, field_prefix, key_id), future))
         if len(queue) == 1:
             # After the callbacks already ready to run, so requests that arrived together
             # land in the same flush.

@@ -1,9 +1,12 @@
 """Writing production prompts, responses and feedback into the store, fast and exactly once.
 
 A batch is one transaction: it is validated against the store first (every referenced
-response exists, pairs share a prompt), then inserted with ``ON CONFLICT DO NOTHING`` on
-the idempotency key, so a retried request (or two racing copies of it) stores each event
-once and reports the row that already exists.
+response exists, pairs share a prompt, a reused idempotency key comes with the same body),
+then inserted with ``ON CONFLICT DO NOTHING`` on (API key id, idempotency key), so a retried
+request (or two racing copies of it) stores each event once and reports the row that already
+exists. Keys are scoped by the API key's *id*: two keys' clients can never collide, whatever
+their names contain. The same key with another body is a conflict (409), never silently
+dropped; rows stored before migration 0004 have no body hash and are not checked.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select, text
+from sqlalchemy import Connection, Table, insert, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from prefline.base.hashing import content_hash
+from prefline.base.text import printable
 from prefline.collect.schemas import (
     BinaryEvent,
     ImplicitEvent,
@@ -35,11 +40,27 @@ AnyEvent = PairwiseEvent | RatingEvent | BinaryEvent | ImplicitEvent | RankingEv
 
 
 class IngestError(ValueError):
-    """A request that is well-formed JSON but refers to something that does not exist."""
+    """A request that is well-formed JSON but refers to something that does not exist (422),
+    or reuses an idempotency key for another body (409)."""
 
-    def __init__(self, message: str, field: str) -> None:
+    def __init__(self, message: str, field: str, status: int = 422) -> None:
         super().__init__(message)
-        self.field = field
+        self.field, self.status = field, status
+
+
+def body_hash(ev: AnyEvent) -> str:
+    """sha256 of the event as sent, less its idempotency key (what a retry must repeat)."""
+    return content_hash(ev.model_dump(mode="json", exclude={"idempotency_key"}))
+
+
+def annotator_name(key_name: str, user: str | None) -> str:
+    """``api:<key>`` or ``api:<key>:<user>``; ``%`` and ``:`` in a user id are escaped so that
+    the last ``:`` always ends the key name (key ``a:b`` + user ``c`` ≠ key ``a`` + user
+    ``b:c``). ``api:<key>:implicit`` is the implicit-signal annotator (user ``implicit`` is
+    reserved by the schema)."""
+    if user is None:
+        return f"api:{key_name}"
+    return f"api:{key_name}:{user.replace('%', '%25').replace(':', '%3A')}"
 
 
 def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], key: str) -> None:
@@ -75,11 +96,13 @@ def log_interaction(engine: Engine, req: LogRequest) -> tuple[int, list[int]]:
 
 @dataclass(frozen=True)
 class Job:
-    """The events of one request, written under one API key."""
+    """The events of one request, written under one API key (``key_id`` scopes idempotency
+    keys; events with a key need it)."""
 
     events: Sequence[AnyEvent]
     key_name: str
     field_prefix: str = ""
+    key_id: int | None = None
 
 
 class FeedbackWriter:
@@ -97,14 +120,14 @@ class FeedbackWriter:
         self._annotators: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def write(self, events: Sequence[AnyEvent], key_name: str,
-              field_prefix: str = "") -> list[tuple[int, str]]:
+    def write(self, events: Sequence[AnyEvent], key_name: str, field_prefix: str = "",
+              key_id: int | None = None) -> list[tuple[int, str]]:
         """Store events; returns ``(feedback id, "created"|"duplicate")`` per event, in order.
 
-        Raises IngestError naming ``{field_prefix}[i].field`` when a reference is unknown;
-        nothing is written then.
+        Raises IngestError naming ``{field_prefix}[i].field`` when a reference is unknown or
+        an idempotency key was used with another body; nothing is written then.
         """
-        result = self.write_group([Job(events, key_name, field_prefix)])[0]
+        result = self.write_group([Job(events, key_name, field_prefix, key_id)])[0]
         if isinstance(result, IngestError):
             raise result
         return result
@@ -121,12 +144,18 @@ class FeedbackWriter:
             for job in jobs:
                 try:
                     prompt_of = self._prompts_for(conn, job.events, job.field_prefix)
-                    prepared.append([self._row(conn, ev, job.key_name, prompt_of,
-                                               new_annotators) for ev in job.events])
+                    prepared.append([self._row(conn, ev, job, prompt_of, new_annotators)
+                                     for ev in job.events])
                 except IngestError as exc:
                     prepared.append(exc)
+            stored = _stored_keys(conn, [r for rows in prepared if isinstance(rows, list)
+                                         for r in rows])
+            pending: dict[tuple[int, str], str] = {}
+            prepared = [rows if isinstance(rows, IngestError) else
+                        _conflicts(rows, job.field_prefix, stored, pending)
+                        for rows, job in zip(prepared, jobs, strict=True)]
             flat = [row for rows in prepared if isinstance(rows, list) for row in rows]
-            results = iter(self._insert(conn, flat))
+            results = iter(self._insert(conn, flat, stored))
         # Cached only after commit: a rolled-back annotator row must not be remembered.
         with self._lock:
             self._annotators.update(new_annotators)
@@ -169,59 +198,96 @@ class FeedbackWriter:
             new[name] = int(conn.scalar(select(Annotator.id).where(Annotator.name == name)) or 0)
         return new[name]
 
-    def _row(self, conn: Connection, ev: AnyEvent, key_name: str, prompt_of: dict[int, int],
+    def _row(self, conn: Connection, ev: AnyEvent, job: Job, prompt_of: dict[int, int],
              new: dict[str, int]) -> dict[str, Any]:
         if isinstance(ev, ImplicitEvent):
-            annotator = self._annotator(conn, f"api:{key_name}:implicit", "implicit", new)
+            annotator = self._annotator(conn, annotator_name(job.key_name, "implicit"),
+                                        "implicit", new)
         else:
-            name = f"api:{key_name}:{ev.user}" if ev.user else f"api:{key_name}"
-            annotator = self._annotator(conn, name, "human", new)
+            annotator = self._annotator(conn, annotator_name(job.key_name, ev.user), "human", new)
+        if ev.idempotency_key is not None and job.key_id is None:
+            raise ValueError("events with an idempotency key need the API key's id")
         ids = _response_ids(ev)
         row: dict[str, Any] = {
             "kind": ev.kind, "annotator_id": annotator, "prompt_id": prompt_of[ids[0]],
             "response_a_id": None, "response_b_id": None, "response_id": None, "choice": None,
             "rationale": ev.rationale, "shown_left_id": None, "time_spent_ms": ev.time_spent_ms,
-            "idempotency_key": f"{key_name}/{ev.idempotency_key}" if ev.idempotency_key else None,
-            "source": f"api:{key_name}", "created_at": utcnow(),
+            "idempotency_key": None, "source": f"api:{job.key_name}", "created_at": utcnow(),
+            "api_key_id": job.key_id, "api_idempotency_key": ev.idempotency_key,
+            "body_hash": body_hash(ev) if ev.idempotency_key is not None else None,
         }
         row.update(_kind_fields(ev))
         return row
 
-    def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    def _insert(self, conn: Connection, rows: list[dict[str, Any]],
+                stored: dict[tuple[int, str], tuple[int, str | None]]) -> list[tuple[int, str]]:
         table: Table = Feedback.__table__  # type: ignore[assignment]
         out: list[tuple[int, str] | None] = [None] * len(rows)
-        keyed = [i for i, r in enumerate(rows) if r["idempotency_key"] is not None]
-        plain = [i for i, r in enumerate(rows) if r["idempotency_key"] is None]
+        keyed = [i for i, r in enumerate(rows) if r["api_idempotency_key"] is not None]
+        plain = [i for i, r in enumerate(rows) if r["api_idempotency_key"] is None]
         if plain:
             ids = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
                                [rows[i] for i in plain]).scalars().all()
             for i, fid in zip(plain, ids, strict=True):
                 out[i] = (int(fid), "created")
         if keyed:
-            first: dict[str, int] = {}
+            first: dict[tuple[int, str], int] = {}
             for i in keyed:  # the same key twice in one batch is one event
-                first.setdefault(rows[i]["idempotency_key"], i)
-            unique_rows = [rows[i] for i in first.values()]
-            if conn.dialect.name == "postgresql":
-                created = _pg_insert_keyed(conn, unique_rows)
-            else:
-                stmt = sqlite.insert(table).on_conflict_do_nothing(
-                    index_elements=["idempotency_key"]).returning(table.c.id,
-                                                                  table.c.idempotency_key)
-                created = {k: v for v, k in conn.execute(stmt, unique_rows).all()}
-            existing = {k for k in first if k not in created}
-            if existing:
-                created_dupes = dict(conn.execute(select(table.c.idempotency_key, table.c.id)
-                                                  .where(table.c.idempotency_key.in_(existing)))
-                                     .all())
-            else:
-                created_dupes = {}
+                first.setdefault(_scoped(rows[i]), i)
+            fresh = [rows[i] for k, i in first.items() if k not in stored]
+            created = _insert_keyed(conn, fresh) if fresh else {}
+            missing = [k for k in first if k not in created and k not in stored]
+            if missing:  # inserted by a racing request since _stored_keys looked
+                stored = {**stored, **_stored_keys(conn, [rows[first[k]] for k in missing])}
             for i in keyed:
-                k = rows[i]["idempotency_key"]
+                k = _scoped(rows[i])
                 new = k in created and first[k] == i
-                out[i] = (int(created[k] if k in created else created_dupes[k]),
+                out[i] = (int(created[k] if k in created else stored[k][0]),
                           "created" if new else "duplicate")
         return [r for r in out if r is not None]
+
+
+def _scoped(row: dict[str, Any]) -> tuple[int, str]:
+    return int(row["api_key_id"]), str(row["api_idempotency_key"])
+
+
+def _stored_keys(conn: Connection, rows: list[dict[str, Any]]
+                 ) -> dict[tuple[int, str], tuple[int, str | None]]:
+    """``{(api key id, idempotency key): (feedback id, body hash)}`` of keys already stored."""
+    wanted = sorted({_scoped(r) for r in rows if r["api_idempotency_key"] is not None})
+    found: dict[tuple[int, str], tuple[int, str | None]] = {}
+    for start in range(0, len(wanted), 400):  # 2 parameters each: well below SQLite's limit
+        chunk = wanted[start:start + 400]
+        query = select(Feedback.api_key_id, Feedback.api_idempotency_key, Feedback.id,
+                       Feedback.body_hash).where(
+            tuple_(Feedback.api_key_id, Feedback.api_idempotency_key).in_(chunk))
+        for kid, key, fid, digest in conn.execute(query).tuples():
+            found[(int(kid or 0), str(key))] = (int(fid), digest)
+    return found
+
+
+def _conflicts(rows: list[dict[str, Any]], prefix: str,
+               stored: dict[tuple[int, str], tuple[int, str | None]],
+               pending: dict[tuple[int, str], str]) -> list[dict[str, Any]] | IngestError:
+    """``rows``, or a 409 IngestError when one reuses an idempotency key with another body
+    (than the stored event, or an earlier event of this group). ``pending`` collects the
+    accepted rows' keys."""
+    mine: dict[tuple[int, str], str] = {}
+    for i, row in enumerate(rows):
+        if row["api_idempotency_key"] is None:
+            continue
+        k = _scoped(row)
+        before = stored[k][1] if k in stored else pending.get(k, mine.get(k))
+        if before is not None and before != row["body_hash"]:
+            where = f"{prefix}[{i}]." if prefix else ""
+            seen = f" (feedback {stored[k][0]})" if k in stored else " earlier in this request"
+            return IngestError(
+                f"idempotency key {printable(k[1])!r} was already used with a different body"
+                f"{seen}; a retry must repeat the event exactly, a new event needs a new key",
+                f"{where}idempotency_key", status=409)
+        mine.setdefault(k, row["body_hash"])
+    pending.update({k: v for k, v in mine.items() if k not in pending})
+    return rows
 
 
 # Column -> PostgreSQL type for json_to_recordset, in insert order.
@@ -230,23 +296,33 @@ _PG_COLUMNS = {
     "response_b_id": "bigint", "response_id": "bigint", "choice": "text", "payload": "json",
     "rationale": "text", "shown_left_id": "bigint", "time_spent_ms": "integer",
     "idempotency_key": "text", "source": "text", "created_at": "timestamp",
+    "api_key_id": "bigint", "api_idempotency_key": "text", "body_hash": "text",
 }
+_KEY_COLUMNS = "api_key_id, api_idempotency_key"
 _PG_INSERT = text(
     f"INSERT INTO feedback ({', '.join(_PG_COLUMNS)}) "
     f"SELECT {', '.join(_PG_COLUMNS)} FROM json_to_recordset(CAST(:rows AS json)) AS x("
     + ", ".join(f"{c} {t}" for c, t in _PG_COLUMNS.items())
-    + ") ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key")
+    + f") ON CONFLICT ({_KEY_COLUMNS}) DO NOTHING RETURNING id, {_KEY_COLUMNS}")
 
 
-def _pg_insert_keyed(conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert keyed rows on PostgreSQL as ONE json parameter; returns {key: id} of new rows.
+def _insert_keyed(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[int, str], int]:
+    """Insert keyed rows, skipping keys that exist; returns {(key id, key): id} of new rows.
 
-    A multi-row VALUES insert of 500 events has 7,000 parameters, and psycopg's parsing of
-    such a statement cost more CPU than everything else in a batch; one JSON document is
-    parsed by the server instead.
+    On PostgreSQL the rows go as ONE json parameter: a multi-row VALUES insert of 500
+    events has 7,000 parameters, and psycopg's parsing of such a statement cost more CPU
+    than everything else in a batch; one JSON document is parsed by the server instead.
     """
-    doc = json.dumps([{c: r[c] for c in _PG_COLUMNS} for r in rows], default=str)
-    return {k: int(v) for v, k in conn.execute(_PG_INSERT, {"rows": doc}).all()}
+    if conn.dialect.name == "postgresql":
+        doc = json.dumps([{c: r[c] for c in _PG_COLUMNS} for r in rows], default=str)
+        found = conn.execute(_PG_INSERT, {"rows": doc}).all()
+    else:
+        table: Table = Feedback.__table__  # type: ignore[assignment]
+        stmt = sqlite.insert(table).on_conflict_do_nothing(
+            index_elements=["api_key_id", "api_idempotency_key"]).returning(
+                table.c.id, table.c.api_key_id, table.c.api_idempotency_key)
+        found = conn.execute(stmt, rows).all()
+    return {(int(kid), key): int(fid) for fid, kid, key in found}
 
 
 def _response_ids(ev: AnyEvent) -> list[int]:

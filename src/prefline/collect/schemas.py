@@ -7,25 +7,64 @@ path (``events[3].choice``), which the API returns in its 422 body.
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     field_validator,
     model_validator,
 )
 
+from prefline.base.errors import PreflineError
+from prefline.base.text import check_json, check_text, printable
 from prefline.store.models import IMPLICIT_SIGNALS
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL bytes; refuse them here as a 422, not a 500 later.
-    if "\x00" in value:
-        raise ValueError("text must not contain NUL characters")
+def _text(value: str) -> str:
+    # Lone surrogates and NUL poison the store (base/text.py); refuse them here as a 422.
+    try:
+        return check_text(value, field="text")
+    except PreflineError as exc:
+        raise ValueError(exc.message) from None
+
+
+def _name(value: str) -> str:
+    """An identifier (user, idempotency key, criterion): clean text, NFC-normalised."""
+    return unicodedata.normalize("NFC", _text(value))
+
+
+def _keys_and_tags(value: Any) -> Any:
+    """Refuse bad characters in object keys before pydantic sees them.
+
+    Pydantic puts a bad key into the error's location, and a lone surrogate there would make
+    the 422 itself unencodable; values are checked by their own field's validator, which
+    names the field.
+    """
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if isinstance(key, str):
+                    _checked(key, f"{path} key '{printable(key)}'")
+                walk(child, f"{path}.{printable(str(key))}" if path else printable(str(key)))
+        elif isinstance(node, list):
+            for i, child in enumerate(node):
+                walk(child, f"{path}[{i}]")
+
+    walk(value, "")
     return value
+
+
+def _checked(text: str, where: str) -> None:
+    try:
+        check_text(text, field=where.lstrip(". ") or "body")
+    except PreflineError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _plain_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -35,13 +74,24 @@ def _plain_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
             json.dumps(value, allow_nan=False)
         except ValueError:
             raise ValueError("numbers must be finite (no NaN or Infinity)") from None
+        try:
+            check_json(value, field="")
+        except PreflineError as exc:  # exc.field is the path inside the object (".a.b[2]")
+            raise ValueError(f"{(exc.field or '').lstrip('.')}: {exc.message}") from None
     return value
 
 
-Str = Annotated[str, AfterValidator(_no_nul)]
+Str = Annotated[str, AfterValidator(_text)]
+Name = Annotated[str, AfterValidator(_name)]
 JsonObject = Annotated[dict[str, Any] | None, AfterValidator(_plain_json)]
 Id = Annotated[int, Field(ge=1, le=2**62)]
 ShortText = Annotated[Str, Field(min_length=1, max_length=200)]
+ShortName = Annotated[Name, Field(min_length=1, max_length=200)]
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID,
+                            description="A row id (ids beyond 64-bit integers cannot exist).")]
+"""A row id in a URL path: out-of-range ids are a 422, never an integer overflow in the driver."""
+RESERVED_USERS = ("implicit",)
 MAX_BATCH = 1000
 
 
@@ -82,6 +132,8 @@ class LogRequest(Strict):
     prompt: PromptIn
     responses: Annotated[list[ResponseIn], Field(min_length=1, max_length=64)]
 
+    _clean = model_validator(mode="before")(_keys_and_tags)
+
 
 class LogResult(BaseModel):
     prompt_id: int
@@ -89,12 +141,24 @@ class LogResult(BaseModel):
 
 
 class EventBase(Strict):
-    idempotency_key: Annotated[Str, Field(min_length=1, max_length=90)] | None = Field(
-        None, description="Retries with the same key never create a second row.")
-    user: Annotated[Str, Field(min_length=1, max_length=80)] | None = Field(
-        None, description="End-user id; explicit feedback is stored under one annotator per user.")
+    idempotency_key: Annotated[Name, Field(min_length=1, max_length=90)] | None = Field(
+        None, description="Retries with the same key and body never create a second row; the "
+        "same key with another body is a 409. Keys are per API key (NFC-normalised).")
+    user: Annotated[Name, Field(min_length=1, max_length=80)] | None = Field(
+        None, description="End-user id (NFC-normalised); explicit feedback is stored under one "
+        f"annotator per user. Reserved: {', '.join(RESERVED_USERS)}.")
     rationale: Annotated[Str, Field(max_length=20_000)] | None = None
-    time_spent_ms: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    _clean = model_validator(mode="before")(_keys_and_tags)
+    time_spent_ms: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
+        None, description="Time the end user spent, as measured by the client (the API cannot "
+        "see the user; the annotation UI measures it server-side).")
+
+    @field_validator("user")
+    @classmethod
+    def _not_reserved(cls, user: str | None) -> str | None:
+        if user is not None and user.casefold() in RESERVED_USERS:
+            raise ValueError(f"user {user!r} is reserved for implicit signals; use another id")
+        return user
 
 
 class PairwiseEvent(EventBase):
@@ -118,7 +182,7 @@ class PairwiseEvent(EventBase):
 class RatingEvent(EventBase):
     kind: Literal["rating"]
     response_id: Id
-    scores: Annotated[dict[ShortText, Annotated[float, Field(ge=-1e6, le=1e6)]],
+    scores: Annotated[dict[ShortName, Annotated[float, Field(ge=-1e6, le=1e6)]],
                       Field(min_length=1, max_length=50)]
 
 
@@ -148,17 +212,24 @@ class RankingEvent(EventBase):
         return ids
 
 
+# A fixed message: pydantic's own would quote the bad tag, and a lone surrogate there would
+# make the 422 itself unencodable.
 Event = Annotated[PairwiseEvent | RatingEvent | BinaryEvent | ImplicitEvent | RankingEvent,
-                  Field(discriminator="kind")]
+                  Discriminator("kind", custom_error_type="union_tag_invalid",
+                                custom_error_message="'kind' must be one of pairwise, rating, "
+                                "binary, implicit, ranking")]
 
 
 class BatchRequest(Strict):
     events: Annotated[list[Event], Field(min_length=1, max_length=MAX_BATCH)]
 
+    _clean = model_validator(mode="before")(_keys_and_tags)
+
 
 class EventResult(BaseModel):
     id: int
     status: Literal["created", "duplicate"]
+    """``duplicate``: this API key stored the same event under this idempotency key before."""
 
 
 class BatchResult(BaseModel):

@@ -19,6 +19,7 @@ from prefline.collect.auth import (
 from prefline.collect.auth import end_session as end_login
 from prefline.collect.campaigns import next_assignment, submit_label, user_progress
 from prefline.collect.labels import parse_label
+from prefline.collect.schemas import RowId
 from prefline.collect.state import UiError, client_address, state_of
 from prefline.collect.web import (
     LOGIN_CSRF_COOKIE,
@@ -107,7 +108,7 @@ def queue(request: Request, db: Db, who: CurrentUser) -> Response:
 
 
 @router.get("/campaigns/{campaign_id}/next")
-def next_task(campaign_id: int, request: Request, db: Db, who: CurrentUser) -> Response:
+def next_task(campaign_id: RowId, request: Request, db: Db, who: CurrentUser) -> Response:
     campaign = _campaign(db, campaign_id)
     assignment = next_assignment(db, campaign, who.user)
     if assignment is None:
@@ -117,7 +118,7 @@ def next_task(campaign_id: int, request: Request, db: Db, who: CurrentUser) -> R
 
 
 @router.get("/tasks/{assignment_id}", response_class=HTMLResponse)
-def task(assignment_id: int, request: Request, db: Db, who: CurrentUser) -> Response:
+def task(assignment_id: RowId, request: Request, db: Db, who: CurrentUser) -> Response:
     assignment = _own_assignment(db, assignment_id, who)
     if assignment.status == "done":
         return RedirectResponse(f"/campaigns/{assignment.campaign_id}/next", status_code=303)
@@ -134,7 +135,7 @@ def task(assignment_id: int, request: Request, db: Db, who: CurrentUser) -> Resp
 
 
 @router.post("/tasks/{assignment_id}")
-async def submit(assignment_id: int, request: Request, db: Db, who: CsrfUser) -> Response:
+async def submit(assignment_id: RowId, request: Request, db: Db, who: CsrfUser) -> Response:
     assignment = _own_assignment(db, assignment_id, who)
     campaign = _campaign(db, assignment.campaign_id)
     form = await request.form()
@@ -156,7 +157,7 @@ def my_labels(request: Request, db: Db, who: CurrentUser) -> Response:
 
 
 @router.get("/labels/{feedback_id}", response_class=HTMLResponse)
-def one_label(feedback_id: int, request: Request, db: Db, who: CurrentUser) -> Response:
+def one_label(feedback_id: RowId, request: Request, db: Db, who: CurrentUser) -> Response:
     fb = db.get(Feedback, feedback_id)
     # 404 rather than 403 so annotators cannot probe which label ids exist.
     if fb is None or (fb.annotator_id != who.user.annotator_id and not who.is_admin):

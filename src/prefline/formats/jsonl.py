@@ -126,7 +126,10 @@ def stage_jsonl(out: Path, rows: Iterable[dict[str, Any]],
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False, default=default) + "\n")
+                try:
+                    fh.write(json.dumps(row, ensure_ascii=False, default=default) + "\n")
+                except UnicodeEncodeError:  # a lone surrogate (a rejected record): escaped,
+                    fh.write(json.dumps(row, default=default) + "\n")  # still valid JSON
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -11,6 +11,8 @@ from typing import Any
 
 from prefline.generate.backend import Backend, parse_backend
 from prefline.generate.hf_backend import HFBackend
+from prefline.generate.openai_backend import OpenAIBackend
+from prefline.generate.vllm_backend import VLLMBackend
 
 
 def make_backend(spec: str, model: str | None = None, *, device: str = "auto",
@@ -27,4 +29,6 @@ def make_backend(spec: str, model: str | None = None, *, device: str = "auto",
     if kind == "hf":
         return HFBackend(model, device=device, precision=precision, batch_size=batch_size,
                          threads=threads, **options)
-    raise NotImplementedError(kind)
+    if kind == "openai":
+        return OpenAIBackend(arg, model, **options)
+    return VLLMBackend(model, precision=precision, **options)

@@ -23,18 +23,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
-import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
 from typing import Any
 
-from prefline.base.cache import kind_dir
 from prefline.base.errors import PreflineError
 from prefline.base.hashing import content_hash
 from prefline.formats.examples import as_messages, prompt_text
+from prefline.generate.openai_http import OpenAIClient, ReplyCache, endpoint_url
 from prefline.judges.base import PairItem, PromptLike, Verdict, combine_orders
 
 DEFAULT_CONSTITUTION = (
@@ -47,7 +43,6 @@ DEFAULT_TEMPLATE = (
     "{constitution}\n\n[User prompt]\n{prompt}\n\n[Response A]\n{a}\n\n[Response B]\n{b}\n\n"
     "Explain your reasoning in one or two sentences, then give your verdict on the last line "
     "as exactly one of: [[A]] if A is better, [[B]] if B is better, [[C]] for a tie.")
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 AGREED_CONFIDENCE = 0.9  # chat APIs give no probabilities; agreeing orders is strong evidence
 
 _TOKEN = {"a": "a", "b": "b", "c": "tie", "tie": "tie", "draw": "tie", "equal": "tie",
@@ -88,10 +83,7 @@ def parse_verdict(text: str) -> str | None:
 
 def chat_url(base_url: str) -> str:
     """Accept ``http://host:port``, ``.../v1`` or the full ``.../v1/chat/completions``."""
-    base = base_url.rstrip("/")
-    if base.endswith("/chat/completions"):
-        return base
-    return base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
+    return endpoint_url(base_url, "/chat/completions")
 
 
 class HttpJudge:
@@ -122,8 +114,9 @@ class HttpJudge:
         if api_key_env and not os.environ.get(api_key_env):
             raise PreflineError(f"environment variable {api_key_env} (the judge's API key) is not set",
                                 field="api_key_env")
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._client = OpenAIClient(self.url, api_key_env=api_key_env, timeout=timeout,
+                                    retries=retries, backoff=backoff, what="judge endpoint")
+        self._replies = ReplyCache("judges", "http", enabled=cache)
 
     def config(self) -> dict[str, Any]:
         """What determines the verdicts (not timeouts, retries or the key)."""
@@ -177,64 +170,23 @@ class HttpJudge:
         return Verdict(choice, AGREED_CONFIDENCE, reply.strip()[-500:])
 
     def _post(self, messages: list[dict[str, str]]) -> str:
-        import httpx
-
-        with self._lock:
-            if self._client is None:
-                self._client = httpx.Client(timeout=self.timeout)
-        headers = {"Content-Type": "application/json"}
-        if self.api_key_env:
-            headers["Authorization"] = f"Bearer {os.environ.get(self.api_key_env, '')}"
-        body = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                "max_tokens": self.max_tokens}
-        problem = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                resp = self._client.post(self.url, json=body, headers=headers)
-            except httpx.TimeoutException:
-                problem = f"no reply within {self.timeout} s"
-                continue
-            except httpx.TransportError as exc:
-                problem = f"cannot connect ({type(exc).__name__})"
-                continue
-            if resp.status_code in RETRY_STATUS:
-                problem = f"HTTP {resp.status_code}"
-                continue
-            if resp.status_code != 200:
-                raise PreflineError(f"judge endpoint {self.url} answered HTTP {resp.status_code}: "
-                                    f"{resp.text[:200]!r}")
-            return _content(resp)
-        tries = self.retries + 1
-        raise PreflineError(f"judge endpoint {self.url} failed after {tries} "
-                            f"attempt{'s' if tries > 1 else ''}: {problem}")
-
-    def _cache_path(self, key: str) -> Path:
-        return kind_dir("judges") / "http" / key[:2] / f"{key}.json"
+        return _content(self._client.post({"model": self.model, "messages": messages,
+                                           "temperature": self.temperature,
+                                           "max_tokens": self.max_tokens}))
 
     def _cached(self, key: str) -> str | None:
-        if not self.cache:
-            return None
-        try:
-            return str(json.loads(self._cache_path(key).read_text())["reply"])
-        except (OSError, ValueError, KeyError):
-            return None
+        found = self._replies.get(key)
+        return str(found["reply"]) if found is not None and "reply" in found else None
 
     def _store(self, key: str, reply: str) -> None:
-        path = self._cache_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"reply": reply}, fh)
-        os.replace(tmp, path)  # atomic: concurrent writers of one key write the same content
+        self._replies.put(key, {"reply": reply})
 
 
-def _content(resp: Any) -> str:
+def _content(reply: Any) -> str:
     """The assistant text of a chat-completions reply; '' for a body of the wrong shape
     (which then fails verdict parsing and is recorded as unparseable)."""
     try:
-        content = resp.json()["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return resp.text[:500]
+        content = reply["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return ""
     return content if isinstance(content, str) else ""

@@ -4,6 +4,11 @@ The annotator row carries the judge's full config, and its name includes a hash 
 config, so two differently configured judges are two annotators (the audit can compare
 them). Each verdict's idempotency key hashes the config, prompt and both responses:
 re-judging the same pairs with the same judge adds nothing.
+
+Texts pass ``base.text`` first: a prompt or response the store cannot hold (a lone
+surrogate, NUL) is the caller's bad input and fails naming the pair and field; a judge's own
+output that cannot be stored (rationale, details) makes the verdict invalid, like unparseable
+output, so a later re-run can still label the pair.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from prefline.base.errors import PreflineError
 from prefline.base.hashing import content_hash
+from prefline.base.text import bad_char, check_json, check_text
 from prefline.formats.examples import Messages
 from prefline.generate.store import upsert_prompt, upsert_response
 from prefline.judges.base import Judge, Verdict, verdict_key
@@ -58,12 +65,14 @@ def store_verdicts(db: str | None, judge: Judge, pairs: Sequence[JudgedPair],
     """
     config = judge.config()
     counts = {"stored": 0, "existing": 0, "invalid": 0}
+    for i, pair in enumerate(pairs):  # before hashing: the keys hash these texts
+        _check_inputs(pair, i)
     with session_scope(db) as session:
         annotator = judge_annotator(session, judge)
         keys = {i: "judge:" + verdict_key(config, p.prompt, p.a, p.b) for i, p in enumerate(pairs)}
         existing = _existing_keys(session, list(keys.values()))
         for i, pair in enumerate(pairs):
-            if not pair.verdict.valid:
+            if not pair.verdict.valid or not _storable_output(pair.verdict):
                 counts["invalid"] += 1
                 continue
             if keys[i] in existing:
@@ -74,6 +83,26 @@ def store_verdicts(db: str | None, judge: Judge, pairs: Sequence[JudgedPair],
             counts["stored"] += 1
         audit(session, actor, "judge.store", annotator.name, **counts)
     return counts
+
+
+def _check_inputs(pair: JudgedPair, i: int) -> None:
+    """Raise PreflineError naming ``pairs[i].<field>`` when an input text cannot be stored."""
+    for j, msg in enumerate(pair.prompt):
+        check_text(msg["content"], field=f"pairs[{i}].prompt[{j}].content")
+    check_text(pair.a, field=f"pairs[{i}].a")
+    check_text(pair.b, field=f"pairs[{i}].b")
+    check_json(pair.gen_params, field=f"pairs[{i}].gen_params")
+
+
+def _storable_output(v: Verdict) -> bool:
+    """False when the judge's rationale or details hold text the store cannot hold."""
+    if v.rationale is not None and bad_char(v.rationale) is not None:
+        return False
+    try:
+        check_json(v.details, field="details")
+    except PreflineError:
+        return False
+    return True
 
 
 def _existing_keys(session: Session, keys: list[str]) -> set[str]:
