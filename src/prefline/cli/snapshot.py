@@ -21,9 +21,11 @@ from prefline.store.models import FEEDBACK_KINDS
 from prefline.store.snapshot_config import DEFAULT_KINDS, SnapshotConfig
 
 
-def _describe(snap: Any) -> dict[str, Any]:
-    return {"id": snap.id, "name": snap.name, "content_hash": snap.content_hash,
-            "created_at": snap.created_at, "recipe": snap.recipe, "stats": snap.stats}
+def _describe(snap: Any, names: dict[int, list[str]]) -> dict[str, Any]:
+    """``name`` is the name it was created under; ``names`` every name that finds it now."""
+    return {"id": snap.id, "name": snap.name, "names": names.get(snap.id, []),
+            "content_hash": snap.content_hash, "created_at": snap.created_at,
+            "recipe": snap.recipe, "stats": snap.stats}
 
 
 def _by_kind(stats: dict[str, Any]) -> list[str]:
@@ -65,6 +67,8 @@ def _create(cfg: SnapshotConfig, ctx: Context, *, as_json: bool, kind: list[str]
         print_json(result.to_json())
         return
     state = "already stored, reused" if result.reused else "new"
+    if cfg.name:
+        state += f", named {cfg.name!r}"
     stats = result.stats
     typer.echo(f"snapshot {result.id} {result.content_hash[:12]} ({state}): {stats.items} "
                f"items on {stats.prompts} prompts from {stats.feedback} feedback records")
@@ -77,7 +81,8 @@ _KIND_HELP = (f"{config.field_docs(SnapshotConfig)['kinds']} Repeat the option o
 
 stage_command(
     "snapshot", SnapshotConfig, _create, app=snapshot_app, command="snapshot create",
-    help="Build a snapshot from the store: same content, same hash (no copy is stored).",
+    help="Build a snapshot from the store: same content, same hash (no copy is stored). "
+         "A name is unique (--replace moves it); naming stored content adds an alias.",
     skip=("kinds",),
     extra=[inspect.Parameter("kind", inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[list[str] | None, typer.Option(
@@ -87,15 +92,15 @@ stage_command(
 @snapshot_app.command("list")
 def list_cmd(db: DbOption = None, json: JsonOption = False) -> None:
     """All snapshots, oldest first."""
-    from prefline.store.snapshots import list_snapshots
+    from prefline.store.snapshots import list_snapshots, snapshot_names
 
-    snaps = list_snapshots(db)
+    snaps, names = list_snapshots(db), snapshot_names(db)
     if json:
-        print_json([_describe(s) for s in snaps])
+        print_json([_describe(s, names) for s in snaps])
         return
     for s in snaps:
         typer.echo(f"{s.id:>4}  {s.content_hash[:12]}  {s.stats.get('items', 0):>7} items  "
-                   f"{s.created_at:%Y-%m-%d %H:%M}  {s.name or ''}")
+                   f"{s.created_at:%Y-%m-%d %H:%M}  {', '.join(names.get(s.id, []))}")
 
 
 @snapshot_app.command("show")
@@ -103,9 +108,9 @@ def show_cmd(ref: Annotated[str, typer.Argument(help="Id, name or content-hash p
              db: DbOption = None, json: JsonOption = False) -> None:
     """One snapshot: hash, recipe (filters, kinds, aggregation, ties, split) and per-kind
     counts (records in, items out per split, what was left out and why)."""
-    from prefline.store.snapshots import get_snapshot
+    from prefline.store.snapshots import get_snapshot, snapshot_names
 
-    info = _describe(get_snapshot(ref, db))
+    info = _describe(get_snapshot(ref, db), snapshot_names(db))
     if json:
         print_json(info)
         return

@@ -15,6 +15,7 @@ import math
 from typing import Literal
 
 from prefline.base.errors import PreflineError
+from prefline.base.text import check_text, printable
 from prefline.store.consensus import AGGREGATES, TIES
 from prefline.store.models import ANNOTATOR_KINDS, FEEDBACK_KINDS
 
@@ -126,12 +127,25 @@ class ImplicitRule:
         return getattr(self, name), getattr(self, f"{name}_weight")
 
 
+def snapshot_name(name: str) -> str:
+    """``name`` checked and NFC-normalised: a name must be storable text, not blank, at most
+    200 characters, and not all digits (that reads as an id)."""
+    name = check_text(name, field="name", nfc=True).strip()
+    if not name or len(name) > 200 or name.isdigit():
+        raise PreflineError(f"expected a snapshot name of 1 to 200 characters that is not a "
+                            f"number (numbers are ids), got {printable(name)!r}", field="name")
+    return name
+
+
 @dataclasses.dataclass(frozen=True)
 class SnapshotConfig:
     """Settings of ``prefline snapshot create``."""
 
     name: str | None = None
-    """A name to find the snapshot by (its id and content-hash prefix work too)."""
+    """A name to find the snapshot by (its id and content-hash prefix work too). Names are
+    unique; naming a snapshot whose content is already stored adds the name to it (an alias)."""
+    replace: bool = False
+    """Move the name to this snapshot when another snapshot has it (otherwise that is an error)."""
     kinds: tuple[str, ...] = DEFAULT_KINDS
     """Feedback kinds to include: pairwise, ranking, rating, binary, implicit (implicit
     signals become binary items by the implicit rule)."""
@@ -150,6 +164,8 @@ class SnapshotConfig:
     """Who asked for the snapshot, as written in the audit log."""
 
     def __post_init__(self) -> None:
+        if self.name is not None:
+            object.__setattr__(self, "name", snapshot_name(self.name))
         if self.aggregate not in AGGREGATES:
             raise PreflineError(f"unknown aggregate {self.aggregate!r}; expected one of "
                                 f"{', '.join(AGGREGATES)}", field="aggregate")

@@ -18,7 +18,7 @@ import dataclasses
 from collections import Counter, defaultdict
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, exists, false, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from prefline.base import config
@@ -53,6 +53,7 @@ from prefline.store.models import (
     Response,
     Snapshot,
     SnapshotItem,
+    SnapshotName,
     utcnow,
 )
 from prefline.store.snapshot_config import DEFAULT_KINDS, Filters, SnapshotConfig
@@ -115,10 +116,18 @@ class SnapshotResult(StageResult):
     stats: SnapshotStats
 
 
+def not_superseded() -> ColumnElement[bool]:
+    """Feedback rows no later row replaces (an annotator's edit keeps both rows, for the
+    audit trail; only the newest is a vote)."""
+    newer = Feedback.__table__.alias("newer")
+    return ~exists().where(newer.c.supersedes_id == Feedback.__table__.c.id)
+
+
 def _where(q: _Q, f: Filters) -> _Q:
-    """``q`` joined with prompts and annotators and restricted by ``f`` (tags aside)."""
+    """``q`` joined with prompts and annotators and restricted by ``f`` (tags aside);
+    superseded labels are left out."""
     q = q.join(Prompt, Prompt.id == Feedback.prompt_id).join(
-        Annotator, Annotator.id == Feedback.annotator_id)
+        Annotator, Annotator.id == Feedback.annotator_id).where(not_superseded())
     since, until = f.window()
     if f.source:
         q = q.where(Feedback.source == f.source)
@@ -245,7 +254,7 @@ def _store(conn: Connection, cfg: SnapshotConfig, items: list[dict[str, Any]],
     found = conn.execute(select(Snapshot.id, Snapshot.name).where(Snapshot.content_hash == digest)
                          .order_by(Snapshot.id).limit(1)).first()
     if found is not None:
-        sid, name, reused = int(found.id), found.name, True
+        sid, name, reused = int(found.id), cfg.name or found.name, True
     else:
         sid, name, reused = conn.execute(Snapshot.__table__.insert().values(  # type: ignore[attr-defined]
             name=cfg.name, content_hash=digest, recipe=recipe, stats=jsonable(stats),
@@ -254,10 +263,36 @@ def _store(conn: Connection, cfg: SnapshotConfig, items: list[dict[str, Any]],
         insert_ignore(conn, "snapshot_items", _ITEM_COLS, [
             (sid, i, it["split"], it["kind"], it["prompt_id"], dumps(it["data"]))
             for i, it in enumerate(items)], "snapshot_id, position")
+    moved = _claim_name(conn, cfg.name, sid, cfg.replace) if cfg.name else None
     conn.execute(AuditLog.__table__.insert().values(  # type: ignore[attr-defined]
         actor=cfg.actor, action="snapshot.create", target=f"snapshot:{sid}", created_at=utcnow(),
-        details={"content_hash": digest, "recipe": recipe, "reused": reused}))
+        details={"content_hash": digest, "recipe": recipe, "reused": reused, "name": cfg.name,
+                 "name_moved_from": moved}))
     return sid, digest, reused, name
+
+
+def _claim_name(conn: Connection, name: str, sid: int, replace: bool) -> int | None:
+    """Give ``name`` to snapshot ``sid``; returns the snapshot it was moved from, if any.
+
+    Raises PreflineError (the caller's transaction then stores nothing) when another
+    snapshot has the name and ``replace`` is False.
+    """
+    held = conn.execute(select(SnapshotName.snapshot_id, Snapshot.content_hash)
+                        .join(Snapshot, Snapshot.id == SnapshotName.snapshot_id)
+                        .where(SnapshotName.name == name)).first()
+    if held is None:
+        conn.execute(insert(SnapshotName).values(name=name, snapshot_id=sid, created_at=utcnow()))
+        return None
+    if held.snapshot_id == sid:
+        return None
+    if not replace:
+        raise PreflineError(
+            f"the name {name!r} is already taken by snapshot {held.snapshot_id} (content "
+            f"{held.content_hash[:12]}); choose another name, or pass --replace to move it "
+            f"to this snapshot", field="name")
+    conn.execute(update(SnapshotName).where(SnapshotName.name == name).values(
+        snapshot_id=sid, created_at=utcnow()))
+    return int(held.snapshot_id)
 
 
 def run(cfg: SnapshotConfig, ctx: Context) -> SnapshotResult:
@@ -293,18 +328,32 @@ def get_snapshot(ref: str | int | None = None, db: str | None = None) -> Snapsho
         ref = None if ref is None else str(ref)
         if ref is None:
             pass
-        elif ref.isdigit():
-            q = q.where(Snapshot.id == int(ref))
-        elif len(ref) >= 6:
-            q = q.where((Snapshot.name == ref) | Snapshot.content_hash.startswith(ref.lower()))
+        elif ref.isdigit():  # ids beyond 64 bits cannot exist (and would overflow the driver)
+            q = q.where(Snapshot.id == int(ref) if int(ref) < 2**63 else false())
         else:
-            q = q.where(Snapshot.name == ref)
+            named = select(SnapshotName.snapshot_id).where(SnapshotName.name == ref)
+            # A name wins over a hash prefix that happens to spell it.
+            if len(ref) >= 6 and session.scalar(named) is None:
+                q = q.where(Snapshot.content_hash.startswith(ref.lower()))
+            else:
+                q = q.where(Snapshot.id.in_(named))
         snap = session.scalars(q.limit(1)).first()
     if snap is None:
         what = "the store has no snapshots (run `prefline snapshot create`)" if ref is None \
             else f"no snapshot matches {ref!r} (an id, a name or a content-hash prefix)"
         raise PreflineError(what, field="snapshot")
     return snap
+
+
+def snapshot_names(db: str | None = None) -> dict[int, list[str]]:
+    """``{snapshot id: its names}``, each list in the order the names were given."""
+    with session_scope(db) as session:
+        rows = session.execute(select(SnapshotName.snapshot_id, SnapshotName.name)
+                               .order_by(SnapshotName.id)).tuples().all()
+    out: dict[int, list[str]] = defaultdict(list)
+    for sid, name in rows:
+        out[int(sid)].append(name)
+    return dict(out)
 
 
 def list_snapshots(db: str | None = None) -> list[Snapshot]:
