@@ -176,13 +176,13 @@ def _help(argv: list[str], capsys) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_out_is_the_report_and_config_file_sets_rules(store, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    """``--out`` (the design's name) writes the report like ``--report``; rules and thresholds
+    """``--report`` writes the report (``--out``, its old name, is in tests/cli/test_operator_cli.py); rules and thresholds
     can come from a TOML file, and a bad threshold there names the file and the field."""
     _biased_store(store)
     cfg = tmp_path / "audit.toml"
     cfg.write_text('fail_on = ["position_bias>0.6"]\nnear_threshold = 0.9\n')
     report = tmp_path / "a.html"
-    code, out, err = run(["audit", "--db", store.url, "--config", str(cfg), "--out", str(report),
+    code, out, err = run(["audit", "--db", store.url, "--config", str(cfg), "--report", str(report),
                           "--json"], capsys)
     assert code == 1 and "audit failed: position_bias>0.6 (value 1)" in err
     r = json.loads(out)

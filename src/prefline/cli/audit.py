@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from prefline.audit.run import AuditConfig, AuditResult, run
+from prefline.base.errors import PreflineError
 from prefline.cli.common import print_json
 from prefline.cli.options import stage_command
 from prefline.store.context import Context
@@ -21,12 +26,34 @@ def _summary(result: AuditResult) -> str:
     m, s = result.metrics, result.scope
     lines = [f"audited {s.feedback} feedback events on {s.prompts} prompts "
              f"from {s.annotators} annotators"]
-    lines += [f"  {key:<17} {m[key]}" for key in SUMMARY_KEYS]
+    width = max(map(len, SUMMARY_KEYS))
+    lines += [f"  {key:<{width}}  {_value(m[key])}" for key in SUMMARY_KEYS]
     return "\n".join(lines)
 
 
-def _body(cfg: AuditConfig, ctx: Context, *, as_json: bool) -> None:
-    result = run(cfg, ctx)
+def _value(value: Any) -> str:
+    """A metric as read: numbers rounded, a breakdown as ``k=v, ...`` (never a dict repr)."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_value(v)}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+def _with_legacy_out(cfg: AuditConfig, legacy_out: str | None) -> AuditConfig:
+    """``--out`` was audit's first name for ``--report``; kept hidden, with a note, so that
+    old scripts still work while every command spells the report flag ``--report``."""
+    if legacy_out is None:
+        return cfg
+    if cfg.report is not None and cfg.report != Path(legacy_out):
+        raise PreflineError("give the report file once, with --report (--out is its old name)",
+                            field="report")
+    print("note: audit --out is deprecated; use --report", file=sys.stderr)
+    return dataclasses.replace(cfg, report=Path(legacy_out))
+
+
+def _body(cfg: AuditConfig, ctx: Context, *, as_json: bool, legacy_out: str | None) -> None:
+    result = run(_with_legacy_out(cfg, legacy_out), ctx)
     if as_json:
         print_json(result.to_json())
     else:
@@ -48,4 +75,6 @@ def register(app: typer.Typer) -> None:
     stage_command("audit", AuditConfig, _body, app=app, command="audit",
                   help="Agreement, bias, duplicate, leakage and hygiene checks on the collected "
                        "feedback (the whole store, or one snapshot).",
-                  flags={"report": ("--report", "--out")})
+                  extra=[inspect.Parameter(
+                      "legacy_out", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=Annotated[str | None, typer.Option("--out", hidden=True)])])

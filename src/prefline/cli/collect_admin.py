@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from prefline.cli.common import DbOption, JsonOption, print_json
+from prefline.cli.common import DbOption, JsonOption, print_json, print_table
 
 users_app = typer.Typer(help="Annotation-app users (admins and annotators).", no_args_is_help=True)
 keys_app = typer.Typer(help="Ingest API keys (shown once, stored hashed).", no_args_is_help=True)
@@ -36,6 +36,7 @@ def users_add(
 
 @users_app.command("list")
 def users_list(db: DbOption = None, json_out: JsonOption = False) -> None:
+    """Users, their role and whether they can log in."""
     from sqlalchemy import select
 
     from prefline.store.collect_models import User
@@ -44,11 +45,48 @@ def users_list(db: DbOption = None, json_out: JsonOption = False) -> None:
     with session_scope(db) as session:
         rows = [{"username": u.username, "role": u.role, "active": u.active}
                 for u in session.scalars(select(User).order_by(User.username))]
-    if json_out:
-        print_json(rows)
-    else:
-        for r in rows:
-            typer.echo(f"{r['username']}\t{r['role']}\t{'active' if r['active'] else 'disabled'}")
+    print_json(rows) if json_out else print_table(rows)
+
+
+PasswordOption = Annotated[str | None, typer.Option(
+    help="New password (prompted for if omitted; prefer the prompt or $PREFLINE_PASSWORD).",
+    envvar="PREFLINE_PASSWORD")]
+
+
+@users_app.command("disable")
+def users_disable(username: str, db: DbOption = None) -> None:
+    """Stop a user from logging in and end their sessions now (their labels stay)."""
+    from prefline.collect.auth import set_user_active
+    from prefline.store.db import session_scope
+
+    with session_scope(db) as session:
+        set_user_active(session, username, False)
+    typer.echo(f"disabled {username}")
+
+
+@users_app.command("enable")
+def users_enable(username: str, db: DbOption = None) -> None:
+    """Let a disabled user log in again."""
+    from prefline.collect.auth import set_user_active
+    from prefline.store.db import session_scope
+
+    with session_scope(db) as session:
+        set_user_active(session, username, True)
+    typer.echo(f"enabled {username}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(username: str, password: PasswordOption = None,
+                         db: DbOption = None) -> None:
+    """Set a new password for a user and end their sessions."""
+    from prefline.collect.auth import set_password
+    from prefline.store.db import session_scope
+
+    if password is None:
+        password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    with session_scope(db) as session:
+        set_password(session, username, password)
+    typer.echo(f"reset the password of {username}")
 
 
 @keys_app.command("create")
@@ -71,8 +109,27 @@ def keys_create(
         typer.echo(key)
 
 
+@keys_app.command("list")
+def keys_list(db: DbOption = None, json_out: JsonOption = False) -> None:
+    """Ingest keys by name and public prefix (never the key), with limits and last use."""
+    from sqlalchemy import select
+
+    from prefline.store.collect_models import ApiKey
+    from prefline.store.db import session_scope
+
+    with session_scope(db) as session:
+        rows = [{"name": k.name, "prefix": k.prefix, "rate_per_s": k.rate_per_s,
+                 "burst": k.burst, "revoked": k.revoked,
+                 "created_at": k.created_at.isoformat(timespec="seconds"),
+                 "last_used_at": k.last_used_at.isoformat(timespec="seconds")
+                 if k.last_used_at else None}
+                for k in session.scalars(select(ApiKey).order_by(ApiKey.name))]
+    print_json(rows) if json_out else print_table(rows)
+
+
 @keys_app.command("revoke")
 def keys_revoke(name_or_prefix: str, db: DbOption = None) -> None:
+    """Revoke a key by name or prefix: requests with it are refused from now on."""
     from prefline.collect.auth import revoke_api_key
     from prefline.store.db import session_scope
 
@@ -115,6 +172,7 @@ def campaign_create(
 
 @campaign_app.command("list")
 def campaign_list(db: DbOption = None, json_out: JsonOption = False) -> None:
+    """Campaigns with their kind and labels done out of needed."""
     from sqlalchemy import select
 
     from prefline.collect.campaigns import progress
@@ -127,8 +185,8 @@ def campaign_list(db: DbOption = None, json_out: JsonOption = False) -> None:
     if json_out:
         print_json(rows)
     else:
-        for r in rows:
-            typer.echo(f"{r['id']}\t{r['name']}\t{r['kind']}\t{r['labels_done']}/{r['labels_needed']}")
+        print_table([{"id": r["id"], "name": r["name"], "kind": r["kind"],
+                      "labels": f"{r['labels_done']}/{r['labels_needed']}"} for r in rows])
 
 
 def register(app: typer.Typer) -> None:

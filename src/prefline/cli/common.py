@@ -22,6 +22,41 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """Rows as an aligned text table with a header (numbers right-aligned, booleans as
+    yes/no, None as -); ``(none)`` when there are no rows. For --json, use print_json."""
+    if not rows:
+        typer.echo("(none)")
+        return
+    columns = columns or list(rows[0])
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    right = [all(isinstance(r.get(c), int | float) and not isinstance(r.get(c), bool)
+                 for r in rows) for c in columns]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w)
+                         for v, w, r in zip(values, widths, right, strict=True)).rstrip()
+
+    typer.echo(line(columns))
+    for row in cells:
+        typer.echo(line(row))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(_cell, value)) or "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, str]:
     """``["lr=1e-4", "--epochs", "2"]`` style overrides into a dict of strings."""
     out: dict[str, str] = {}

@@ -49,8 +49,7 @@ def create_user(session: Session, username: str, password: str, role: str = "ann
             "-", "").replace(".", "").isalnum():
         raise PreflineError("username must be 1-100 letters, digits, '.', '_' or '-'",
                             field="username")
-    if len(password) < 8:
-        raise PreflineError("password must have at least 8 characters", field="password")
+    _check_new_password(password)
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise PreflineError(f"user {username!r} already exists", field="username")
     annotator = session.scalar(select(Annotator).where(Annotator.name == username))
@@ -63,6 +62,38 @@ def create_user(session: Session, username: str, password: str, role: str = "ann
     session.add(user)
     session.flush()
     audit(session, actor, "user.create", f"user:{username}", role=role)
+    return user
+
+
+def _check_new_password(password: str) -> None:
+    if len(password) < 8:
+        raise PreflineError("password must have at least 8 characters", field="password")
+
+
+def _user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise PreflineError(f"no user named {username!r}", field="username")
+    return user
+
+
+def set_user_active(session: Session, username: str, active: bool, actor: str = "cli") -> User:
+    """Disable (or re-enable) a user; disabling also ends their sessions at once."""
+    user = _user(session, username)
+    user.active = active
+    if not active:
+        session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+    audit(session, actor, "user.enable" if active else "user.disable", f"user:{username}")
+    return user
+
+
+def set_password(session: Session, username: str, password: str, actor: str = "cli") -> User:
+    """Give a user a new password and end their sessions (a reset locks out whoever had it)."""
+    _check_new_password(password)
+    user = _user(session, username)
+    user.password_hash = _hasher.hash(password)
+    session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+    audit(session, actor, "user.reset_password", f"user:{username}")
     return user
 
 

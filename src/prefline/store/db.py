@@ -8,14 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy import create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from prefline.base.errors import PreflineError
 from prefline.base.paths import default_db_url
-from prefline.store.models import AuditLog
+from prefline.store.models import AuditLog, Base, Feedback
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -136,3 +136,20 @@ def audit(session: Session, actor: str, action: str, target: str | None = None,
           **details: Any) -> None:
     """Append one audit-log entry in the caller's transaction."""
     session.add(AuditLog(actor=actor, action=action, target=target, details=details or None))
+
+
+def store_stats(url: str | None = None) -> dict[str, dict[str, int]]:
+    """What the store holds: rows per table (``tables``), feedback events per kind
+    (``feedback_by_kind``) and per source (``feedback_by_source``; ``-`` when none was
+    recorded). Tables of the current schema only; empty ones are listed with 0."""
+    engine = open_store(url)
+    with engine.connect() as conn:
+        present = set(inspect(conn).get_table_names())
+        tables = {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+                  for t in Base.metadata.sorted_tables if t.name in present}
+        by = {}
+        for name, column in (("feedback_by_kind", Feedback.kind),
+                             ("feedback_by_source", Feedback.source)):
+            rows = conn.execute(select(column, func.count()).group_by(column).order_by(column))
+            by[name] = {str(k) if k is not None else "-": int(n) for k, n in rows}
+    return {"tables": dict(sorted(tables.items())), **by}
