@@ -29,10 +29,13 @@ from prefline.cli import (
     generate,
     io,
     judge,
+    online_dpo,
     policy_eval,
     registry,
     reward,
+    rl,
     serve,
+    sft,
     snapshot,
 )
 from prefline.cli.common import bench_app, eval_app, registry_app, snapshot_app, train_app
@@ -47,7 +50,7 @@ app = typer.Typer(
 
 
 COMMAND_MODULES = (audit, bench, cache, collect_admin, config, db, demo, dpo, gate, generate, io,
-                   judge, policy_eval, registry, reward, serve, snapshot)
+                   judge, online_dpo, policy_eval, registry, reward, rl, serve, sft, snapshot)
 for _module in COMMAND_MODULES:
     _module.register(app)
 
