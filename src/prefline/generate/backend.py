@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from prefline.base.config import check_at_least, check_sampling
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import Messages
 
@@ -46,12 +47,9 @@ class Sampling:
     top_logprobs: int = 0
 
     def __post_init__(self) -> None:
-        if self.n < 1 or self.max_new_tokens < 1:
-            raise PreflineError(f"need n >= 1 and max_new_tokens >= 1, got {self.n} and "
-                                f"{self.max_new_tokens}", field="sampling")
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_logprobs < 0:
-            raise PreflineError("expected temperature >= 0, 0 < top_p <= 1, top_logprobs >= 0",
-                                field="sampling")
+        check_at_least(self, 1, "n", "max_new_tokens")
+        check_at_least(self, 0, "top_logprobs")
+        check_sampling(self.temperature, self.top_p)
 
     def settings(self) -> dict[str, Any]:
         """The settings that determine the text (recorded with generations, keyed in caches)."""
@@ -68,13 +66,15 @@ class Completion:
     empty when the engine does not return ids (most OpenAI-compatible servers: re-tokenise
     ``text`` with the policy's tokenizer). ``logprobs``: one per sampled token, when asked.
     ``top_logprobs``: per position, the k most likely ``{token text: log-prob}``, when asked.
-    ``finish_reason``: ``stop`` (end of turn) or ``length`` (``max_new_tokens`` reached)."""
+    ``finish_reason``: ``stop`` (end of turn) or ``length`` (``max_new_tokens`` reached).
+    ``n_tokens``: how many tokens were generated (also when the ids are not returned)."""
 
     text: str
     token_ids: tuple[int, ...] = ()
     logprobs: tuple[float, ...] | None = None
     top_logprobs: tuple[dict[str, float], ...] | None = None
     finish_reason: str | None = None
+    n_tokens: int = 0
 
 
 PromptLike = str | Messages

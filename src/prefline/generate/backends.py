@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prefline.generate.backend import Backend, parse_backend
+from prefline.generate.backend import Backend, Completion, PromptLike, Sampling, parse_backend
 from prefline.generate.hf_backend import HFBackend
 from prefline.generate.openai_backend import OpenAIBackend
 from prefline.generate.vllm_backend import VLLMBackend
@@ -32,3 +33,17 @@ def make_backend(spec: str, model: str | None = None, *, device: str = "auto",
     if kind == "openai":
         return OpenAIBackend(arg, model, **options)
     return VLLMBackend(model, precision=precision, **options)
+
+
+def sample_in_batches(backend: Backend, prompts: Sequence[PromptLike], sampling: Sampling,
+                      chunk: int = 64) -> Iterator[tuple[list[int], list[list[Completion]]]]:
+    """``(prompt indices, their completions)`` as batches finish, so a caller keeps every
+    finished prompt when it is interrupted: the ``hf`` engine's own batches (threads as set:
+    wrap it in ``cpu_threads``), else ``chunk`` prompts per ``generate`` call (large enough
+    for a server's concurrency, small enough that an interrupt loses little)."""
+    if isinstance(backend, HFBackend):
+        yield from backend.batches(prompts, sampling)
+        return
+    for start in range(0, len(prompts), chunk):
+        idx = list(range(start, min(start + chunk, len(prompts))))
+        yield idx, backend.generate([prompts[i] for i in idx], sampling)

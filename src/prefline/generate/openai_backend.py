@@ -95,6 +95,7 @@ class OpenAIBackend:
         if choice is None:
             reply = self._client.post(body)
             choice = _first_choice(reply, self.url)
+            choice["n_tokens"] = _usage_tokens(reply)
             if choice.get("finish_reason") in ("stop", "length"):  # whole answers only
                 self._replies.put(key, choice)
         return _completion(choice, sampling)
@@ -117,6 +118,14 @@ def _completion(choice: dict[str, Any], sampling: Sampling) -> Completion:
     lps = tuple(float(s["logprob"]) for s in steps) if sampling.logprobs else None
     tops = (tuple({t["token"]: float(t["logprob"]) for t in s.get("top_logprobs") or []}
                   for s in steps) if sampling.top_logprobs else None)
-    ids = choice.get("token_ids") or ()
-    return Completion(choice["message"]["content"].strip(), tuple(int(t) for t in ids), lps,
-                      tops, choice.get("finish_reason"))
+    ids = tuple(int(t) for t in choice.get("token_ids") or ())
+    return Completion(choice["message"]["content"].strip(), ids, lps, tops,
+                      choice.get("finish_reason"), int(choice.get("n_tokens") or len(ids)))
+
+
+def _usage_tokens(reply: Any) -> int:
+    """``usage.completion_tokens`` of a reply (0 when the server sends no usage)."""
+    try:
+        return int(reply["usage"]["completion_tokens"])
+    except (KeyError, TypeError, ValueError):
+        return 0

@@ -202,7 +202,7 @@ def _completion(tokenizer: Any, row: Any, stops: list[int], sampling: Sampling,
             val, top = steps.topk(sampling.top_logprobs, dim=-1)
             tops = tuple({tokenizer.decode([t]): v for t, v in zip(ti, vi, strict=True)}
                          for ti, vi in zip(top.tolist(), val.tolist(), strict=True))
-    return Completion(text, tuple(ids), lps, tops, "length" if cut is None else "stop")
+    return Completion(text, tuple(ids), lps, tops, "length" if cut is None else "stop", len(ids))
 
 
 def encode_left(tokenizer: Any, texts: list[str], pad_id: int) -> dict[str, Any]:

@@ -94,4 +94,4 @@ def _completion(out: Any, sampling: Sampling) -> Completion:
     tops = (tuple({str(lp.decoded_token): float(lp.logprob) for lp in sorted(
         step.values(), key=lambda lp: -lp.logprob)[:sampling.top_logprobs]} for step in steps)
         if sampling.top_logprobs else None)
-    return Completion(out.text.strip(), ids, lps, tops, out.finish_reason)
+    return Completion(out.text.strip(), ids, lps, tops, out.finish_reason, len(ids))
