@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from prefline.base.distributed import rank
 from prefline.cli.common import default_run_dir, eval_app, print_json, train_app
 from prefline.cli.options import stage_command
 from prefline.evaluate.reward_config import RewardEvalConfig
@@ -26,6 +27,8 @@ def _train_body(cfg: RewardConfig, ctx: Context, *, as_json: bool) -> None:
     if ctx.run_dir is None:
         ctx = ctx.with_run_dir(default_run_dir("reward"))
     result = reward_train.run(cfg, ctx)
+    if rank() != 0:  # under torchrun every rank trains; rank 0 records and prints
+        return
     art_id = record_result(ctx.store, result, cfg)
     heldout, eval_id = _heldout(cfg, result, ctx)
     if as_json:

@@ -31,6 +31,7 @@ from prefline.base.errors import PreflineError
 from prefline.base.hashing import content_hash
 from prefline.base.progress import Reporter, StepProgress
 from prefline.base.stage import Ref
+from prefline.base.tracking import log_run
 from prefline.evaluate.policy_config import ARTIFACT, PolicyEvalConfig
 from prefline.evaluate.policy_metrics import (
     length_controlled_win_rate,
@@ -107,6 +108,9 @@ def run(cfg: PolicyEvalConfig, ctx: Context) -> PolicyEvalResult:
         tmp.replace(result.path)
     if cfg.report is not None:
         write_policy_report(result.to_json(), cfg.report)
+    if cfg.report_to != "none":
+        log_run(cfg.report_to, ctx.require_run_dir(), dataclasses.asdict(cfg),
+                result.to_json(), {"result": result.path, "report": cfg.report})
     return result
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from prefline.base.config import check_at_least, check_sampling
 from prefline.base.errors import PreflineError
+from prefline.base.tracking import check_report_to
 from prefline.judges import parse_spec
 
 ARTIFACT = "artifact:"
@@ -48,8 +50,12 @@ class PolicyEvalConfig:
     """Bootstrap resamples (over prompts) for the 95% confidence intervals."""
     report: Path | None = None
     """Write an HTML report with figures to this file (its folder must exist)."""
+    report_to: Literal["none", "tensorboard", "mlflow"] = "none"
+    """Also send the metrics, settings and output paths to TensorBoard (<run>/tensorboard) or
+    MLflow (MLFLOW_TRACKING_URI, default ./mlruns)."""
 
     def __post_init__(self) -> None:
+        check_report_to(self.report_to)
         for name in ("policy", "baseline", "prompts"):
             if not getattr(self, name).strip():
                 raise PreflineError("expected a non-empty value", field=name)

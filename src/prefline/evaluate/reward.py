@@ -22,6 +22,7 @@ from prefline.base.errors import PreflineError
 from prefline.base.hashing import file_sha256
 from prefline.base.splits import carve
 from prefline.base.stage import Ref, StageResult
+from prefline.base.tracking import log_run
 from prefline.evaluate.reward_config import RewardEvalConfig
 from prefline.evaluate.reward_metrics import RewardEvalMetrics, evaluate_reward, load_rewardbench
 from prefline.evaluate.reward_report import write_report
@@ -94,6 +95,9 @@ def run(cfg: RewardEvalConfig, ctx: Context) -> RewardEvalResult:
     if cfg.report is not None:
         write_report(result.to_json(), plots, cfg.report,
                      title=f"Reward model {Path(cfg.model).name}")
+    if cfg.report_to != "none":
+        log_run(cfg.report_to, ctx.require_run_dir(), dataclasses.asdict(cfg),
+                result.to_json()["metrics"], {"result": path, "report": cfg.report})
     return result
 
 

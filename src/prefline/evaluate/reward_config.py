@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prefline.base.errors import PreflineError
+from prefline.base.tracking import check_report_to
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,12 @@ class RewardEvalConfig:
     """Pairs used by the robustness probes (filler, confident tone, typos); 0 skips them."""
     report: str | None = None
     """Also write an HTML report (tables and plots) to this file."""
+    report_to: Literal["none", "tensorboard", "mlflow"] = "none"
+    """Also send the metrics, settings and output paths to TensorBoard (<run>/tensorboard) or
+    MLflow (MLFLOW_TRACKING_URI, default ./mlruns)."""
 
     def __post_init__(self) -> None:
+        check_report_to(self.report_to)
         if (self.data is None) == (self.snapshot is None):
             raise PreflineError("give exactly one of snapshot or data", field="snapshot")
         if self.rewardbench and (self.data is None or self.split not in ("auto", "all")):

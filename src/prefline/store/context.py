@@ -8,18 +8,24 @@ Context and pass it down.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from prefline.base.distributed import DEVICES, check_device, resolve_device
 from prefline.base.errors import PreflineError
 from prefline.base.progress import Reporter
 from prefline.store.db import normalise_url, open_store, session_scope
 
-DEVICES = ("auto", "cpu", "cuda")
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["DEVICES", "Context", "Store"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +63,14 @@ class Context:
     progress: Reporter = dataclasses.field(default_factory=Reporter)
 
     def __post_init__(self) -> None:
-        if self.device.split(":")[0] not in DEVICES:
-            raise PreflineError(f"expected auto, cpu, cuda or cuda:N, got {self.device!r}",
-                                field="device")
+        check_device(self.device)
+
+    @functools.cached_property
+    def torch_device(self) -> torch.device:
+        """``device`` resolved once for this process: ``auto`` is this process's GPU (torchrun's
+        LOCAL_RANK picks it) when CUDA is present, else the CPU. Every model and batch of the
+        stage goes here. Resolved on first use, so a Context costs no torch import."""
+        return resolve_device(self.device)
 
     @property
     def db(self) -> str:

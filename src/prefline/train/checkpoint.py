@@ -4,7 +4,9 @@
 the scheduler and the random state of step N's boundary (``trainer.pt``), and ``state.json``:
 the step, the early-stopping state and the run's *fingerprint* (the stage's settings, the
 data hash, the base model; see :func:`differences`). ``latest`` names the newest one;
-``best/`` holds the best weights for early stopping and is never pruned.
+``best/`` holds the best weights for early stopping and is never pruned. Under FSDP the
+weights and optimizer are a ``sharded/`` folder of ``torch.distributed.checkpoint`` instead
+(every rank writes its shard; rank 0 writes the rest and names the folder).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from prefline.base.distributed import barrier
+from prefline.train import fsdp
+
 RESUME_FREE = frozenset({"resume", "save_every", "save_every_minutes", "keep_last",
-                         "max_steps", "epochs"})
+                         "max_steps", "epochs", "report_to"})
 """Settings (by leaf name) that may differ on resume: they say where to stop and how often
 to save, not what a step computes. The run's length is checked separately, through the
 learning rate of the steps already taken (the engine's ``_check_length``)."""
@@ -69,17 +74,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(out: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
                     state: dict[str, Any], *, rng: dict[str, Any] | None = None,
-                    keep_last: int | None = None) -> Path:
+                    keep_last: int | None = None, sharded: bool = False,
+                    rank: int = 0) -> Path:
     """Write ``out/checkpoints/step-N`` atomically, point ``latest`` at it, then delete all
     but the newest ``keep_last`` step checkpoints. ``rng`` is the random state of the step
-    boundary (default: now)."""
+    boundary (default: now). ``sharded``: an FSDP model; every rank calls this."""
     root = out / "checkpoints"
     final = root / f"step-{state['step']}"
     tmp = root / f".tmp-step-{state['step']}"
-    if tmp.exists():
+    if rank == 0 and tmp.exists():
         shutil.rmtree(tmp)
-    save_weights(model, tmp)
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+    if sharded:
+        barrier()  # rank 0 has cleared the folder every rank writes into
+        fsdp.save_sharded(tmp / "sharded", model, opt)  # returns once every shard is written
+        if rank != 0:
+            return final
+    else:
+        save_weights(model, tmp)
+    torch.save({"optimizer": None if sharded else opt.state_dict(),
+                "scheduler": sched.state_dict(),
                 "rng": rng if rng is not None else rng_state()}, tmp / "trainer.pt")
     (tmp / "state.json").write_text(json.dumps(state, default=str, indent=1))
     if final.exists():
@@ -125,10 +138,14 @@ def latest(out: Path) -> tuple[Path, dict[str, Any]] | None:
 
 def load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
                     sched: Any) -> None:
-    """Restore weights, optimizer, scheduler and random state from ``folder``."""
-    load_weights(model, folder)
+    """Restore weights, optimizer, scheduler and random state from ``folder`` (a sharded
+    one collectively, on every rank)."""
     blob = torch.load(folder / "trainer.pt", weights_only=False)
-    opt.load_state_dict(blob["optimizer"])
+    if (folder / "sharded").is_dir():
+        fsdp.load_sharded(folder / "sharded", model, opt)
+    else:
+        load_weights(model, folder)
+        opt.load_state_dict(blob["optimizer"])
     sched.load_state_dict(blob["scheduler"])
     set_rng_state(blob["rng"])
 

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from prefline.base import config
-from prefline.base.distributed import barrier, init_distributed
-from prefline.base.errors import PreflineError
+from prefline.base.distributed import barrier, init_distributed, place
 from prefline.base.precision import autocast_context, resolve_precision
 from prefline.base.progress import Reporter
 from prefline.base.stage import Ref, StageResult
+from prefline.base.tracking import log_paths
 from prefline.models.embedded import DEFAULT_POLICY
 from prefline.models.hub import load_causal_lm, write_policy_card
 from prefline.store.context import Context
@@ -92,14 +93,9 @@ class DPOResult(StageResult):
 
 
 def run(cfg: DPOConfig, ctx: Context) -> DPOResult:
-    """Read the data (failing before any model loads), load the policy, train, export.
-
-    Training runs on the CPU (``ctx.device`` auto means the CPU here); the GPU path of this
-    stage is not written yet, so asking for CUDA is refused rather than ignored.
-    """
-    if ctx.device.startswith("cuda"):
-        raise PreflineError("policy training runs on the CPU in this version; use --device "
-                            "cpu or auto", field="device")
+    """Read the data (failing before any model loads), load the policy, train on
+    ``ctx.device``, export."""
+    _ = ctx.torch_device  # a device this machine lacks is refused before anything loads
     data = load_policy_data(snapshot=cfg.snapshot, data=cfg.data, db=ctx.db, kto=cfg.kto,
                             val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                             seed=cfg.train.seed, pairs=cfg.pairs)
@@ -127,13 +123,14 @@ def _encode(cfg: DPOConfig, examples: list[Any], tok: Any, required: bool,
 
 
 def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, sets: list[Encoded], pad_id: int,
-                    progress: Reporter) -> tuple[list[Encoded], bool]:
+                    ctx: Context) -> tuple[list[Encoded], bool]:
     """Fill ``ref`` for each set; rank 0 computes on a cache miss, the others wait for it."""
     lm: Any = logps_fn.lm
+    progress, device = ctx.progress, ctx.torch_device
     fingerprint = weights_fingerprint(lm, skip=lambda n: "lora_" in n)
-    dtype = resolve_precision(cfg.train.precision)
-    tag = "bf16" if dtype is not None else "fp32"
-    rank, _ = init_distributed()
+    dtype = resolve_precision(cfg.train.precision, device)
+    tag = {None: "fp32", torch.float16: "fp16"}.get(dtype, "bf16")
+    rank, _ = init_distributed(str(device))
     out: list[Encoded] = []
     hits = []
     for name, items in zip(("train", "val", "held-out"), sets, strict=True):
@@ -152,7 +149,8 @@ def _with_reference(logps_fn: SequenceLogps, cfg: DPOConfig, sets: list[Encoded]
         with lm.disable_adapter() if cfg.lora else nullcontext(), reporter.bar(batches, what) as bar:
             filled, hit = reference_logps(logps_fn, items, fingerprint, tag,  # type: ignore[type-var]
                                           pad_id=pad_id,
-                                          batch_pairs=_REF_BATCH, autocast=autocast_context(dtype),
+                                          batch_pairs=_REF_BATCH,
+                                          autocast=autocast_context(dtype, device),
                                           progress=lambda: bar.update({}))
         if rank == 0:
             barrier()
@@ -210,10 +208,11 @@ def fit_policy(cfg: DPOConfig, ctx: Context, data: PolicyData, lm: Any, tokenize
     train_enc, report = _encode(cfg, data.train, tokenizer, required=True)
     val_enc, _ = _encode(cfg, data.val, tokenizer, required=False)
     held_enc, _ = _encode(cfg, data.heldout, tokenizer, required=False)
-    logps_fn = SequenceLogps(lm, chunk=cfg.logits_chunk)
-    ref_fn = logps_fn if reference is None else SequenceLogps(reference, chunk=cfg.logits_chunk)
+    logps_fn = place(SequenceLogps(lm, chunk=cfg.logits_chunk), ctx.torch_device)
+    ref_fn = logps_fn if reference is None else place(
+        SequenceLogps(reference, chunk=cfg.logits_chunk), ctx.torch_device)
     (train_enc, val_enc, held_enc), hit = _with_reference(
-        ref_fn, cfg, [train_enc, val_enc, held_enc], pad_id, ctx.progress)
+        ref_fn, cfg, [train_enc, val_enc, held_enc], pad_id, ctx)
 
     def evaluate(module: nn.Module) -> dict[str, float]:
         return _metrics(cfg, module, val_enc, pad_id)
@@ -221,8 +220,11 @@ def fit_policy(cfg: DPOConfig, ctx: Context, data: PolicyData, lm: Any, tokenize
     task = KTOTask(cfg, pad_id) if cfg.kto else DPOTask(cfg, pad_id)
     trainer = Trainer(logps_fn, task, train_enc, cfg.train, run_dir=out, progress=ctx.progress,
                       evaluate=evaluate if val_enc else None,
-                      fingerprint=resume_fingerprint(cfg, data.source_hash, base_model))
+                      fingerprint=resume_fingerprint(cfg, data.source_hash, base_model),
+                      device=ctx.torch_device)
     fit = trainer.fit()
+    logps_fn = trainer.plain_model()  # type: ignore[assignment]  # under fsdp: gathered
+    lm = logps_fn.lm
     path = export_policy(lm, tokenizer, out, cfg.export, write=trainer.rank == 0,
                          base_model=base_model)
     last = fit.history[-1] if fit.history else {}
@@ -232,7 +234,7 @@ def fit_policy(cfg: DPOConfig, ctx: Context, data: PolicyData, lm: Any, tokenize
         "val": fit.best or (fit.evals[-1] if fit.evals else None), "heldout": None}
     if trainer.rank == 0 and held_enc:
         lm.eval()
-        with autocast_context(resolve_precision(cfg.train.precision)):
+        with autocast_context(trainer.dtype, ctx.torch_device):
             metrics["heldout"] = _metrics(cfg, logps_fn, held_enc, pad_id)
     counts = {"used": data.use.used, "ignored": data.use.ignored,
               "examples": {"train": len(train_enc), "val": len(val_enc), "heldout": len(held_enc)},
@@ -244,4 +246,6 @@ def fit_policy(cfg: DPOConfig, ctx: Context, data: PolicyData, lm: Any, tokenize
         history=fit.history, evals=fit.evals, policy=lm)
     if trainer.rank == 0:
         (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
+        log_paths(cfg.train.report_to, out, {"model": path, "summary": out / "summary.json"},
+                  {"heldout": metrics["heldout"] or {}}, fit.steps)
     return result

@@ -1,7 +1,10 @@
 """The one training loop: reward and policy training plug a :class:`Task` into it.
 
 Why one loop: batching, precision, accumulation, checkpoints, logging and DDP are where
-subtle bugs live, so they are written and tested once. A Task only says how to collate its
+subtle bugs live, so they are written and tested once. Devices, DDP and FSDP2 too: the
+model and every batch go to the run's device (``device``; the CPU by default, untouched and
+unhooked), and under torchrun ``strategy`` ddp wraps the model while fsdp shards it
+(:mod:`prefline.train.fsdp`). A Task only says how to collate its
 examples and how to compute a *summed* loss; the engine divides by the global example count
 of the optimizer step, which makes gradient accumulation equal to one large batch and
 2 processes x b equal to 1 process x 2b.
@@ -33,11 +36,13 @@ import torch
 from torch import Tensor, nn
 
 from prefline.base import interrupts
-from prefline.base.distributed import barrier, init_distributed
+from prefline.base.distributed import barrier, init_distributed, place, to_device
 from prefline.base.errors import PreflineError
-from prefline.base.precision import autocast_context, resolve_precision
+from prefline.base.precision import autocast_context, grad_scaler, resolve_precision
 from prefline.base.progress import Reporter
+from prefline.base.tracking import Tracker, open_tracker
 from prefline.train import checkpoint as ckpt
+from prefline.train import fsdp
 from prefline.train.train_config import TrainConfig
 
 __all__ = ["Task", "TrainConfig", "TrainResult", "Trainer", "unwrap"]
@@ -73,12 +78,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def _all_reduce(values: list[float], world: int) -> list[float]:
+def _all_reduce(values: list[float], world: int,
+                device: torch.device | None = None) -> list[float]:
     if world == 1:
         return values
     import torch.distributed as dist
 
-    t = torch.tensor(values, dtype=torch.float64)
+    # NCCL reduces only tensors on the process's GPU; gloo those on the CPU.
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
 
@@ -119,27 +126,31 @@ class Trainer:
     settings under ``config``, the data hash under ``data``, the base model under
     ``model``); it is saved in every checkpoint and compared on resume. ``run_folder`` is
     the folder ``--out`` names when ``run_dir`` is inside it (the interrupt line uses it).
+    ``device`` is where the model and batches go (default the CPU; a stage passes
+    ``ctx.torch_device``). After :meth:`fit`, :meth:`plain_model` is the trained model outside
+    DDP/FSDP (every rank calls it).
     """
 
     def __init__(self, model: nn.Module, task: Task, examples: Sequence[Any], cfg: TrainConfig,
                  *, run_dir: Path, progress: Reporter | None = None,
                  evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
                  fingerprint: dict[str, Any] | None = None,
-                 run_folder: Path | None = None) -> None:
+                 run_folder: Path | None = None,
+                 device: torch.device | str | None = None) -> None:
         if len(examples) == 0:
             raise PreflineError("no training examples")
         self.cfg, self.task, self.examples, self.evaluate = cfg, task, examples, evaluate
-        self.rank, self.world = init_distributed()
+        self.device = torch.device(device if device is not None else "cpu")
+        self.rank, self.world = init_distributed(str(self.device))
         # Only rank 0 draws a bar; None means no bar at all (tests, benchmarks).
         self.progress = progress if progress is not None and self.rank == 0 else Reporter(False)
         self.out = Path(run_dir)
         self.run_folder = Path(run_folder) if run_folder is not None else self.out
         self.out.mkdir(parents=True, exist_ok=True)
-        self.dtype = resolve_precision(cfg.precision)
+        self.dtype = resolve_precision(cfg.precision, self.device)
+        self.scaler = grad_scaler(self.dtype, self.device)
         torch.manual_seed(cfg.seed)
-        self.model = model
-        if self.world > 1:
-            self.model = nn.parallel.DistributedDataParallel(model)
+        self.model = self._wrap(model)
         self.per_step = cfg.batch_size * cfg.grad_accum * self.world
         self.steps_per_epoch = max(1, len(examples) // self.per_step)
         if len(examples) < self.per_step:
@@ -147,7 +158,8 @@ class Trainer:
         self.total = cfg.max_steps or self.steps_per_epoch * cfg.epochs
         # The length the LR schedule was built for (``total`` may be lowered afterwards).
         self.schedule_steps = self.total
-        self.opt = torch.optim.AdamW(_param_groups(unwrap(model), cfg.weight_decay), lr=cfg.lr)
+        self.opt = torch.optim.AdamW(_param_groups(unwrap(self.model), cfg.weight_decay),
+                                     lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg, self.total))
         self.step = 0
         self.best: dict[str, Any] | None = None
@@ -160,8 +172,35 @@ class Trainer:
             self.fingerprint["examples"] = len(examples)
         self._rng: dict[str, Any] = {}
         self._last_save = time.monotonic()
+        self.tracker = Tracker()  # report_to: opened by fit() on rank 0
         # Checked here, before any training (and before a stage spends more time).
         self._resume_from = self._verify_resume() if cfg.resume else None
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        """The model on the device, checkpointed per layer if asked, then DDP-wrapped or
+        FSDP-sharded under torchrun (one process trains it as it is)."""
+        cfg = self.cfg
+        model = place(model, self.device)
+        self.fsdp = cfg.strategy == "fsdp" and self.world > 1
+        self._skeleton = fsdp.skeleton(model) if self.fsdp else None
+        if cfg.activation_checkpointing:
+            fsdp.checkpoint_layers(model)
+        if self.fsdp:
+            return fsdp.shard(model, self.device, self.world, cpu_offload=cfg.cpu_offload)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return model
+
+    def plain_model(self) -> nn.Module:
+        """The trained model outside DDP/FSDP, on the device; under fsdp its full weights are
+        gathered into a copy (collective: every rank calls it, every rank gets it)."""
+        if self._skeleton is None:
+            return unwrap(self.model)
+        return fsdp.gather(self.model, self._skeleton, self.device)
+
+    def _reduce(self, values: list[float]) -> list[float]:
+        return _all_reduce(values, self.world, self.device)
 
     # ----- data order -------------------------------------------------------------------
     def _step_examples(self, step: int) -> list[Any]:
@@ -185,8 +224,10 @@ class Trainer:
     def _micro_batches(self, step: int) -> Iterator[Any]:
         items = self._step_examples(step)
         bs = self.cfg.batch_size
+        on_cpu = self.device.type == "cpu"  # the default path: batches are already there
         for i in range(0, len(items), bs):
-            yield self.task.collate(items[i:i + bs])
+            batch = self.task.collate(items[i:i + bs])
+            yield batch if on_cpu else to_device(batch, self.device)
 
     # ----- one optimizer step -----------------------------------------------------------
     def _train_step(self) -> dict[str, Any]:
@@ -197,35 +238,46 @@ class Trainer:
         batches = list(self._micro_batches(self.step))
         prepare = getattr(self.task, "prepare_step", None)
         if prepare is not None:
-            with torch.no_grad(), autocast_context(self.dtype):
-                prepare(unwrap(self.model), batches, lambda v: _all_reduce(v, self.world))
+            with torch.no_grad(), autocast_context(self.dtype, self.device):
+                prepare(unwrap(self.model), batches, self._reduce)
         # Global example count first, so every micro-loss is scaled by the same 1/N.
         counts = [float(self._count(b)) for b in batches]
-        total = _all_reduce([sum(counts)], self.world)[0]
+        total = self._reduce([sum(counts)])[0]
         sums: dict[str, float] = {}
         loss_sum = 0.0
         self.opt.zero_grad(set_to_none=True)
         for i, batch in enumerate(batches):
             last = i == len(batches) - 1
-            sync = nullcontext() if last or self.world == 1 else self.model.no_sync()  # type: ignore[operator]
-            with sync, autocast_context(self.dtype):
+            with self._sync(last), autocast_context(self.dtype, self.device):
                 loss, _n, metrics = self.task.loss(self.model, batch)
             scaled = loss.float() * (self.world / total)
-            with sync:
-                scaled.backward()
+            with self._sync(last):
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             loss_sum += float(loss.detach())
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
         with interrupts.deferred():
             return self._commit(loss_sum, sums, total, t0)
 
+    def _sync(self, last: bool) -> Any:
+        """Gradients are reduced across processes only on the step's last micro-batch."""
+        if last or self.world == 1:
+            return nullcontext()
+        return fsdp.no_sync(self.model) if self.fsdp else self.model.no_sync()  # type: ignore[operator]
+
     def _commit(self, loss_sum: float, sums: dict[str, float], total: float,
                 t0: float) -> dict[str, Any]:
         # The collective first: should a peer die here, nothing of the step has happened yet.
         keys = sorted(sums)
-        reduced = _all_reduce([loss_sum] + [sums[k] for k in keys], self.world)
+        reduced = self._reduce([loss_sum] + [sums[k] for k in keys])
+        if self.scaler is not None:
+            self.scaler.unscale_(self.opt)  # clip the true gradients, not the scaled ones
         grad_norm = self._clip()
-        self.opt.step()
+        if self.scaler is not None:
+            self.scaler.step(self.opt)  # skips the step when fp16 gradients overflowed
+            self.scaler.update()
+        else:
+            self.opt.step()
         self.sched.step()
         rec: dict[str, Any] = {"loss": reduced[0] / total, "grad_norm": grad_norm,
                                "lr": self.sched.get_last_lr()[0], "examples": total}
@@ -255,7 +307,7 @@ class Trainer:
         if not params:
             return 0.0
         max_norm = self.cfg.max_grad_norm or float("inf")
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        return fsdp.norm_value(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
     # ----- evaluation / early stopping --------------------------------------------------
     def _eval_due(self) -> bool:
@@ -269,7 +321,7 @@ class Trainer:
         if self.evaluate is None or not (force or self._eval_due()):
             return False
         unwrap(self.model).eval()
-        with torch.no_grad(), autocast_context(self.dtype):
+        with torch.no_grad(), autocast_context(self.dtype, self.device):
             metrics = dict(self.evaluate(unwrap(self.model)))
         metrics["step"] = self.step
         with interrupts.deferred():  # the evaluation's record, best and state: all or none
@@ -281,7 +333,10 @@ class Trainer:
                                       or value > self.best[cfg.early_stopping_metric]):
                 self.best = metrics
                 self.bad_evals = 0
-                if self.rank == 0:
+                if self.fsdp:  # every rank writes its shard
+                    fsdp.save_sharded(self.out / "checkpoints" / "best" / "sharded",
+                                      self.model, None)
+                elif self.rank == 0:
                     ckpt.save_weights(unwrap(self.model), self.out / "checkpoints" / "best")
             elif value is not None:
                 self.bad_evals += 1
@@ -298,6 +353,8 @@ class Trainer:
             return
         with open(self.out / "train_log.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
+        self.tracker.log_metrics({k: v for k, v in record.items() if k != "step"},
+                                 record["step"])
 
     def _state(self) -> dict[str, Any]:
         return {"step": self.step, "best": self.best, "bad_evals": self.bad_evals,
@@ -309,11 +366,18 @@ class Trainer:
         """Train to ``total`` steps (or early stop), save, restore the best weights when
         early stopping. On SIGINT/SIGTERM save the last completed step and re-raise."""
         self._start()
+        if self.rank == 0 and self.cfg.report_to != "none":
+            self.tracker = open_tracker(self.cfg.report_to, self.out, self.out.name,
+                                        fresh=self._resume_from is None)
+            self.tracker.log_config(self.fingerprint)
         try:
             self._loop()
         except interrupts.INTERRUPTS:
             self._on_interrupt()
             raise
+        finally:
+            self.tracker.log_artifact("checkpoints", self.out / "checkpoints")
+            self.tracker.close()
         self._restore_best()
         self.result.steps, self.result.best = self.step, self.best
         return self.result
@@ -346,11 +410,11 @@ class Trainer:
         by_time = minutes is not None and time.monotonic() - self._last_save >= 60 * minutes
         if self.world > 1 and minutes is not None:
             # Clocks differ between processes; all must agree, as all wait at _save's barrier.
-            by_time = _all_reduce([float(by_time)], self.world)[0] > 0
+            by_time = self._reduce([float(by_time)])[0] > 0
         return by_steps or by_time
 
     def _save(self) -> None:
-        if self.rank == 0:
+        if self.rank == 0 or self.fsdp:  # sharded checkpoints: every rank writes its shard
             self._write_checkpoint()
         self.saved = self._state()
         self._last_save = time.monotonic()
@@ -358,7 +422,8 @@ class Trainer:
 
     def _write_checkpoint(self) -> Path:
         path = ckpt.save_checkpoint(self.out, unwrap(self.model), self.opt, self.sched,
-                                    self._state(), rng=self._rng, keep_last=self.cfg.keep_last)
+                                    self._state(), rng=self._rng, keep_last=self.cfg.keep_last,
+                                    sharded=self.fsdp, rank=self.rank)
         finished = self.step >= self.total
         where = "after training finished at" if finished else "at"
         interrupts.keep(interrupts.Kept(
@@ -368,8 +433,17 @@ class Trainer:
 
     def _on_interrupt(self) -> None:
         """Rank 0 saves the last completed step (no collective: the other processes may be
-        anywhere, or gone); every rank then lets the exception go on."""
-        if self.rank != 0:
+        anywhere, or gone); every rank then lets the exception go on. A sharded (fsdp)
+        checkpoint needs every rank, so under fsdp the last periodic checkpoint is what is
+        kept (save_every / save_every_minutes say how often)."""
+        if self.fsdp:
+            found = ckpt.latest(self.out)
+            where = (f"checkpoint of step {found[1]['step']} in {found[0]}" if found
+                     else "no checkpoint yet")
+            interrupts.keep(interrupts.Kept(
+                f"at step {self.step} of {self.total} (fsdp: {where}; an interrupted sharded "
+                "run keeps its last periodic checkpoint)", run_folder=self.run_folder))
+        elif self.rank != 0:
             interrupts.keep(interrupts.Kept(
                 f"at step {self.step} of {self.total} (rank {self.rank}; rank 0 saves the "
                 f"checkpoint in {self.out / 'checkpoints'})", run_folder=self.run_folder))
@@ -445,4 +519,7 @@ class Trainer:
         best_dir = self.out / "checkpoints" / "best"
         if self.best is not None and self.cfg.early_stopping_patience and best_dir.exists():
             barrier()
-            ckpt.load_weights(unwrap(self.model), best_dir)
+            if self.fsdp:
+                fsdp.load_sharded(best_dir / "sharded", self.model, None)
+            else:
+                ckpt.load_weights(unwrap(self.model), best_dir)

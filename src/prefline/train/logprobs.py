@@ -47,7 +47,7 @@ def _mask_for(model: nn.Module, mask: Tensor, dtype: torch.dtype) -> Tensor:
     """SDPA and flex take a boolean mask; eager attention wants an additive float one."""
     impl = getattr(getattr(model, "config", None), "_attn_implementation", "sdpa")
     if impl == "eager":
-        return torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
     return mask
 
 

@@ -125,7 +125,7 @@ class KTOTask:
         ref = batch.completions.ref[:, 0]
         d = batch.desirable
         losses, _, _ = compute("kto", logps[d], logps[~d], ref[d], ref[~d], self.cfg.beta,
-                               kl=torch.tensor(self.z0), **loss_options(self.cfg))
+                               kl=torch.tensor(self.z0, device=logps.device), **loss_options(self.cfg))
         # kto returns the desirable examples' losses first, then the undesirable ones'.
         weights = torch.cat([batch.weight[d], batch.weight[~d]])
         ratio = (logps - ref).detach()
@@ -147,7 +147,7 @@ def response_logps(logps_fn: nn.Module, items: Sequence[EncodedPair | EncodedSin
     with torch.no_grad():
         for s in range(0, len(items), batch_items):
             out.append(logps_fn(pack(items[s:s + batch_items], pad_id=pad_id)).view(-1, 2))
-    return torch.cat(out).double()
+    return torch.cat(out).double().cpu()  # metrics combine them with CPU reference values
 
 
 def pair_metrics(logps: Tensor, pairs: Sequence[EncodedPair], beta: float) -> dict[str, float]:

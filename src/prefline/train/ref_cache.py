@@ -56,7 +56,9 @@ def _compute(logps_fn: nn.Module, pairs: Sequence[Encoded], batch_pairs: int,
     for s in range(0, len(order), batch_pairs):
         idx = order[s:s + batch_pairs]
         with torch.no_grad(), autocast or nullcontext():
-            logps = logps_fn(pack([pairs[i] for i in idx], pad_id=pad_id)).double()
+            # The model's forward moves the batch to its device (base.distributed.place);
+            # the values come back to the CPU, where the cache lives.
+            logps = logps_fn(pack([pairs[i] for i in idx], pad_id=pad_id)).double().cpu()
         out[idx] = logps.view(-1, 2)
         if progress is not None:
             progress()

@@ -24,9 +24,11 @@ import numpy as np
 import torch
 
 from prefline.base import config
+from prefline.base.distributed import place, rank
 from prefline.base.errors import PreflineError
 from prefline.base.precision import autocast_context, resolve_precision
 from prefline.base.stage import Ref, StageResult
+from prefline.base.tracking import log_paths
 from prefline.formats.examples import PreferencePair, RankingExample
 from prefline.formats.load import ranking_pairs
 from prefline.models.calibration import fit_temperature, pairwise_ece
@@ -94,14 +96,14 @@ def run(cfg: RewardConfig, ctx: Context) -> RewardResult:
     items_val: list[Item] = []
     truncation: dict[str, int] = {}
     for k in range(cfg.ensemble):
-        model = _new_model(cfg, seed=cfg.train.seed + k)
+        model = place(_new_model(cfg, seed=cfg.train.seed + k), ctx.torch_device)
         if k == 0:  # tokenisation does not depend on the weights: do it once
             check_token_room(model.builder, data.train)
             items_train, items_val = tokenize(model, data.train, stats), tokenize(model, val_pairs)
             truncation = dict(model.builder.counts)
         run_dir = (out / f"member-{k}" if cfg.ensemble > 1 else out) / "run"
-        fit = _fit(model, _member_data(items_train, cfg, k), items_val, cfg, k, run_dir, ctx,
-                   resume_fingerprint(cfg, data.source_hash, model))
+        fit, model = _fit(model, _member_data(items_train, cfg, k), items_val, cfg, k, run_dir,
+                          ctx, resume_fingerprint(cfg, data.source_hash, model))
         histories.append({"steps": fit.steps, "best": fit.best})
         normalise(model, items_train)
         members.append(model)
@@ -109,10 +111,14 @@ def run(cfg: RewardConfig, ctx: Context) -> RewardResult:
     card = {"config": config.to_dict(cfg), "snapshot_hash": data.source_hash,
             "metrics": config.to_dict(metrics), "training": histories, "truncation": truncation,
             "splits": _splits(data), "feedback": config.to_dict(data.counts)}
-    scorer = _save(members, out, card)
+    # Every rank holds the same trained model; one writes it (the others' result is unused).
+    saved = _save(members, out, card).card if rank() == 0 else card
+    if rank() == 0:
+        log_paths(cfg.train.report_to, out / "run" if cfg.ensemble == 1 else out,
+                  {"model": out}, {"val": config.to_dict(metrics)})
     source = (Ref("snapshot", snapshot_id=data.snapshot_id) if data.snapshot_id is not None
               else Ref("data", ref=data.source_hash))
-    return RewardResult(out, metrics, data.counts, _splits(data), scorer.card,
+    return RewardResult(out, metrics, data.counts, _splits(data), saved,
                         (source, Ref("base_model", ref=members[0].spec.backbone)),
                         data.source_hash)
 
@@ -173,7 +179,8 @@ def resume_fingerprint(cfg: RewardConfig, source_hash: str, model: RewardModel) 
 
 def _fit(model: RewardModel, items: list[Item], val: list[Item], cfg: RewardConfig,
          member: int, run_dir: Path, ctx: Context,
-         fingerprint: dict[str, Any]) -> TrainResult:
+         fingerprint: dict[str, Any]) -> tuple[TrainResult, RewardModel]:
+    """The engine's result and the trained model (outside DDP/FSDP)."""
     task = RewardTask(model.make_batch, tie_loss=cfg.tie_loss,
                       label_smoothing=cfg.label_smoothing, use_margin=cfg.use_margin,
                       center_coef=cfg.center_coef)
@@ -187,8 +194,9 @@ def _fit(model: RewardModel, items: list[Item], val: list[Item], cfg: RewardConf
     trainer = Trainer(model, task, items, _engine(cfg, member, per_epoch, bool(strict_val)),
                       run_dir=run_dir, progress=ctx.progress,
                       evaluate=evaluate if strict_val else None, fingerprint=fingerprint,
-                      run_folder=ctx.run_dir)
-    return trainer.fit()
+                      run_folder=ctx.run_dir, device=ctx.torch_device)
+    fit = trainer.fit()
+    return fit, trainer.plain_model()  # type: ignore[return-value]
 
 
 @torch.no_grad()
@@ -202,7 +210,7 @@ def pair_deltas(model: RewardModel, items: list[Item], chunk: int = 64) -> torch
         scores = model.combine(model(model.make_batch(seqs)))
         out.append(scores[0::2] - scores[1::2])
     model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
+    return torch.cat(out).cpu() if out else torch.zeros(0)
 
 
 def normalise(model: RewardModel, items: list[Item], max_seqs: int = 2000) -> None:
@@ -210,11 +218,12 @@ def normalise(model: RewardModel, items: list[Item], max_seqs: int = 2000) -> No
     seqs = [s for it in items for s in it.seqs][:max_seqs]
     model.eval()
     raw = []
-    with torch.no_grad(), autocast_context(resolve_precision("auto")):
+    device = next(model.parameters()).device
+    with torch.no_grad(), autocast_context(resolve_precision("auto", device), device):
         for i in range(0, len(seqs), 128):
             part = seqs[i:i + 128]
             raw.append(model.combine(model(model.make_batch(part))))
-    r = torch.cat(raw).double()
+    r = torch.cat(raw).double().cpu()
     model.norm_mean = float(r.mean())
     model.norm_std = float(r.std()) if r.numel() > 1 and float(r.std()) > 1e-6 else 1.0
 
@@ -222,7 +231,8 @@ def normalise(model: RewardModel, items: list[Item], max_seqs: int = 2000) -> No
 def _calibrate(members: list[RewardModel], val: list[Item]) -> RewardMetrics:
     """Fit one temperature for the (averaged) normalised margins on strict val pairs."""
     strict = [it for it in val if it.kind == "pair"]
-    with autocast_context(resolve_precision("auto")):
+    device = next(members[0].parameters()).device
+    with autocast_context(resolve_precision("auto", device), device):
         deltas = np.mean([(pair_deltas(m, strict) / m.norm_std).numpy() for m in members], 0) \
             if strict else np.zeros(0)
     temperature = fit_temperature(deltas) if deltas.size else 1.0

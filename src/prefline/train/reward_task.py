@@ -150,7 +150,7 @@ class RewardTask:
         pairs = [(i, it) for i, it in enumerate(batch.items) if it.kind in ("pair", "tie")]
         if pairs:
             c, r = self._pair_scores(heads, combined, batch, pairs)
-            strict = torch.tensor([it.kind == "pair" for _, it in pairs])
+            strict = torch.tensor([it.kind == "pair" for _, it in pairs], device=c.device)
             loss = self._pair_loss(c, r, strict, [it.margin for _, it in pairs])
             if self.center_coef:
                 loss = loss + reward_centering(c, r, self.center_coef)
@@ -162,7 +162,7 @@ class RewardTask:
             if it.kind == "ranking":
                 total = total + plackett_luce(combined[s:s + len(it.seqs)].unsqueeze(0)).sum()
             elif it.kind == "rating":
-                t = torch.tensor(it.targets, dtype=heads.dtype)
+                t = torch.tensor(it.targets, dtype=heads.dtype, device=heads.device)
                 known = ~torch.isnan(t)
                 total = total + rating_mse(heads[s][known], t[known]).sum()
         return total, float(len(batch.items)), {
@@ -179,7 +179,7 @@ class RewardTask:
         return both[:, 0], both[:, 1]
 
     def _pair_loss(self, c: Tensor, r: Tensor, strict: Tensor, margins: list[float]) -> Tensor:
-        margin = torch.tensor(margins, dtype=c.dtype) if self.use_margin else None
+        margin = torch.tensor(margins, dtype=c.dtype, device=c.device) if self.use_margin else None
         bt = bradley_terry(c, r, margin, self.label_smoothing)
         if bool(strict.all()):
             return bt

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prefline.base.errors import PreflineError
+from prefline.base.tracking import check_report_to
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,23 @@ class TrainConfig:
     """Learning-rate decay after warmup."""
     max_grad_norm: float | None = 1.0
     """Clip the global gradient norm to this (None = no clipping)."""
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    """auto = bf16 autocast where the hardware has native bf16 (fp32 master weights), else
-    fp32."""
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """auto = bf16 autocast where the hardware has native bf16 (fp32 master weights); on a
+    GPU without bf16, fp16 with a gradient scaler; else fp32."""
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """How several processes (torchrun) share the work: ddp = a full copy of the model per
+    process, gradients averaged; fsdp = FSDP2 (fully_shard): parameters, gradients and
+    optimizer state sharded per transformer layer, checkpoints sharded (torch.distributed
+    .checkpoint). One process trains the same either way."""
+    activation_checkpointing: bool = False
+    """Recompute each transformer layer's activations in the backward pass instead of keeping
+    them (less memory, ~1/3 more compute)."""
+    cpu_offload: bool = False
+    """fsdp on CUDA only: keep the sharded parameters, gradients and optimizer state in CPU
+    memory between uses (fits larger models, slower)."""
+    report_to: Literal["none", "tensorboard", "mlflow"] = "none"
+    """Also send metrics, settings and artifact paths to TensorBoard (<run>/tensorboard) or
+    MLflow (MLFLOW_TRACKING_URI, default ./mlruns)."""
     seed: int = 0
     """Seeds the data order and any random initialisation."""
     eval_every: int | None = None
@@ -77,8 +92,13 @@ class TrainConfig:
                 raise PreflineError(f"{name} must be at least 1", field=name)
         if self.schedule not in ("cosine", "linear", "constant"):
             raise PreflineError("schedule must be cosine, linear or constant", field="schedule")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise PreflineError("precision must be auto, bf16 or fp32", field="precision")
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise PreflineError("precision must be auto, bf16, fp16 or fp32", field="precision")
+        if self.strategy not in ("ddp", "fsdp"):
+            raise PreflineError("strategy must be ddp or fsdp", field="strategy")
+        if self.cpu_offload and self.strategy != "fsdp":
+            raise PreflineError("cpu_offload needs strategy=fsdp", field="cpu_offload")
+        check_report_to(self.report_to)
         if not 0 <= self.warmup_ratio < 1:
             raise PreflineError("warmup_ratio must be in [0, 1)", field="warmup_ratio")
         for name in ("max_steps", "eval_every", "save_every", "early_stopping_patience"):
