@@ -108,7 +108,7 @@ class PPOTask(OnlineTask):
                         cfg.value_clip)
         total, n = reduce_loss(pg + cfg.vf_coef * vl, mask, "token")
         metrics = self.metric_sums(n)
-        metrics["value_loss"] = float((vl * mask).sum())
+        metrics["value_loss"] = float((vl.detach() * mask).sum())
         metrics["clipped"] = float((clipped * mask).sum())
         return total, n, metrics
 
