@@ -70,6 +70,7 @@ RUN: dict[str, Block] = {
         "docs/feedback-kinds.md", "Implicit signals → training labels",
         setup=("prefline import mixed.jsonl",), files=("mixed.jsonl", "snapshot.toml")),
     "runs-caches": Block("docs/runs.md", "Caches and disk"),
+    "formats-try": Block("docs/formats.md", "Try it", files=("shapes.jsonl",)),
 }
 """Sections whose command blocks run, by test id."""
 
