@@ -84,8 +84,9 @@ def start_canary(reg: Registry, percent: float = 50.0, flag: str = "chat",
                  guardrails: dict[str, object] | None = None) -> Canary:
     """Users (alice, bob: annotators; root: admin) and an API key; policy 1 in production
     and policy 2 as a ``percent`` % canary of ``flag`` (both gated first)."""
-    from prefline.rollout import actions, gates
     from tests.collect.conftest import seed
+
+    from prefline.rollout import actions, gates
 
     store = seed(reg.url, n_prompts=1)
     prod, cand = reg.policies[0], reg.policies[1]

@@ -5,12 +5,12 @@ requests while production keeps serving; a better one is promoted."""
 from __future__ import annotations
 
 from sqlalchemy import select
+from tests.rollout.conftest import Registry, start_canary
+from tests.rollout.simulate import Population, uvicorn_thread
 
 from prefline.collect import create_app
 from prefline.store.db import session_scope
 from prefline.store.models import Artifact, AuditLog
-from tests.rollout.conftest import Registry, start_canary
-from tests.rollout.simulate import Population, uvicorn_thread
 
 RAILS = {"min_feedback": 10, "every": 5, "alpha": 0.05}
 N_MAX = 300  # the bound: with these rates the decision needs ~40-80 feedbacks per arm

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from tests.rollout.conftest import Canary, Registry, start_canary
 
 from prefline.collect import create_app
 from prefline.rollout import actions
@@ -16,7 +17,6 @@ from prefline.rollout.flags import bucket, pseudonym
 from prefline.store.db import session_scope
 from prefline.store.models import Response
 from prefline.store.rollout_models import ServedResponse
-from tests.rollout.conftest import Canary, Registry, start_canary
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from sqlalchemy import select
 from prefline.base.errors import PreflineError
 from prefline.collect.api import SECURITY_SCHEMES, Key, _spend
 from prefline.collect.auth import SESSION_COOKIE, csrf_ok, session_user
-from prefline.collect.schemas import ShortText, Str
+from prefline.collect.schemas import ErrorBody, ShortText, Str
 from prefline.collect.state import ApiError, CollectState, UiError, field_path, state_of
 from prefline.collect.web import Admin, CsrfUser, Db, page
 from prefline.rollout import actions
@@ -205,7 +205,12 @@ def _sse(s: Served) -> Iterator[str]:
 
 # ---------------------------------------------------------------- admin API and dashboard
 
-admin_api = APIRouter(prefix="/api/admin/rollout", tags=["rollout admin"])
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text} for code, text in (
+        (401, "not logged in"), (403, "not an administrator, or a wrong CSRF token"),
+        (409, "the change is not allowed (the message says why)"), (422, "a field is invalid"))}
+admin_api = APIRouter(prefix="/api/admin/rollout", tags=["rollout admin"],
+                      responses=ADMIN_ERRORS)
 dashboard = APIRouter(prefix="/admin/rollout", include_in_schema=False)
 
 
