@@ -54,12 +54,15 @@ def test_import_stores_every_kind_once_and_reimport_adds_nothing(db_url: str, tm
 
 
 def test_appended_lines_and_repeated_records_are_counted(sqlite_url: str, tmp_path: Path) -> None:
+    """A record repeated in one file is one vote (issue 16), listed as a duplicate."""
     row = {"prompt": "q", "chosen": "a", "rejected": "b"}
     path = write_jsonl(tmp_path / "d.jsonl", [row, row])
-    assert import_file(path, sqlite_url).feedback_added == 2  # two identical judgments, both kept
+    summary = import_file(path, sqlite_url)
+    assert (summary.feedback_added, summary.duplicates) == (1, [(2, 1)])
     write_jsonl(path, [row, row, row, {"prompt": "q", "chosen": "b", "rejected": "c"}])
     summary = import_file(path, sqlite_url)
-    assert (summary.feedback_added, summary.feedback_existing) == (2, 2)
+    assert (summary.feedback_added, summary.feedback_existing) == (1, 1)
+    assert summary.duplicates == [(2, 1), (3, 1)]
 
 
 def test_malformed_line_among_valid_ones_leaves_store_unchanged(db_url: str, tmp_path: Path) -> None:
