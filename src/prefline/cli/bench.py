@@ -65,6 +65,9 @@ def bench_command(name: str, module: str, help: str, peer: str | None = None) ->
 
 bench_command("dpo", "dpo", "prefline's DPO step vs TRL's DPOTrainer: pairs/s, peak RSS, MFU "
               "(SmolLM2-135M, 8 HH pairs per step, max length 256).", peer="trl")
+bench_command("grpo", "grpo", "prefline's GRPO step (generation + update) vs TRL's GRPOTrainer: "
+              "samples/s, peak RSS (SmolLM2-135M, 4 prompts x 4 completions of <= 64 "
+              "tokens, the same Python reward and KL settings).", peer="trl")
 bench_command("reward", "reward", "prefline's reward-model training vs TRL's RewardTrainer: "
               "pairs/s, peak RSS, held-out accuracy (all-MiniLM-L6-v2, HH pairs).", peer="trl")
 bench_command("ingest", "ingest", "Import N generated pairwise records into fresh SQLite and "
