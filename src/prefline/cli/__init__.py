@@ -33,7 +33,6 @@ from prefline.cli import (
     policy_eval,
     registry,
     reward,
-    rl,
     serve,
     sft,
     snapshot,
@@ -50,7 +49,7 @@ app = typer.Typer(
 
 
 COMMAND_MODULES = (audit, bench, cache, collect_admin, config, db, demo, dpo, gate, generate, io,
-                   judge, online_dpo, policy_eval, registry, reward, rl, serve, sft, snapshot)
+                   judge, online_dpo, policy_eval, registry, reward, serve, sft, snapshot)
 for _module in COMMAND_MODULES:
     _module.register(app)
 

@@ -11,6 +11,8 @@ from prefline.store.context import Context
 
 
 def _body(cfg: GenerateConfig, ctx: Context, *, as_json: bool) -> None:
+    if cfg.best_of is not None:
+        return _best_of_n(cfg, ctx, as_json=as_json)
     result = run(cfg, ctx)
     if as_json:
         print_json(result.to_json())
@@ -19,8 +21,22 @@ def _body(cfg: GenerateConfig, ctx: Context, *, as_json: bool) -> None:
                    f"({result.tokens_per_s} new tokens/s)")
 
 
+def _best_of_n(cfg: GenerateConfig, ctx: Context, *, as_json: bool) -> None:
+    from prefline.generate.best_of_n import run_best_of_n
+
+    result = run_best_of_n(cfg, ctx)
+    if as_json:
+        print_json(result.to_json())
+        return
+    gen = result.generation
+    typer.echo(f"best of {cfg.best_of} for {gen.prompts} prompts by {result.scorer}: mean score "
+               f"{result.mean_best_score:.4f} picked vs {result.mean_score:.4f} per sample -> "
+               f"{gen.out}")
+
+
 def register(app: typer.Typer) -> None:
     """``generate`` is a top-level command, so it is derived onto the main app here."""
     stage_command("generate", GenerateConfig, _body, app=app, command="generate",
                   help="Sample --n responses per prompt from a policy (batched, KV cache, "
-                       "seeded); write them to --out and store them.")
+                       "seeded); write them to --out and store them. --best-of N with --reward "
+                       "or --judge also scores N candidates and marks the best.")

@@ -23,6 +23,7 @@ Ties between best scores go to the first candidate, so picks are reproducible.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import itertools
@@ -32,12 +33,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from prefline.base.errors import PreflineError
+from prefline.base.stage import StageResult
 from prefline.formats.examples import Messages, as_messages, prompt_text
 from prefline.formats.jsonl import read_jsonl
-from prefline.generate.io import read_generations
+from prefline.generate.io import generation_record, read_generations, write_jsonl
+from prefline.generate.run import GenerateConfig, GenerateResult
+from prefline.generate.run import run as run_generate
 from prefline.generate.sampling import generate
 from prefline.judges import make_judge, parse_spec
 from prefline.judges.base import Judge, judge_all
+from prefline.store.context import Context
 
 PYTHON = "python:"
 REWARD = "reward:"
@@ -242,3 +247,35 @@ def read_best_of_n(path: str | Path) -> list[tuple[Messages, str]] | None:
                                 "responses", path=str(path), line=line, field="best")
         out.append((gen.prompt, gen.responses[best]))
     return out
+
+
+@dataclass
+class BestOfNResult(StageResult):
+    """``prefline generate --best-of N``: the sampling, the scorer and what picking gained."""
+
+    generation: GenerateResult
+    scorer: str
+    mean_score: float
+    """Mean score of every candidate (what one sample scores on average)."""
+    mean_best_score: float
+    """Mean score of the picked candidates."""
+
+
+def run_best_of_n(cfg: GenerateConfig, ctx: Context) -> BestOfNResult:
+    """Sample ``cfg.best_of`` candidates per prompt with the generate stage, score them, and
+    rewrite ``cfg.out`` with every candidate's score and the pick of each prompt. The scorer
+    loads first, so a bad ``--reward``/``--judge`` fails before any sampling."""
+    if cfg.best_of is None:
+        raise PreflineError("run_best_of_n needs best_of", field="best_of")
+    spec, field = (cfg.reward, "reward") if cfg.reward is not None else (cfg.judge, "judge")
+    scorer = make_scorer(spec or "", field)
+    gen = run_generate(dataclasses.replace(cfg, n=cfg.best_of), ctx)
+    gens = read_generations(cfg.out)
+    with ctx.progress.bar(len(gens), f"scoring ({scorer.spec})") as bar:
+        picks = pick(scorer, [g.prompt for g in gens], [g.responses for g in gens],
+                     on_prompt=bar.advance)
+    write_jsonl(cfg.out, ({**generation_record(g), **p.record(scorer.spec)}
+                          for g, p in zip(gens, picks, strict=True)))
+    every = [s for p in picks for s in p.scores]
+    return BestOfNResult(gen, scorer.spec, sum(every) / len(every),
+                         sum(p.scores[p.best] for p in picks) / len(picks))

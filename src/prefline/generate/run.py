@@ -30,6 +30,7 @@ from prefline.generate.sampling import (
     sample_batches,
 )
 from prefline.generate.store import Generation, store_generations
+from prefline.judges import parse_spec
 from prefline.models.embedded import DEFAULT_POLICY
 from prefline.store.context import Context
 
@@ -65,6 +66,14 @@ class GenerateConfig:
     """Only the first N prompts."""
     store: bool = True
     """Also store the prompts and responses in the store (--no-store: only write the file)."""
+    best_of: int | None = None
+    """Best-of-N: sample N candidates per prompt instead of n and score each with --reward or
+    --judge; every candidate is written with its score, the best marked (best, best_response)."""
+    reward: str | None = None
+    """Best-of-N scorer: a reward-model folder (or reward:DIR), or python:MODULE:FUNC."""
+    judge: str | None = None
+    """Best-of-N scorer: a judge spec (rules, openai:URL, lm:PATH); a pairwise judge scores a
+    candidate by its share of wins against the others."""
     resume: bool = False
     """Keep the prompts already in --out (an interrupted run's, sampled with the same
     settings) and sample only the others. Their responses are valid samples, but not the
@@ -73,6 +82,14 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         check_at_least(self, 1, "n", "max_new_tokens", "batch_size", "limit")
         check_sampling(self.temperature, self.top_p)
+        check_at_least(self, 1, "best_of")
+        if self.best_of is not None and (self.reward is None) == (self.judge is None):
+            raise PreflineError("--best-of needs one scorer: --reward or --judge", field="best_of")
+        if self.best_of is None and (self.reward or self.judge):
+            raise PreflineError("--reward/--judge score the candidates of --best-of N; give "
+                                "--best-of", field="best_of")
+        if self.judge is not None:
+            parse_spec(self.judge)
         if self.threads < 0:
             raise PreflineError(f"expected 0 (auto) or more threads, got {self.threads}",
                                 field="threads")
