@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from cli_runner import run_cli
+from prefline.cli import main
+from prefline.store.db import store_stats
 
 DATA = ('{"prompt": "q", "chosen": "a", "rejected": "b"}\n'
         '{"prompt": "q2", "responses": ["x", "y", "z"], "order": [2, 0, 1]}\n'
@@ -47,16 +49,20 @@ BAD: dict[str, tuple[list[str], str]] = {
 }
 
 
-@pytest.fixture
-def store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, Path]:
-    """A SQLite store with a pair, a ranking and a rating, a snapshot 's' and a user."""
-    db = str(tmp_path / "s.db")
-    data = tmp_path / "d.jsonl"
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A SQLite store with a pair, a ranking and a rating, a snapshot 's' and a user; built
+    once (the cases only read it, and each checks that nothing new was written)."""
+    folder = tmp_path_factory.mktemp("store")
+    db = str(folder / "s.db")
+    data = folder / "d.jsonl"
     data.write_text(DATA, encoding="utf-8")
     for args in (["import", str(data)], ["snapshot", "create", "--name", "s"],
                  ["users", "add", "ann", "--password", "long-enough"]):
-        code, _, err = run_cli([*args, "--db", db], capsys)
-        assert code == 0, err
+        try:
+            main([*args, "--db", db])
+        except SystemExit as exc:
+            assert not exc.code, args
     return db, data
 
 
@@ -69,12 +75,13 @@ def test_bad_arguments_give_one_sentence(case: str, store: tuple[str, Path], tmp
     args = [a.format(tmp=tmp_path, data=data, file=tmp_path / "plain.txt") for a in template]
     if "--db" not in args:
         args += ["--db", db]
-    before = sorted(p.name for p in tmp_path.iterdir())
+    before = sorted(p.name for p in tmp_path.iterdir()), store_stats(db)
     code, out, err = run_cli(args, capsys)
     assert code != 0 and "Traceback" not in err + out
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert what in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    # nothing written: no file, and no row (audit_log included)
+    assert (sorted(p.name for p in tmp_path.iterdir()), store_stats(db)) == before
 
 
 def test_export_parquet_is_parquet_and_dpo_says_what_it_left_out(
