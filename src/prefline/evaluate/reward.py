@@ -97,7 +97,7 @@ def run(cfg: RewardEvalConfig, ctx: Context) -> RewardEvalResult:
                      title=f"Reward model {Path(cfg.model).name}")
     if cfg.report_to != "none":
         log_run(cfg.report_to, ctx.require_run_dir(), dataclasses.asdict(cfg),
-                result.to_json()["metrics"], {"result": path, "report": cfg.report})
+                dataclasses.asdict(metrics), {"result": path, "report": cfg.report})
     return result
 
 
