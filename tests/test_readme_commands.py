@@ -104,6 +104,20 @@ NOT_RUN: dict[tuple[str, str], str] = {
                                   "../shared/data/hh-rlhf-harmless-base-test.first800.jsonl.gz"):
         "a measured run on the shared HH data with MiniLM (minutes), kept as the record of a "
         "result",
+    ("docs/rollout.md", "prefline train dpo --snapshot v1 --lora --out policy/"):
+        "the walk-through's training and evaluation (minutes); tests/rollout register "
+        "policies and evaluations directly",
+    ("docs/rollout.md", "prefline gate check --gates gates.toml"):
+        "needs the walk-through's evaluations; tests/rollout/test_lifecycle.py runs gate "
+        "check, promote, rollback and status through the CLI",
+    ("docs/rollout.md", "prefline registry promote 7"):
+        "needs a gated policy; tests/rollout/test_lifecycle.py runs the same commands",
+    ("docs/rollout.md", "prefline serve --db"):
+        "a server that runs until stopped; tests/rollout serve it on loopback",
+    ("docs/rollout.md", "prefline registry promote 9"):
+        "needs a second gated policy; tests/rollout/test_lifecycle.py runs the same commands",
+    ("docs/rollout.md", "prefline registry rollback 9"):
+        "needs a promoted policy; tests/rollout/test_lifecycle.py rolls one back",
 }
 """Command blocks not run, keyed by (doc, the start of the block's first command): why."""
 

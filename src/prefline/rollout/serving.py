@@ -7,7 +7,7 @@ artifact — and the response is logged before it is acknowledged: its text as a
 ``responses`` row (the id the feedback API takes) and a ``served_responses`` row with the
 model version, request id, latency, pseudonymous user, segment and arm. Every
 ``Guardrails.every`` requests of a flag its canary is evaluated (and rolled back or
-promoted) in the request's thread.
+promoted) in a background thread.
 """
 
 from __future__ import annotations
@@ -117,6 +117,7 @@ class PolicyServer:
         self._loader = loader
         self._backends: dict[int, tuple[Backend, str]] = {}
         self._counts: dict[str, int] = {}
+        self._guarding: set[str] = set()
         self._lock = threading.Lock()
 
     def backend(self, artifact_id: int) -> tuple[Backend, str]:
@@ -159,11 +160,23 @@ class PolicyServer:
         return served
 
     def _maybe_guard(self, flag: str, settings: dict[str, Any]) -> None:
+        """Every ``every`` requests, evaluate the canary in a background thread (one per
+        flag at a time), so the guardrail query never adds to a request's latency."""
         every = Guardrails.of(settings).every
         with self._lock:
             self._counts[flag] = n = self._counts.get(flag, 0) + 1
-        if n % every == 0 and guard(self.engine, flag)["done"] is not None:
-            self.flags.refresh()
+            if n % every or flag in self._guarding:
+                return
+            self._guarding.add(flag)
+        threading.Thread(target=self._guard, args=(flag,), daemon=True).start()
+
+    def _guard(self, flag: str) -> None:
+        try:
+            if guard(self.engine, flag)["done"] is not None:
+                self.flags.refresh()
+        finally:
+            with self._lock:
+                self._guarding.discard(flag)
 
 
 def log_served(engine: Engine, req: ChatRequest, text: str, error: str | None,
