@@ -145,3 +145,15 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def alice_page(chromium: Any, server: str) -> Any:
+    """A Chromium page logged in as alice through the form, on the task queue."""
+    page = chromium.new_page()
+    page.goto(f"{server}/login")
+    page.fill("#username", "alice")
+    page.fill("#password", PASSWORD)
+    page.click("#login")
+    page.wait_for_url(f"{server}/")
+    return page

@@ -14,18 +14,14 @@ pytestmark = pytest.mark.browser
 
 
 def test_browser_annotates_pairwise_and_rating(sqlite_store: Any, server: str,
-                                               add_campaign: Any, chromium: Any) -> None:
+                                               add_campaign: Any, alice_page: Any) -> None:
     pid = add_campaign(sqlite_store.url, "pairs", "pairwise", overlap=1)
     rid = add_campaign(sqlite_store.url, "ratings", "rating", overlap=1,
                        criteria=("helpful", "harmless"))
     dialogs: list[str] = []
-    page = chromium.new_page()
+    page = alice_page
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(f"{server}/login")
-    page.fill("#username", "alice")
-    page.fill("#password", "correct horse battery")
-    page.click("#login")
-    page.wait_for_url(f"{server}/")
+    page.reload()  # watch for dialogs from here on (the queue holds no model output)
     page.click(f"#start-{pid}")
     page.wait_for_selector("#response-left")
     left = int(page.get_attribute("#response-left", "data-response-id") or 0)

@@ -28,6 +28,7 @@ from prefline.store.models import (
     Snapshot,
     SnapshotItem,
 )
+from prefline.store.snapshots import not_superseded
 
 MISSING = -1  # stands for SQL NULL in the integer id arrays
 
@@ -129,7 +130,8 @@ def snapshot_scope(conn: Connection, snapshot_id: int) -> Scope:
 def _load_feedback(conn: Connection, scope: Scope) -> dict[str, Any]:
     f = Feedback.__table__.c
     stmt = select(f.id, f.kind, f.annotator_id, f.prompt_id, f.response_a_id, f.response_b_id,
-                  f.response_id, f.choice, f.shown_left_id, f.time_spent_ms).where(*scope.feedback)
+                  f.response_id, f.choice, f.shown_left_id, f.time_spent_ms).where(
+                      *scope.feedback, not_superseded())  # an edited label votes once
     rows = conn.execute(stmt.order_by(f.id)).all()
     cols = list(zip(*rows, strict=True)) if rows else [()] * 10
     times = np.array([np.nan if v is None else v for v in cols[9]], dtype=np.float64)

@@ -15,11 +15,12 @@ from prefline.audit.agreement import raw_and_alpha
 from prefline.audit.stats import is_number
 from prefline.audit.tables import LabelTable, label_table
 from prefline.collect.campaigns import campaign_labels, progress
+from prefline.collect.labels import describe, prompt_text
 from prefline.collect.schemas import RowId
 from prefline.collect.state import UiError
 from prefline.collect.web import Admin, Db, page
 from prefline.store.collect_models import ApiKey, Campaign, User
-from prefline.store.models import PAIRWISE_CHOICES
+from prefline.store.models import PAIRWISE_CHOICES, Feedback, Prompt
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -99,7 +100,18 @@ def campaign_page(campaign_id: RowId, request: Request, db: Db, who: Admin) -> R
     return page(request, "admin_campaign.html", who=who, campaign=campaign,
                 progress=progress(db, campaign),
                 agreement=raw_agreement(labels, list(campaign.criteria)),
-                labels=labels[-50:])
+                labels=_readable(db, labels[-50:]))
+
+
+def _readable(db: Session, labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Labels for people: the prompt's text (not its JSON) and the label as the annotator
+    saw it (left/right, shown order, scores)."""
+    feedback = {fb.id: fb for fb in db.scalars(select(Feedback).where(
+        Feedback.id.in_([x["feedback_id"] for x in labels])))}
+    prompts = {p.id: p for p in db.scalars(select(Prompt).where(
+        Prompt.id.in_({x["prompt_id"] for x in labels})))}
+    return [{**x, "prompt_text": prompt_text(prompts.get(x["prompt_id"])),
+             "label_text": describe(feedback[x["feedback_id"]])} for x in labels]
 
 
 @router.get("/campaigns/{campaign_id}/export.jsonl")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +45,16 @@ class Selection:
 
 def create_campaign(session: Session, name: str, kind: str, criteria: Sequence[str],
                     overlap: int = 1, blind: bool = True, selection: Selection | None = None,
-                    instructions: str | None = None, actor: str = "cli") -> Campaign:
-    """Create a campaign and its items; raises PreflineError if nothing matches."""
+                    instructions: str | None = None, actor: str = "cli",
+                    rubric: Mapping[str, Mapping[int, str]] | None = None) -> Campaign:
+    """Create a campaign and its items; raises PreflineError if nothing matches.
+
+    ``rubric`` gives rating campaigns their anchors: criterion → {score 1-5: what that
+    score means}, shown beside the scale (kept in the campaign's settings JSON).
+    """
     sel = selection or Selection()
     _check_campaign(session, name, kind, criteria, overlap, sel)
+    anchors = _check_rubric(rubric or {}, criteria)
     groups = _responses_by_prompt(session, sel)
     rng = random.Random(sel.seed)
     items: list[tuple[int, list[int]]] = []
@@ -67,7 +73,7 @@ def create_campaign(session: Session, name: str, kind: str, criteria: Sequence[s
                         blind=blind, instructions=instructions, status="active",
                         selection={"tags": list(sel.tags), "models": list(sel.models),
                                    "prompt_ids": list(sel.prompt_ids), "limit": sel.limit,
-                                   "k": sel.k, "seed": sel.seed})
+                                   "k": sel.k, "seed": sel.seed, "rubric": anchors})
     session.add(campaign)
     session.flush()
     session.add_all(CampaignItem(campaign_id=campaign.id, position=i, prompt_id=p,
@@ -92,6 +98,34 @@ def _check_campaign(session: Session, name: str, kind: str, criteria: Sequence[s
                             field="criteria")
     if session.scalar(select(Campaign.id).where(Campaign.name == name)) is not None:
         raise PreflineError(f"campaign {name!r} already exists", field="name")
+
+
+def _check_rubric(rubric: Mapping[str, Mapping[int, str]],
+                  criteria: Sequence[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for criterion, anchors in rubric.items():
+        if criterion not in criteria:
+            raise PreflineError(f"rubric names {criterion!r}, which is not a criterion of "
+                                f"this campaign ({', '.join(criteria) or 'none'})",
+                                field="rubric")
+        for score, text in anchors.items():
+            if str(score) not in {"1", "2", "3", "4", "5"} or not str(text).strip() \
+                    or len(str(text)) > 200:
+                raise PreflineError(f"rubric for {criterion!r}: scores 1-5, each with a "
+                                    f"text of 1-200 characters (got {score!r})", field="rubric")
+        out[criterion] = {str(k): str(v).strip() for k, v in sorted(
+            anchors.items(), key=lambda kv: int(kv[0]))}
+    return out
+
+
+DEFAULT_ANCHORS = {"1": "very poor", "3": "acceptable", "5": "excellent"}
+
+
+def anchors(campaign: Campaign) -> list[dict[str, str]]:
+    """Per criterion (in order), what each score means: the campaign's rubric, or a
+    plain default so no scale is shown bare."""
+    rubric = (campaign.selection or {}).get("rubric") or {}
+    return [rubric.get(str(c)) or DEFAULT_ANCHORS for c in campaign.criteria]
 
 
 def _responses_by_prompt(session: Session, sel: Selection) -> list[tuple[int, list[int]]]:
@@ -143,8 +177,11 @@ def submit_label(session: Session, assignment: Assignment, user: User,
                  label: dict[str, Any]) -> Feedback:
     """Store a label for an assignment as a Feedback row and mark the assignment done.
 
-    ``label`` comes from ``ui_forms.parse_label``: the kind-specific feedback columns.
-    Submitting twice (a double click) returns the first label instead of a second row.
+    ``label`` comes from ``labels.parse_label``: the kind-specific feedback columns.
+    Submitting twice (a double click) returns the first label instead of a second row. On
+    an assignment reopened by :func:`reopen` the label is an edit: a new row whose
+    ``supersedes_id`` names the one it replaces; both are kept (the audit trail), and
+    snapshots and audits read only the newest.
     """
     if assignment.status == "done" and assignment.feedback_id is not None:
         existing = session.get(Feedback, assignment.feedback_id)
@@ -152,18 +189,63 @@ def submit_label(session: Session, assignment: Assignment, user: User,
         return existing
     item = session.get(CampaignItem, assignment.item_id)
     assert item is not None
-    # Measured here, from handing out the task to its submission; never taken from the form.
+    replaces = assignment.feedback_id
+    key = f"campaign:{assignment.campaign_id}/assignment:{assignment.id}"
+    # Measured here, from handing out (or reopening) the task to its submission; never
+    # taken from the form.
     elapsed = int((utcnow() - assignment.assigned_at).total_seconds() * 1000)
     fb = Feedback(annotator_id=user.annotator_id, prompt_id=item.prompt_id,
-                  source=f"campaign:{assignment.campaign_id}",
-                  idempotency_key=f"campaign:{assignment.campaign_id}/assignment:{assignment.id}",
+                  source=f"campaign:{assignment.campaign_id}", supersedes_id=replaces,
+                  idempotency_key=key if replaces is None else f"{key}/replaces:{replaces}",
                   time_spent_ms=min(max(elapsed, 0), 2**31 - 1), **label)
     session.add(fb)
     session.flush()
     assignment.status, assignment.feedback_id = "done", fb.id
     assignment.completed_at = utcnow()
-    item.done_count = CampaignItem.done_count + 1
+    if replaces is None:  # an edit replaces a label the item already counts
+        item.done_count = CampaignItem.done_count + 1
     return fb
+
+
+def reopen(session: Session, assignment: Assignment, actor: str) -> None:
+    """Hand a labelled item back to its annotator to change the label (undo/edit).
+
+    The old label stays current until the new one is submitted; the clock for the new
+    one's ``time_spent_ms`` starts now. Skipping a reopened item keeps the old label.
+    """
+    if assignment.status != "done" or assignment.feedback_id is None:
+        return
+    assignment.status, assignment.assigned_at = "assigned", utcnow()
+    audit(session, actor, "label.reopen", f"feedback:{assignment.feedback_id}",
+          assignment=assignment.id)
+
+
+SKIP_REASONS = {"unclear": "I cannot judge this (unclear or outside my expertise)",
+                "broken": "The prompt or a response is broken or empty",
+                "offensive": "Content I do not want to read",
+                "other": "Other"}
+
+
+def skip(session: Session, assignment: Assignment, reason: str, note: str = "") -> None:
+    """Give an item back unlabelled, with the reason (``assignments.skip_reason``).
+
+    It is not handed to this annotator again, and stays open for others. Skipping an
+    item reopened for an edit just keeps its old label.
+    """
+    if assignment.status != "assigned":
+        return
+    if assignment.feedback_id is not None:
+        assignment.status = "done"
+        return
+    if reason not in SKIP_REASONS:
+        raise PreflineError(f"skip reason must be one of {', '.join(SKIP_REASONS)}",
+                            field="reason")
+    note = " ".join(note.split())[:500]
+    if reason == "other" and not note:
+        raise PreflineError("say why you skip (reason 'other' needs a note)", field="note")
+    assignment.status = "skipped"
+    assignment.skip_reason = f"{reason}: {note}" if note else reason
+    assignment.completed_at = utcnow()
 
 
 def progress(session: Session, campaign: Campaign) -> dict[str, Any]:
@@ -193,7 +275,7 @@ def user_progress(session: Session, campaign: Campaign, user: User) -> tuple[int
         Assignment.status == "done")) or 0
     # Items still open to this user, including the one they are working on right now.
     mine_done = select(Assignment.item_id).where(Assignment.user_id == user.id,
-                                                 Assignment.status == "done")
+                                                 Assignment.status.in_(("done", "skipped")))
     open_items = session.scalar(select(func.count()).select_from(CampaignItem).where(
         CampaignItem.campaign_id == campaign.id, CampaignItem.id.not_in(mine_done),
         CampaignItem.done_count < campaign.overlap)) or 0
@@ -213,6 +295,7 @@ def campaign_labels(session: Session, campaign: Campaign) -> list[dict[str, Any]
              "response_a_id": fb.response_a_id, "response_b_id": fb.response_b_id,
              "response_id": fb.response_id, "choice": fb.choice, "payload": fb.payload,
              "shown_left_id": fb.shown_left_id, "shown_order": a.shown_order,
+             "supersedes_id": fb.supersedes_id,
              "rationale": fb.rationale, "time_spent_ms": fb.time_spent_ms,
              "created_at": fb.created_at.isoformat()}
             for a, fb, username, pos in rows]

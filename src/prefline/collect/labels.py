@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefline.store.collect_models import Assignment, Campaign
+from prefline.store.models import Feedback, Prompt
 
 LIKERT = (1, 2, 3, 4, 5)
 STRENGTHS = {"": None, "slight": 0.33, "clear": 0.67, "strong": 1.0}
@@ -71,3 +72,70 @@ def _ranking(shown: list[int], form: dict[str, str]) -> dict[str, Any]:
         raise ValueError(f"rank: use each rank from 1 to {len(shown)} exactly once")
     order = sorted(shown, key=lambda r: ranks[r])
     return {"payload": {"order": order, "shown_order": shown}}
+
+
+def form_values(fb: Feedback, shown: list[int], criteria: list[str]) -> dict[str, str]:
+    """The form fields that would produce ``fb`` on this assignment (the inverse of
+    :func:`parse_label`), to prefill the task when its annotator edits the label."""
+    values = {"rationale": fb.rationale or ""}
+    payload = fb.payload or {}
+    if fb.kind == "pairwise":
+        values["choice"] = _side(fb, shown) or str(fb.choice or "")
+        names = {v: k for k, v in STRENGTHS.items()}
+        values["strength"] = names.get(payload.get("strength"), "")
+    elif fb.kind == "rating":
+        scores = payload.get("scores") or {}
+        for i, name in enumerate(criteria):
+            if name in scores:
+                values[f"score_{i}"] = str(int(scores[name]))
+    elif fb.kind == "ranking":
+        for rank, rid in enumerate(payload.get("order") or [], start=1):
+            values[f"rank_{rid}"] = str(rank)
+    return values
+
+
+def describe(fb: Feedback) -> str:
+    """A label in the terms its annotator saw it: left/right for pairs, the shown order
+    (A, B, C, ...) for rankings, the score per criterion for ratings."""
+    payload = fb.payload or {}
+    if fb.kind == "pairwise":
+        left = fb.shown_left_id or fb.response_a_id
+        right = fb.response_b_id if left == fb.response_a_id else fb.response_a_id
+        side = _side(fb, [int(left or 0), int(right or 0)])
+        strength = {v: k for k, v in STRENGTHS.items()}.get(payload.get("strength")) or ""
+        if side == "left":
+            verdict = f"left better than right{', ' + strength if strength else ''}"
+        elif side == "right":
+            verdict = f"right better than left{', ' + strength if strength else ''}"
+        else:
+            verdict = "tie" if fb.choice == "tie" else "both bad"
+        return f"left #{left}, right #{right}: {verdict}"
+    if fb.kind == "ranking":
+        order = [int(r) for r in payload.get("order") or []]
+        shown = [int(r) for r in payload.get("shown_order") or order]
+        letter = {rid: chr(ord("A") + i) for i, rid in enumerate(shown)}
+        seen = ", ".join(f"{letter[r]} #{r}" for r in shown)
+        return f"shown {seen}; ranked " + " > ".join(letter.get(r, f"#{r}") for r in order)
+    if fb.kind == "rating":
+        scores = payload.get("scores") or {}
+        return ", ".join(f"{name} {score:g}" for name, score in scores.items())
+    return ", ".join(f"{k} {v}" for k, v in payload.items())
+
+
+def _side(fb: Feedback, shown: list[int]) -> str | None:
+    """Which side (left/right) the chosen response of a pairwise label was shown on."""
+    if fb.choice not in ("a", "b") or len(shown) != 2:
+        return None
+    picked = fb.response_a_id if fb.choice == "a" else fb.response_b_id
+    left = fb.shown_left_id if fb.shown_left_id is not None else shown[0]
+    return "left" if picked == left else "right"
+
+
+def prompt_text(prompt: Prompt | None) -> str:
+    """A prompt as a person reads it: its text, or a chat's last user turn."""
+    if prompt is None:
+        return ""
+    if prompt.messages:
+        users = [m for m in prompt.messages if m.get("role") == "user"] or prompt.messages
+        return str(users[-1].get("content", ""))
+    return prompt.text or ""

@@ -52,6 +52,8 @@ class CollectState:
 def make_state(engine: Engine, secure_cookies: bool = False) -> CollectState:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["markdown"] = render_markdown
+    # Campaign instructions are written by admins: their http(s) links are clickable.
+    templates.env.filters["instructions"] = lambda text: render_markdown(text, links=True)
     writer = FeedbackWriter(engine)
     return CollectState(engine=engine, keys=KeyCache(engine), limiter=RateLimiter(),
                         writer=writer, committer=GroupCommitter(writer), templates=templates,

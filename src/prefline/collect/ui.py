@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from prefline.base.errors import PreflineError
 from prefline.collect.auth import (
     SESSION_COOKIE,
     SESSION_TTL,
@@ -17,8 +18,16 @@ from prefline.collect.auth import (
     start_session,
 )
 from prefline.collect.auth import end_session as end_login
-from prefline.collect.campaigns import next_assignment, submit_label, user_progress
-from prefline.collect.labels import parse_label
+from prefline.collect.campaigns import (
+    SKIP_REASONS,
+    anchors,
+    next_assignment,
+    reopen,
+    skip,
+    submit_label,
+    user_progress,
+)
+from prefline.collect.labels import describe, form_values, parse_label
 from prefline.collect.schemas import RowId
 from prefline.collect.state import UiError, client_address, state_of
 from prefline.collect.web import (
@@ -103,7 +112,10 @@ def queue(request: Request, db: Db, who: CurrentUser) -> Response:
     for c in db.scalars(select(Campaign).where(Campaign.status == "active")
                         .order_by(Campaign.id)):
         done, total = user_progress(db, c, who.user)
-        rows.append({"campaign": c, "done": done, "total": total})
+        # "Continue" once the user has anything in it: a label, a skip or an open task
+        started = db.scalar(select(Assignment.id).where(
+            Assignment.campaign_id == c.id, Assignment.user_id == who.user.id).limit(1))
+        rows.append({"campaign": c, "done": done, "total": total, "started": started})
     return page(request, "queue.html", who=who, rows=rows)
 
 
@@ -113,14 +125,15 @@ def next_task(campaign_id: RowId, request: Request, db: Db, who: CurrentUser) ->
     assignment = next_assignment(db, campaign, who.user)
     if assignment is None:
         done, total = user_progress(db, campaign, who.user)
-        return page(request, "done.html", who=who, campaign=campaign, done=done, total=total)
+        return page(request, "done.html", who=who, campaign=campaign, done=done, total=total,
+                    last=_last_label(db, campaign, who))
     return RedirectResponse(f"/tasks/{assignment.id}", status_code=303)
 
 
 @router.get("/tasks/{assignment_id}", response_class=HTMLResponse)
 def task(assignment_id: RowId, request: Request, db: Db, who: CurrentUser) -> Response:
     assignment = _own_assignment(db, assignment_id, who)
-    if assignment.status == "done":
+    if assignment.status != "assigned":
         return RedirectResponse(f"/campaigns/{assignment.campaign_id}/next", status_code=303)
     campaign = _campaign(db, assignment.campaign_id)
     item = db.get(CampaignItem, assignment.item_id)
@@ -129,15 +142,23 @@ def task(assignment_id: RowId, request: Request, db: Db, who: CurrentUser) -> Re
     responses = {r.id: r for r in db.scalars(select(Resp).where(
         Resp.id.in_(assignment.shown_order)))}
     done, total = user_progress(db, campaign, who.user)
+    editing = db.get(Feedback, assignment.feedback_id) if assignment.feedback_id else None
+    values = form_values(editing, [int(i) for i in assignment.shown_order],
+                         [str(c) for c in campaign.criteria]) if editing else {}
     return page(request, "task.html", who=who, campaign=campaign, assignment=assignment,
                 messages=_chat(prompt), shown=[responses[i] for i in assignment.shown_order],
-                done=done, total=total, others=_others(db, campaign, item, who))
+                done=done, total=total, others=_others(db, campaign, item, who),
+                editing=editing, values=values, anchors=anchors(campaign),
+                last=None if editing else _last_label(db, campaign, who),
+                skip_reasons=SKIP_REASONS)
 
 
 @router.post("/tasks/{assignment_id}")
 async def submit(assignment_id: RowId, request: Request, db: Db, who: CsrfUser) -> Response:
     assignment = _own_assignment(db, assignment_id, who)
     campaign = _campaign(db, assignment.campaign_id)
+    if assignment.status == "skipped":  # a stale tab: the item was given back
+        return RedirectResponse(f"/campaigns/{campaign.id}/next", status_code=303)
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     try:
@@ -148,12 +169,37 @@ async def submit(assignment_id: RowId, request: Request, db: Db, who: CsrfUser) 
     return RedirectResponse(f"/campaigns/{campaign.id}/next", status_code=303)
 
 
+@router.post("/tasks/{assignment_id}/skip")
+def skip_task(assignment_id: RowId, db: Db, who: CsrfUser, reason: str = Form(""),
+              note: str = Form("")) -> Response:
+    """Give the item back unlabelled with a reason; it is not shown to this user again."""
+    assignment = _own_assignment(db, assignment_id, who)
+    try:
+        skip(db, assignment, reason, note)
+    except PreflineError as exc:
+        raise UiError(400, str(exc)) from None
+    return RedirectResponse(f"/campaigns/{assignment.campaign_id}/next", status_code=303)
+
+
+@router.post("/labels/{feedback_id}/edit")
+def edit_label(feedback_id: RowId, db: Db, who: CsrfUser) -> Response:
+    """Undo/edit one's own current label: its task opens again, prefilled; submitting it
+    stores a new label that supersedes this one (both are kept)."""
+    assignment = db.scalar(select(Assignment).where(Assignment.feedback_id == feedback_id,
+                                                    Assignment.user_id == who.user.id))
+    if assignment is None:  # not yours, not from a campaign, or already replaced
+        raise UiError(404, "no such label to change")
+    _campaign(db, assignment.campaign_id)
+    reopen(db, assignment, actor=f"user:{who.user.username}")
+    return RedirectResponse(f"/tasks/{assignment.id}", status_code=303)
+
+
 @router.get("/labels", response_class=HTMLResponse)
 def my_labels(request: Request, db: Db, who: CurrentUser) -> Response:
     """The user's own labels only; nobody else's are ever listed here."""
     labels = db.scalars(select(Feedback).where(Feedback.annotator_id == who.user.annotator_id)
                         .order_by(Feedback.id.desc()).limit(200)).all()
-    return page(request, "labels.html", who=who, labels=labels)
+    return page(request, "labels.html", who=who, rows=_label_rows(db, list(labels), who))
 
 
 @router.get("/labels/{feedback_id}", response_class=HTMLResponse)
@@ -162,7 +208,29 @@ def one_label(feedback_id: RowId, request: Request, db: Db, who: CurrentUser) ->
     # 404 rather than 403 so annotators cannot probe which label ids exist.
     if fb is None or (fb.annotator_id != who.user.annotator_id and not who.is_admin):
         raise UiError(404, "no such label")
-    return page(request, "labels.html", who=who, labels=[fb])
+    return page(request, "labels.html", who=who, rows=_label_rows(db, [fb], who))
+
+
+def _label_rows(db: Session, labels: list[Feedback], who: Any) -> list[dict[str, Any]]:
+    """Each label as its annotator saw it, with what replaced it and whether it can be
+    changed (the current label of one of the viewer's own campaign tasks)."""
+    ids = [fb.id for fb in labels]
+    replaced = dict(db.execute(select(Feedback.supersedes_id, Feedback.id).where(
+        Feedback.supersedes_id.in_(ids))).tuples().all())
+    editable = set(db.scalars(select(Assignment.feedback_id).join(
+        Campaign, Campaign.id == Assignment.campaign_id).where(
+        Assignment.feedback_id.in_(ids), Assignment.user_id == who.user.id,
+        Assignment.status == "done", Campaign.status == "active")))
+    return [{"fb": fb, "text": describe(fb), "replaced_by": replaced.get(fb.id),
+             "editable": fb.id in editable} for fb in labels]
+
+
+def _last_label(db: Session, campaign: Campaign, who: Any) -> int | None:
+    """The feedback id of the user's latest label in this campaign (for "Undo last")."""
+    return db.scalar(select(Assignment.feedback_id).where(
+        Assignment.campaign_id == campaign.id, Assignment.user_id == who.user.id,
+        Assignment.status == "done").order_by(Assignment.completed_at.desc(),
+                                              Assignment.id.desc()).limit(1))
 
 
 def _campaign(db: Session, campaign_id: int) -> Campaign:
