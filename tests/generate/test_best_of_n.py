@@ -10,12 +10,16 @@ import pytest
 
 from prefline.base.errors import PreflineError
 from prefline.cli import main
+from prefline.generate.backend import Completion, Sampling
 from prefline.generate.best_of_n import (
+    BestOfNBackend,
     JudgeScorer,
     Picked,
+    PythonScorer,
     argmax,
     copeland,
     make_scorer,
+    parse_best_of,
     pick,
     read_best_of_n,
 )
@@ -110,3 +114,34 @@ def test_generate_best_of_n_cli(tmp_path: Path, tiny_causal_dir: Path, sqlite_ur
 
 def test_picked_response() -> None:
     assert Picked(["x", "y"], [0.0, 1.0], 1).response == "y"
+
+
+class Fixed:
+    """A backend that returns the given texts, in order, for every prompt."""
+
+    name, model = "fixed", "fixed"
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.asked: list[int] = []
+
+    def config(self) -> dict[str, str]:
+        return {"backend": "fixed"}
+
+    def generate(self, prompts: list[str], sampling: Sampling,
+                 on_done: object = None) -> list[list[Completion]]:
+        self.asked.append(sampling.n)
+        return [[Completion(t) for t in self.texts[:sampling.n]] for _ in prompts]
+
+
+def test_best_of_n_backend_picks_per_group() -> None:
+    inner = Fixed(["a", "ccc", "bb", "dddd", "e", "ff"])
+    scorer = PythonScorer("length", lambda p, r: float(len(r)))
+    backend = BestOfNBackend(inner, best_of=3, scorer=scorer)
+    out = backend.generate(["p"], Sampling(n=2, max_new_tokens=4, temperature=1.0))
+    # groups (a, ccc, bb) and (dddd, e, ff): the longest of each
+    assert inner.asked == [6] and [c.text for c in out[0]] == ["ccc", "dddd"]
+    assert parse_best_of("best-of-4:default") == (4, "default")
+    assert parse_best_of("runs/model") is None
+    with pytest.raises(PreflineError, match="best-of-N:MODEL"):
+        parse_best_of("best-of-x:default")

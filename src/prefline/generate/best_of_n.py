@@ -36,6 +36,7 @@ from prefline.base.errors import PreflineError
 from prefline.base.stage import StageResult
 from prefline.formats.examples import Messages, as_messages, prompt_text
 from prefline.formats.jsonl import read_jsonl
+from prefline.generate.backend import Backend, Completion, Sampling
 from prefline.generate.io import generation_record, read_generations, write_jsonl
 from prefline.generate.run import GenerateConfig, GenerateResult
 from prefline.generate.run import run as run_generate
@@ -279,3 +280,51 @@ def run_best_of_n(cfg: GenerateConfig, ctx: Context) -> BestOfNResult:
     every = [s for p in picks for s in p.scores]
     return BestOfNResult(gen, scorer.spec, sum(every) / len(every),
                          sum(p.scores[p.best] for p in picks) / len(picks))
+
+
+BEST_OF = "best-of-"
+
+
+def parse_best_of(spec: str) -> tuple[int, str] | None:
+    """``best-of-N:MODEL`` -> ``(N, MODEL)``; None for any other model setting."""
+    if not spec.startswith(BEST_OF):
+        return None
+    count, sep, model = spec[len(BEST_OF):].partition(":")
+    if not sep or not count.isdigit() or int(count) < 1 or not model:
+        raise PreflineError(f"expected best-of-N:MODEL (e.g. best-of-4:default), got {spec!r}",
+                            field="baseline")
+    return int(count), model
+
+
+@dataclass
+class BestOfNBackend:
+    """A generation backend whose every completion is the best of ``best_of`` samples of
+    ``inner`` under ``scorer``: best-of-N as a policy (e.g. an evaluation baseline)."""
+
+    inner: Backend
+    best_of: int
+    scorer: CandidateScorer
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def model(self) -> str:
+        return f"{BEST_OF}{self.best_of}:{self.inner.model}"
+
+    def config(self) -> dict[str, Any]:
+        return {**self.inner.config(), "best_of": self.best_of, "scorer": self.scorer.spec}
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling,
+                 on_done: Callable[[int], None] | None = None) -> list[list[Completion]]:
+        """``sampling.n`` completions per prompt, the j-th the best of the j-th group of
+        ``best_of`` samples (``best_of · n`` sampled per prompt)."""
+        wide = dataclasses.replace(sampling, n=sampling.n * self.best_of)
+        out = []
+        for prompt, comps in zip(prompts, self.inner.generate(prompts, wide, on_done),
+                                 strict=True):
+            scores = self.scorer.score(prompt, [c.text for c in comps])
+            groups = range(0, len(comps), self.best_of)
+            out.append([comps[g + argmax(scores[g:g + self.best_of])] for g in groups])
+        return out
