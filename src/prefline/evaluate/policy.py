@@ -52,8 +52,12 @@ from prefline.evaluate.policy_result import (
     verdict,
 )
 from prefline.formats.examples import Messages
+from prefline.generate.backend import Backend, Sampling
+from prefline.generate.backends import make_backend
+from prefline.generate.best_of_n import BestOfNBackend, RewardScorer, parse_best_of
+from prefline.generate.hf_backend import HFBackend
 from prefline.generate.io import PromptRow, read_prompt_rows
-from prefline.generate.sampling import generate, load_policy, place_on_device, render_prompts
+from prefline.generate.sampling import render_prompts
 from prefline.judges import make_judge
 from prefline.judges.base import Judge, judge_all
 from prefline.models.embedded import DEFAULT_POLICY
@@ -64,6 +68,8 @@ from prefline.store.models import Artifact
 STAGES = ("sample policy", "sample baseline", "kl", "judge", "proxy reward")
 KL_BATCH = 8
 """Completions per forward pass when measuring log-probs for the KL estimate."""
+PROXY_PROMPTS = 16
+"""Prompts whose responses (A's and B's) the reward model scores in one call."""
 Model = tuple[Any, Any]
 """A loaded ``(model, tokenizer)``."""
 
@@ -78,8 +84,10 @@ def run(cfg: PolicyEvalConfig, ctx: Context) -> PolicyEvalResult:
         raise PreflineError(f"folder {cfg.report.parent} does not exist", path=str(cfg.report),
                             field="report")
     rows = read_prompt_rows(cfg.prompts)
+    best_of = parse_best_of(cfg.baseline)  # best-of-N:MODEL: the baseline is MODEL + picking
     (policy, policy_ref, policy_named), (baseline, base_ref, base_named) = (
-        _resolve(ctx, "policy", cfg.policy), _resolve(ctx, "reference_model", cfg.baseline))
+        _resolve(ctx, "policy", cfg.policy),
+        _resolve(ctx, "reference_model", best_of[1] if best_of else cfg.baseline))
     inputs = [policy_ref, base_ref, Ref("judge", ref=cfg.judge)]
     named = {"policy": policy_named, "baseline": base_named, "judge": NamedInput(cfg.judge),
              "prompts": NamedInput(cfg.prompts, content_hash=content_hash(
@@ -93,7 +101,10 @@ def run(cfg: PolicyEvalConfig, ctx: Context) -> PolicyEvalResult:
         inputs.append(reward_ref)
     judge = make_judge(cfg.judge)
     try:
-        result = compare(_load(policy, ctx), _load(baseline, ctx), rows, judge, cfg, proxy,
+        b: Backend = _load(baseline, cfg, ctx)
+        if best_of is not None and proxy is not None:  # the config requires reward for it
+            b = BestOfNBackend(b, best_of[0], RewardScorer(f"reward:{reward_path}", proxy))
+        result = compare(_load(policy, cfg, ctx), b, rows, judge, cfg, proxy,
                          progress=ctx.progress)
     except interrupts.INTERRUPTS:
         interrupts.keep(interrupts.Kept(
@@ -114,13 +125,16 @@ def run(cfg: PolicyEvalConfig, ctx: Context) -> PolicyEvalResult:
     return result
 
 
-def compare(a: Model, b: Model, rows: Sequence[PromptRow], judge: Judge, cfg: PolicyEvalConfig,
-            proxy: Scorer | None = None, on_stage: Callable[[str], None] | None = None,
+def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], judge: Judge,
+            cfg: PolicyEvalConfig, proxy: Scorer | None = None,
+            on_stage: Callable[[str], None] | None = None,
             progress: Reporter | None = None) -> PolicyEvalResult:
-    """A (``a``) against B (``b``) on ``rows`` with loaded models: the evaluation without
-    lineage. ``proxy`` is anything with ``score(prompt, responses) -> list[float]``;
-    ``on_stage`` is called with each name in :data:`STAGES` as it starts; ``progress``
-    shows a bar per stage (per sampling batch, log-prob batch, judged pair, scored prompt)."""
+    """A (``a``) against B (``b``) on ``rows`` with loaded models or generation backends: the
+    evaluation without lineage. ``proxy`` is anything with ``score(prompt, responses) ->
+    list[float]`` (``score_items`` too: then scored in batches); ``on_stage`` is called with
+    each name in :data:`STAGES` as it starts; ``progress`` shows a bar per stage (per
+    sampling batch, log-prob batch, judged pair, scored prompt). The KL needs both models
+    in-process (``hf``); with other backends it is not measured (``kl`` None)."""
     if not rows:
         raise PreflineError("the evaluation needs at least one prompt", field="prompts")
     bars = progress if progress is not None else Reporter(enabled=False)
@@ -132,18 +146,22 @@ def compare(a: Model, b: Model, rows: Sequence[PromptRow], judge: Judge, cfg: Po
                         else STAGES[i])
 
     texts = [r.prompt for r in rows]
-    gen: dict[str, Any] = {"n": cfg.n_samples, "max_new_tokens": cfg.max_new_tokens,
-                           "temperature": cfg.temperature, "top_p": cfg.top_p,
-                           "seed": cfg.seed, "batch_size": cfg.batch_size}
+    a, b = _as_backend(a, cfg), _as_backend(b, cfg)
+    sampling = Sampling(n=cfg.n_samples, max_new_tokens=cfg.max_new_tokens,
+                        temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed)
+    gen: dict[str, Any] = {**sampling.settings(), "batch_size": cfg.batch_size}
     with stage(0, len(rows)) as bar:
-        resp_a = generate(*a, texts, **gen, on_batch=bar.advance)
+        resp_a = [[c.text for c in cs] for cs in a.generate(texts, sampling, bar.advance)]
     with stage(1, len(rows)) as bar:
-        resp_b = generate(*b, texts, **gen, on_batch=bar.advance)
+        resp_b = [[c.text for c in cs] for cs in b.generate(texts, sampling, bar.advance)]
     flat_prompts = [t for t, rs in zip(texts, resp_a, strict=True) for _ in rs]
     flat_a = [r for rs in resp_a for r in rs]
-    with stage(2, 2 * -(-len(flat_a) // KL_BATCH)) as bar:
-        kl = mean_kl(completion_logprobs(*a, flat_prompts, flat_a, on_batch=bar.advance),
-                     completion_logprobs(*b, flat_prompts, flat_a, on_batch=bar.advance))
+    kl = None
+    if isinstance(a, HFBackend) and isinstance(b, HFBackend):
+        with stage(2, 2 * -(-len(flat_a) // KL_BATCH)) as bar:
+            kl = mean_kl(
+                completion_logprobs(a.lm, a.tokenizer, flat_prompts, flat_a, on_batch=bar.advance),
+                completion_logprobs(b.lm, b.tokenizer, flat_prompts, flat_a, on_batch=bar.advance))
     with stage(3, len(flat_a)) as bar:
         scores = _judge_pairs(judge, rows, resp_a, resp_b, cfg.seed, on_done=bar.advance)
     len_diff = [len(words(x)) - len(words(y)) for ra, rb in zip(resp_a, resp_b, strict=True)
@@ -206,9 +224,18 @@ def _registered_at(ctx: Context, value: str, kind: str) -> int | None:
     return int(found) if found is not None else None
 
 
-def _load(path: str | None, ctx: Context) -> Model:
-    model, tok = load_policy(path, precision="auto")
-    return place_on_device(model, ctx.device), tok
+def _load(path: str | None, cfg: PolicyEvalConfig, ctx: Context) -> Backend:
+    """The generation backend of ``cfg`` sampling from ``path`` (bf16 weights where native)."""
+    return make_backend(cfg.backend, path, device=ctx.device, precision="auto",
+                        batch_size=cfg.batch_size)
+
+
+def _as_backend(model: Model | Backend, cfg: PolicyEvalConfig) -> Backend:
+    """A loaded ``(model, tokenizer)`` as an ``hf`` backend (as ``compare``'s callers pass)."""
+    if isinstance(model, tuple):
+        return HFBackend(loaded=model, device=str(next(model[0].parameters()).device),
+                         batch_size=cfg.batch_size)
+    return model
 
 
 def completion_logprobs(model: Any, tokenizer: Any, prompts: Sequence[str | Messages],
@@ -271,16 +298,30 @@ def _judge_pairs(judge: Judge, rows: Sequence[PromptRow], resp_a: list[list[str]
 def _proxy_pairs(reward: Any, rows: Sequence[PromptRow], resp_a: list[list[str]],
                  resp_b: list[list[str]], on_prompt: Callable[[int], None] | None = None,
                  ) -> tuple[list[list[float]], list[float], list[float]]:
-    """The reward model as a judge: higher reward wins, equal rewards tie. Also the rewards."""
-    scores, rewards_a, rewards_b = [], [], []
-    for row, ra, rb in zip(rows, resp_a, resp_b, strict=True):
-        r = reward.score(row.prompt, list(ra) + list(rb))
-        a_r, b_r = r[:len(ra)], r[len(ra):]
-        rewards_a += a_r
-        rewards_b += b_r
-        # Identical texts tie: batched (bf16) scoring can differ in the last bits for them.
-        scores.append([0.5 if ta == tb else 1.0 if x > y else 0.0 if x < y else 0.5
-                       for ta, tb, x, y in zip(ra, rb, a_r, b_r, strict=True)])
+    """The reward model as a judge: higher reward wins, equal rewards tie. Also the rewards.
+
+    A and B's responses of :data:`PROXY_PROMPTS` prompts are scored in one ``score_items``
+    call (one padded batch pass instead of one per prompt); a scorer with only ``score``
+    is asked prompt by prompt."""
+    scores: list[list[float]] = []
+    rewards_a: list[float] = []
+    rewards_b: list[float] = []
+    for start in range(0, len(rows), PROXY_PROMPTS):
+        chunk = range(start, min(start + PROXY_PROMPTS, len(rows)))
+        items = [(rows[i].prompt, r) for i in chunk for r in [*resp_a[i], *resp_b[i]]]
+        flat = (reward.score_items(items) if hasattr(reward, "score_items") else
+                [x for i in chunk for x in reward.score(rows[i].prompt,
+                                                        [*resp_a[i], *resp_b[i]])])
+        at = 0
+        for i in chunk:
+            ra, rb = resp_a[i], resp_b[i]
+            a_r, b_r = flat[at:at + len(ra)], flat[at + len(ra):at + len(ra) + len(rb)]
+            at += len(ra) + len(rb)
+            rewards_a += a_r
+            rewards_b += b_r
+            # Identical texts tie: batched (bf16) scoring can differ in the last bits for them.
+            scores.append([0.5 if ta == tb else 1.0 if x > y else 0.0 if x < y else 0.5
+                           for ta, tb, x, y in zip(ra, rb, a_r, b_r, strict=True)])
         if on_prompt is not None:
-            on_prompt(1)
+            on_prompt(len(chunk))
     return scores, rewards_a, rewards_b

@@ -10,6 +10,8 @@ from typing import Literal
 from prefline.base.config import check_at_least, check_sampling
 from prefline.base.errors import PreflineError
 from prefline.base.tracking import check_report_to
+from prefline.generate.backend import parse_backend
+from prefline.generate.best_of_n import parse_best_of
 from prefline.judges import parse_spec
 
 ARTIFACT = "artifact:"
@@ -24,7 +26,8 @@ class PolicyEvalConfig:
     """Policy A: model folder, Hub id, .gguf file, 'default' (embedded SmolLM2-135M-Instruct)
     or artifact:ID (a registered model; the evaluation's lineage then names it)."""
     baseline: str
-    """Baseline B, usually the model A was trained from (same forms as policy)."""
+    """Baseline B, usually the model A was trained from (same forms as policy), or
+    best-of-N:MODEL (each response the best of N samples of MODEL under --reward)."""
     prompts: str = "bundled:eval"
     """Held-out prompts: JSONL (prompt, optional id and category), a text file with one prompt
     per line, or bundled:eval. Categories should_refuse / should_not_refuse get refusal rates."""
@@ -46,13 +49,17 @@ class PolicyEvalConfig:
     """Seed of sampling, of the judge's left/right order and of the bootstrap."""
     batch_size: int = 16
     """Sequences per generate call."""
+    backend: str = "hf"
+    """Generation engine of both policies: hf (in-process), vllm, openai:URL (policy and
+    baseline are then model names on that server; the KL is not measured); see
+    docs/generation.md."""
     n_boot: int = 2000
     """Bootstrap resamples (over prompts) for the 95% confidence intervals."""
     report: Path | None = None
     """Write an HTML report with figures to this file (its folder must exist)."""
     report_to: Literal["none", "tensorboard", "mlflow"] = "none"
     """Also send the metrics, settings and output paths to TensorBoard (<run>/tensorboard) or
-    MLflow (MLFLOW_TRACKING_URI, default ./mlruns)."""
+    MLflow (MLFLOW_TRACKING_URI; mlflow's default store when unset)."""
 
     def __post_init__(self) -> None:
         check_report_to(self.report_to)
@@ -60,6 +67,10 @@ class PolicyEvalConfig:
             if not getattr(self, name).strip():
                 raise PreflineError("expected a non-empty value", field=name)
         parse_spec(self.judge)
+        if parse_best_of(self.baseline) is not None and self.reward is None:
+            raise PreflineError("a best-of-N baseline needs --reward, the reward model that "
+                                "picks its responses", field="baseline")
+        parse_backend(self.backend)
         check_at_least(self, 1, "n_samples", "max_new_tokens", "batch_size")
         check_sampling(self.temperature, self.top_p)
         if self.n_boot < 100:

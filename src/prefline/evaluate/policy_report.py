@@ -168,7 +168,7 @@ def policy_section(result: dict[str, Any], img: dict[str, str]) -> str:
         p = result["proxy"]
         lines.append(f"<tr><td>proxy (reward model) win rate (95% CI)</td><td>{pct(p['win_rate'])} "
                      f"[{pct(p['ci'][0])}, {pct(p['ci'][1])}]</td></tr>")
-    lines.append(f"<tr><td>KL(policy ‖ baseline), nats per response</td><td>{result['kl']:.3f}</td></tr></table>")
+    lines.append(f"<tr><td>KL(policy ‖ baseline), nats per response</td><td>{_kl(result['kl'])}</td></tr></table>")
     lines += [f"<figure><img src='{img[k]}' alt='{k}'><figcaption>{cap}</figcaption></figure>"
               for k, cap in (("win_rates", "Win rates with 95% bootstrap CIs (over prompts)"),
                              ("categories", "Judge win rate per prompt category"),
@@ -207,3 +207,8 @@ def write_policy_report(result: dict[str, Any], path: str | Path) -> Path:
     tmp.write_text(page(title, body), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _kl(kl: float | None) -> str:
+    """The KL cell: not measured through a generation backend other than hf."""
+    return "not measured (backend)" if kl is None else f"{kl:.3f}"

@@ -102,8 +102,9 @@ class PolicyEvalResult(StageResult):
     artifact_kind: ClassVar[str] = "evaluation"
 
     judge: JudgeOutcome
-    kl: float
-    """KL(policy ‖ baseline) in nats per response, on the policy's own samples."""
+    kl: float | None
+    """KL(policy ‖ baseline) in nats per response, on the policy's own samples; None when
+    the policies were sampled through a backend that cannot score given text (not hf)."""
     policy: SideStats
     baseline: SideStats
     n_prompts: int

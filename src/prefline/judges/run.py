@@ -21,6 +21,7 @@ from prefline.base.progress import notice
 from prefline.base.stage import StageResult
 from prefline.formats.jsonl import read_jsonl
 from prefline.formats.records import prompt_key
+from prefline.generate.backend import parse_backend
 from prefline.generate.io import read_generations, write_jsonl
 from prefline.generate.store import Generation
 from prefline.judges import Judge, make_judge, parse_spec
@@ -44,6 +45,9 @@ class JudgeConfig:
     pairs are still judged and stored)."""
     ties: Literal["keep", "drop"] = "keep"
     """keep: tie rows (tie=true) in --out; drop: leave them out of --out (always stored)."""
+    backend: str = "hf"
+    """Generation engine of an lm: judge: hf (in-process), vllm, openai:URL or
+    openai:URL#model (the model answers "A or B?" there; see docs/generation.md)."""
     judge_options: dict[str, Any] = field(default_factory=dict)
     """Extra judge settings, a JSON object or TOML table (e.g. api_key_env, template,
     timeout for openai:; tie_band for reward: and lm:)."""
@@ -54,7 +58,11 @@ class JudgeConfig:
     prompts that have none there."""
 
     def __post_init__(self) -> None:
-        parse_spec(self.judge)
+        kind, _ = parse_spec(self.judge)
+        if parse_backend(self.backend)[0] != "hf" and kind != "lm":
+            raise PreflineError(f"--backend {self.backend} runs a local LM judge (lm:PATH); "
+                                f"judge {self.judge!r} has no generation backend",
+                                field="backend")
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,9 @@ def run(cfg: JudgeConfig, ctx: Context) -> JudgeResult:
     if not cfg.out.parent.exists():
         raise PreflineError(f"output folder {cfg.out.parent} does not exist", path=str(cfg.out),
                             field="out")
-    judge = make_judge(cfg.judge, cfg.judge_options)
+    options = {**cfg.judge_options, "backend": cfg.backend} if cfg.backend != "hf" else (
+        cfg.judge_options)
+    judge = make_judge(cfg.judge, options)
     rows = _kept(cfg, gens, judge.name) if cfg.resume else {}
     resumed = len(rows)
     counts = [len(candidate_pairs(g.responses)) for g in gens]
