@@ -17,10 +17,10 @@ N = 6_000
 def _stored(url: str, key_name: str) -> dict[str, int]:
     """idempotency key -> number of rows holding it, for this run's events."""
     with session_scope(url) as s:
-        rows = s.execute(select(Feedback.idempotency_key, func.count()).where(
-            Feedback.idempotency_key.like(f"{key_name}/k-%")).group_by(
-            Feedback.idempotency_key)).all()
-    return {k.split("/", 1)[1]: int(n) for k, n in rows}
+        rows = s.execute(select(Feedback.api_idempotency_key, func.count()).where(
+            Feedback.source == f"api:{key_name}", Feedback.api_idempotency_key.like("k-%"))
+            .group_by(Feedback.api_idempotency_key)).all()
+    return {k: int(n) for k, n in rows}
 
 
 def test_sigkill_mid_load_loses_and_duplicates_nothing(db_url: str, tmp_path: Path) -> None:
