@@ -5,17 +5,19 @@ admin pages. Each reproduction from the issue is a test here."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from tests.cli_runner import run_cli
 
 from prefline.audit.load import load_audit_data
 from prefline.base.errors import PreflineError
 from prefline.collect import create_app
-from prefline.collect.campaigns import Selection, create_campaign
-from prefline.store.collect_models import Assignment, CampaignItem
+from prefline.collect.campaigns import Selection, anchors, create_campaign
+from prefline.store.collect_models import Assignment, Campaign, CampaignItem
 from prefline.store.db import open_store, session_scope
 from prefline.store.models import Feedback
 from prefline.store.snapshots import create_snapshot
@@ -139,6 +141,27 @@ def test_rating_scale_shows_the_rubric_anchors(sqlite_store: Any, login: Any) ->
     assert re.search(r'id="anchor-0-5">answers it fully<', page)
     assert re.search(r'id="anchor-1-1">very poor<', page)  # no rubric: a plain default
     assert 'id="anchor-0-3"' not in page
+
+
+def test_campaign_create_takes_a_rubric_file(sqlite_store: Any, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "rubric.toml"
+    good.write_text('helpful = {1 = "ignores the question", 5 = "answers it fully"}\n')
+    code, out, err = run_cli(["campaign", "create", "r", "--kind", "rating", "--criteria",
+                              "helpful", "--rubric", str(good), "--db", sqlite_store.url,
+                              "--json"], capsys)
+    assert code == 0, err
+    with session_scope(sqlite_store.url) as s:
+        campaign = s.scalar(select(Campaign).where(Campaign.name == "r"))
+        assert campaign is not None
+        assert anchors(campaign) == [{"1": "ignores the question", "5": "answers it fully"}]
+    bad = tmp_path / "rubric.json"
+    for text in ("{not json", '{"helpful": "good"}'):
+        bad.write_text(text)
+        code, out, err = run_cli(["campaign", "create", "r2", "--kind", "rating",
+                                  "--criteria", "helpful", "--rubric", str(bad),
+                                  "--db", sqlite_store.url], capsys)
+        assert code != 0 and "rubric" in err and "Traceback" not in err + out
 
 
 def test_my_labels_show_left_right_and_shown_order(seed_store: Any, sqlite_url: str,

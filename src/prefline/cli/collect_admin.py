@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -151,18 +152,22 @@ def campaign_create(
     k: Annotated[int, typer.Option(help="Responses per ranking item.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed for choosing pairs.")] = 0,
     instructions: Annotated[str | None, typer.Option(help="Shown above every task.")] = None,
+    rubric: Annotated[Path | None, typer.Option(help=(
+        "Rating anchors shown beside each scale: a TOML or JSON file mapping criterion to "
+        "{score: meaning}, e.g. helpful = {1 = \"ignores it\", 5 = \"answers fully\"}."))] = None,
     db: DbOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Create a campaign from prompts and responses already in the store."""
-    from prefline.collect.campaigns import Selection, create_campaign, progress
+    from prefline.collect.campaigns import Selection, create_campaign, load_rubric, progress
     from prefline.store.db import session_scope
 
     sel = Selection(tags=tuple(tag or ()), models=tuple(model or ()), limit=limit, k=k, seed=seed)
     crit = [c.strip() for c in criteria.split(",") if c.strip()]
+    anchors = load_rubric(rubric) if rubric is not None else None
     with session_scope(db) as session:
         c = create_campaign(session, name, kind, crit, overlap=overlap, blind=blind,
-                            selection=sel, instructions=instructions)
+                            selection=sel, instructions=instructions, rubric=anchors)
         out = {"id": c.id, "name": c.name, **progress(session, c)}
     if json_out:
         print_json(out)

@@ -9,9 +9,12 @@ slot; SQLite serialises writers anyway.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -46,7 +49,7 @@ class Selection:
 def create_campaign(session: Session, name: str, kind: str, criteria: Sequence[str],
                     overlap: int = 1, blind: bool = True, selection: Selection | None = None,
                     instructions: str | None = None, actor: str = "cli",
-                    rubric: Mapping[str, Mapping[int, str]] | None = None) -> Campaign:
+                    rubric: Mapping[str, Mapping[Any, str]] | None = None) -> Campaign:
     """Create a campaign and its items; raises PreflineError if nothing matches.
 
     ``rubric`` gives rating campaigns their anchors: criterion → {score 1-5: what that
@@ -100,7 +103,21 @@ def _check_campaign(session: Session, name: str, kind: str, criteria: Sequence[s
         raise PreflineError(f"campaign {name!r} already exists", field="name")
 
 
-def _check_rubric(rubric: Mapping[str, Mapping[int, str]],
+def load_rubric(path: Path) -> dict[str, dict[str, str]]:
+    """A rubric file: TOML (``helpful = {1 = "ignores it", 5 = "answers fully"}``) or JSON
+    (``{"helpful": {"1": "ignores it", "5": "answers fully"}}``)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PreflineError(f"cannot read the rubric: {exc}", path=str(path)) from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise PreflineError("a rubric maps each criterion to a table of {score: meaning}",
+                            path=str(path))
+    return data
+
+
+def _check_rubric(rubric: Mapping[str, Mapping[Any, str]],
                   criteria: Sequence[str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for criterion, anchors in rubric.items():
