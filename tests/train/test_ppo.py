@@ -15,7 +15,7 @@ from prefline.train.ppo import fit_ppo
 from prefline.train.rl_config import PPOConfig, RolloutConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_rl import context, toy_prompts, toy_train  # noqa: E402
+from test_rl import context, toy_prompts, toy_reward, toy_train  # noqa: E402
 
 
 def _log(run: Path) -> list[dict[str, Any]]:
@@ -23,8 +23,9 @@ def _log(run: Path) -> list[dict[str, Any]]:
 
 
 def test_ppo_toy_reward_rises_from_below_02_to_above_08(tmp_path: Path) -> None:
-    cfg = PPOConfig(rollout=RolloutConfig(prompts=str(toy_prompts(tmp_path / "p.jsonl")), k=8,
-                                          max_new_tokens=4), train=toy_train(20))
+    prompts = str(toy_prompts(tmp_path / "p.jsonl"))
+    cfg = PPOConfig(reward=toy_reward(), train=toy_train(20),
+                    rollout=RolloutConfig(prompts=prompts, k=8, max_new_tokens=4))
     lm, tok = tiny_causal_lm(seed=0)
     res = fit_ppo(cfg, context(tmp_path / "run"), lm, tok, base_model="tiny")
     rewards = [h["reward"] for h in res.history]
@@ -41,7 +42,8 @@ def test_ppo_resume_with_adaptive_kl_and_critic_equals_uninterrupted(tmp_path: P
     prompts = str(toy_prompts(tmp_path / "p.jsonl"))
 
     def go(run: Path, steps: int, resume: bool) -> Any:
-        cfg = PPOConfig(rollout=RolloutConfig(prompts=prompts, k=2, max_new_tokens=4,
+        cfg = PPOConfig(reward=toy_reward(),
+                        rollout=RolloutConfig(prompts=prompts, k=2, max_new_tokens=4,
                                               iterations=2),
                         value_model="critic", kl_target=0.01, kl_horizon=10.0,
                         train=toy_train(steps, resume=resume))

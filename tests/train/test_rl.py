@@ -25,7 +25,7 @@ from prefline.base.errors import PreflineError
 from prefline.base.progress import Reporter
 from prefline.models.tiny import tiny_causal_lm
 from prefline.store.context import Context, Store
-from prefline.train.rl import fit_rl
+from prefline.train.rl import fit_rl, run
 from prefline.train.rl_config import GRPOConfig, RewardSource, RLOOConfig, RolloutConfig
 from prefline.train.train_config import TrainConfig
 
@@ -35,6 +35,10 @@ TOY = "prefline.train.rl_rewards:lowercase_share"
 def toy_prompts(path: Path) -> Path:
     path.write_text("".join(json.dumps({"prompt": f"say {w}"}) + "\n" for w in "abcdefgh"))
     return path
+
+
+def toy_reward() -> RewardSource:
+    return RewardSource(reward_fn=TOY)
 
 
 def toy_train(steps: int, **kw: Any) -> TrainConfig:
@@ -53,8 +57,9 @@ def _log(run: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("cls", [GRPOConfig, RLOOConfig])
 def test_toy_reward_rises_from_below_02_to_above_08(tmp_path: Path, cls: type) -> None:
-    cfg = cls(rollout=RolloutConfig(prompts=str(toy_prompts(tmp_path / "p.jsonl")), k=8,
-                                    max_new_tokens=4), train=toy_train(20))
+    prompts = str(toy_prompts(tmp_path / "p.jsonl"))
+    cfg = cls(reward=toy_reward(), train=toy_train(20),
+              rollout=RolloutConfig(prompts=prompts, k=8, max_new_tokens=4))
     lm, tok = tiny_causal_lm(seed=0)
     res = fit_rl(cfg, context(tmp_path / "run"), lm, tok, base_model="tiny")
     rewards = [h["reward"] for h in res.history]
@@ -71,9 +76,9 @@ def test_resume_mid_rollout_equals_uninterrupted(tmp_path: Path) -> None:
     prompts = str(toy_prompts(tmp_path / "p.jsonl"))
 
     def go(run: Path, steps: int, resume: bool) -> list[dict[str, Any]]:
-        cfg = GRPOConfig(rollout=RolloutConfig(prompts=prompts, k=4, max_new_tokens=4,
-                                               iterations=2),
-                         train=toy_train(steps, resume=resume))
+        cfg = GRPOConfig(reward=toy_reward(), train=toy_train(steps, resume=resume),
+                         rollout=RolloutConfig(prompts=prompts, k=4, max_new_tokens=4,
+                                               iterations=2))
         lm, tok = tiny_causal_lm(seed=0)
         fit_rl(cfg, context(run), lm, tok, base_model="tiny")
         return _log(run)
@@ -102,6 +107,8 @@ def test_bad_settings_are_refused_before_loading() -> None:
         GRPOConfig(rollout=RolloutConfig(k=1))
     with pytest.raises(PreflineError, match="ensemble"):
         RewardSource(reward_fn=TOY, uncertainty_penalty=0.5)
+    with pytest.raises(PreflineError, match="no reward"):
+        run(GRPOConfig(model="/nonexistent/model"), context(Path("/nonexistent/run")))
 
 
 def _free_port() -> int:

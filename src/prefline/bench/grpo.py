@@ -9,6 +9,7 @@ k3 in the loss, weighted by the importance ratio), the same loss (token ratios c
 0.2/0.28, per-completion mean: TRL's ``loss_type="grpo"``), lr 1e-6, one update per
 generation. Every optimizer step generates its completions and trains on them on both
 sides, so a step time is a whole step: generation, scoring, reference log-probs and update.
+Both sides run on the CPU (prefline's online RL stages do not place models on a GPU yet).
 
 One warm-up step, then ``steps`` timed steps; a run reports the median step, as samples
 (completions) per second. Peak RSS comes from the harness. TRL runs in its defaults (bf16
@@ -97,7 +98,6 @@ def run_prefline(cfg: GRPOBenchConfig, inputs: Path, scratch: Path) -> dict[str,
 
 
 def run_trl(cfg: GRPOBenchConfig, inputs: Path, scratch: Path) -> dict[str, Any]:
-    import torch
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -129,7 +129,7 @@ def run_trl(cfg: GRPOBenchConfig, inputs: Path, scratch: Path) -> dict[str, Any]
         output_dir=str(scratch / "out"), per_device_train_batch_size=len(prompts) * cfg.k,
         num_generations=cfg.k, max_completion_length=cfg.max_new_tokens, beta=cfg.beta,
         loss_type="grpo", epsilon=0.2, epsilon_high=0.28, temperature=1.0,
-        use_cpu=not torch.cuda.is_available(), max_steps=cfg.steps + 1, learning_rate=LR,
+        use_cpu=True, max_steps=cfg.steps + 1, learning_rate=LR,
         logging_steps=1, save_strategy="no", report_to=[], dataloader_num_workers=0,
         disable_tqdm=True, seed=0)
     trainer = GRPOTrainer(model=resolve_model_path(cfg.model), reward_funcs=[reward], args=args,

@@ -115,6 +115,7 @@ class PPOTask(OnlineTask):
 
 def run(cfg: PPOConfig, ctx: Context) -> OnlineRLResult:
     """Load the policy (the embedded SmolLM2 by default), train, export."""
+    cfg.reward.check()
     lm, tok = load_causal_lm(cfg.model)
     return fit_ppo(cfg, ctx, lm, tok, base_model=cfg.model or f"embedded:{DEFAULT_POLICY}")
 

@@ -91,6 +91,7 @@ class RLTask(OnlineTask):
 
 def run(cfg: RLConfig, ctx: Context) -> OnlineRLResult:
     """Load the policy (the embedded SmolLM2 by default), train, export."""
+    cfg.reward.check()
     lm, tok = load_causal_lm(cfg.model)
     return fit_rl(cfg, ctx, lm, tok, base_model=cfg.model or f"embedded:{DEFAULT_POLICY}")
 

@@ -67,9 +67,9 @@ class RewardSource:
 
     def __post_init__(self) -> None:
         given = [n for n in ("reward_model", "judge", "reward_fn") if getattr(self, n)]
-        if len(given) != 1:
+        if len(given) > 1:
             raise PreflineError("give exactly one of reward_model, judge or reward_fn (got "
-                                f"{', '.join(given) or 'none'})", field="reward_fn")
+                                f"{', '.join(given)})", field=given[-1])
         if self.reward_fn and ":" not in self.reward_fn:
             raise PreflineError(f"reward_fn must be module:function, got {self.reward_fn!r}",
                                 field="reward_fn")
@@ -80,16 +80,20 @@ class RewardSource:
             raise PreflineError("uncertainty_penalty needs an ensemble reward_model",
                                 field="uncertainty_penalty")
 
+    def check(self) -> None:
+        """A training run needs one source; checked when a stage starts, before any model
+        loads (like DPO's snapshot or data), so that defaults and `config show` work."""
+        if not (self.reward_model or self.judge or self.reward_fn):
+            raise PreflineError("no reward: give one of reward_model, judge or reward_fn "
+                                "(e.g. --reward-fn prefline.train.rl_rewards:exact_answer)",
+                                field="reward_fn")
+
     def spec(self) -> str:
         """The source as one string (lineage, summaries)."""
         if self.reward_model:
             lam = f" - {self.uncertainty_penalty}·std" if self.uncertainty_penalty else ""
             return f"reward_model:{self.reward_model}{lam}"
         return f"judge:{self.judge}" if self.judge else f"reward_fn:{self.reward_fn}"
-
-
-def _default_reward() -> RewardSource:
-    return RewardSource(reward_fn="prefline.train.rl_rewards:lowercase_share")
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class RLConfig:
     SmolLM2-135M-Instruct."""
     rollout: RolloutConfig = dataclasses.field(default_factory=RolloutConfig)
     """Sampling: prompts, k, lengths, temperature, reuse."""
-    reward: RewardSource = dataclasses.field(default_factory=_default_reward)
+    reward: RewardSource = dataclasses.field(default_factory=RewardSource)
     """What scores completions."""
     advantage: Literal["rloo", "grpo", "dr_grpo"] = "grpo"
     """rloo: reward minus the mean of the other k-1; grpo: (reward - group mean) / group
@@ -171,7 +175,7 @@ class PPOConfig:
     SmolLM2-135M-Instruct."""
     rollout: RolloutConfig = dataclasses.field(default_factory=lambda: RolloutConfig(k=1))
     """Sampling: prompts, k, lengths, temperature, reuse (iterations = PPO epochs)."""
-    reward: RewardSource = dataclasses.field(default_factory=_default_reward)
+    reward: RewardSource = dataclasses.field(default_factory=RewardSource)
     """What scores completions."""
     value_model: Literal["head", "critic"] = "head"
     """head: a value head on the policy's last hidden state (shared body); critic: a

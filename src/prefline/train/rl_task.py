@@ -313,6 +313,11 @@ def fit_online(cfg: RLConfig | PPOConfig, ctx: Context, lm: Any, tokenizer: Any,
                make_task: Callable[[nn.Module | None, Path], OnlineTask]) -> OnlineRLResult:
     """Train ``lm`` online (``make_task(reference or None, run folder)`` builds the method's
     Task); rank 0 exports to ``<run>/model`` and writes ``summary.json``."""
+    cfg.reward.check()
+    if ctx.device.startswith("cuda"):
+        # As train dpo: the engine's device placement is not wired into this stage yet.
+        raise PreflineError("online RL training runs on the CPU in this version; use --device "
+                            "cpu or auto", field="device")
     out = ctx.require_run_dir()
     rows, prompts_hash = read_prompt_file(cfg.rollout.prompts)
     if tokenizer.pad_token_id is None:
