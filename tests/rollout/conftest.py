@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.collect.conftest import PASSWORD
 
+from prefline.collect.auth import create_api_key, create_user
 from prefline.registry import Ref, record
-from prefline.store.db import open_store
+from prefline.rollout import actions, gates
+from prefline.store.db import open_store, session_scope
 
 GATES = """rules = [
   "judge_win_rate.ci_low >= 0.5",
@@ -81,14 +84,13 @@ class Canary:
 
 
 def start_canary(reg: Registry, percent: float = 50.0, flag: str = "chat",
-                 guardrails: dict[str, object] | None = None) -> Canary:
-    """Users (alice, bob: annotators; root: admin) and an API key; policy 1 in production
-    and policy 2 as a ``percent`` % canary of ``flag`` (both gated first)."""
-    from tests.collect.conftest import seed
-
-    from prefline.rollout import actions, gates
-
-    store = seed(reg.url, n_prompts=1)
+                 guardrails: dict[str, object] | None = None, users: bool = False) -> Canary:
+    """An API key (and with ``users``, alice the annotator and root the admin); policy 1 in
+    production and policy 2 as a ``percent`` % canary of ``flag`` (both gated first)."""
+    with session_scope(reg.url) as s:
+        key = create_api_key(s, "prod", rate_per_s=1e6, burst=10**6)
+        for name, role in (("alice", "annotator"), ("root", "admin")) if users else ():
+            create_user(s, name, PASSWORD, role=role)
     prod, cand = reg.policies[0], reg.policies[1]
     for pid, eid in ((prod, reg.evals[0]), (cand, reg.evals[1])):
         assert gates.check(reg.url, reg.gates, [eid], actor="test").passed
@@ -97,4 +99,4 @@ def start_canary(reg: Registry, percent: float = 50.0, flag: str = "chat",
     actions.promote(reg.url, cand, actor="test", reason="canary", flag=flag, percent=percent)
     if guardrails is not None:
         actions.set_traffic(reg.url, flag, actor="test", reason="test", guardrails=guardrails)
-    return Canary(reg, store.key, prod, cand)
+    return Canary(reg, key, prod, cand)

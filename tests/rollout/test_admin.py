@@ -19,7 +19,7 @@ from prefline.store.models import Artifact
 
 @pytest.fixture
 def canary(registry: Registry) -> Canary:
-    return start_canary(registry, percent=10.0)
+    return start_canary(registry, percent=10.0, users=True)
 
 
 @pytest.fixture

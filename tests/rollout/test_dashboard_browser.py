@@ -22,7 +22,8 @@ def test_admin_rolls_back_the_canary_from_the_dashboard(sqlite_registry: Registr
     assert CHROMIUM.exists(), "Chromium is not installed: run ./scripts/browser-setup.sh"
     from playwright.sync_api import sync_playwright
 
-    canary = start_canary(sqlite_registry, percent=50.0, guardrails={"auto_rollback": False})
+    canary = start_canary(sqlite_registry, percent=50.0, guardrails={"auto_rollback": False},
+                          users=True)
     users = Population(p_up={"production": 0.7, "candidate": 0.4})
     with uvicorn_thread(create_app(sqlite_registry.url)) as base, sync_playwright() as pw:
         users.run(base, canary.key, 30, stop=lambda i: False)

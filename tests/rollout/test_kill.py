@@ -15,6 +15,7 @@ from sqlalchemy import select
 from tests.rollout.conftest import Registry, start_canary
 from tests.rollout.simulate import Population, uvicorn_thread
 
+from prefline.collect import create_app
 from prefline.collect.loadtest import Server
 from prefline.rollout import actions
 from prefline.rollout.flags import pseudonym
@@ -74,21 +75,22 @@ def test_sigkill_mid_canary_loses_nothing_acknowledged(registry: Registry) -> No
                 assert text == body["choices"][0]["message"]["content"]
             stored = set(s.scalars(select(Feedback.id).where(Feedback.id.in_(feedback))))
         assert stored == set(feedback)
-        # restart: the flag and arms are as they were, and users keep their arm
-        server = Server(url, port=server.port, args=args).start()
-        try:
-            flag = actions.status(url)[0]
-            assert (flag["percent"], flag["candidate"]["id"], flag["production"]["id"]) == (
-                50.0, canary.cand, canary.prod)
-            with httpx.Client(base_url=base, timeout=60,
-                              headers={"Authorization": f"Bearer {canary.key}"}) as http:
-                for body in acked[:10]:
-                    user_hash = rows[str(body["id"]).removeprefix("chatcmpl-")].user_hash
-                    user = next(f"user-{i}" for i in range(users.n_users)
-                                if pseudonym(f"user-{i}") == user_hash)
-                    again = http.post("/v1/chat/completions", json={
-                        "model": "chat", "user": user,
-                        "messages": [{"role": "user", "content": "again"}]}).json()
-                    assert again["arm"] == body["arm"]
-        finally:
-            server.stop()
+        # restart (a fresh server on the same store, here in this process): the flag and
+        # arms are as they were, and users keep their arm
+        app = create_app(url)
+        app.state.collect.extra["upstreams"] = {canary.prod: f"{upstream}/v1",
+                                                canary.cand: f"{upstream}/v1"}
+        flag = actions.status(url)[0]
+        assert (flag["percent"], flag["candidate"]["id"], flag["production"]["id"]) == (
+            50.0, canary.cand, canary.prod)
+        with uvicorn_thread(app) as again_base, httpx.Client(
+                base_url=again_base, timeout=60,
+                headers={"Authorization": f"Bearer {canary.key}"}) as http:
+            for body in acked[:10]:
+                user_hash = rows[str(body["id"]).removeprefix("chatcmpl-")].user_hash
+                user = next(f"user-{i}" for i in range(users.n_users)
+                            if pseudonym(f"user-{i}") == user_hash)
+                again = http.post("/v1/chat/completions", json={
+                    "model": "chat", "user": user,
+                    "messages": [{"role": "user", "content": "again"}]}).json()
+                assert again["arm"] == body["arm"]
