@@ -118,6 +118,12 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "needs a second gated policy; tests/rollout/test_lifecycle.py runs the same commands",
     ("docs/rollout.md", "prefline registry rollback 9"):
         "needs a promoted policy; tests/rollout/test_lifecycle.py rolls one back",
+    ("docs/scale.md", "prefline train dpo --data my_prefs.jsonl --device cuda"):
+        "needs a CUDA GPU; scripts/gpu-check.sh runs train dpo/reward on cuda, and "
+        "tests/train/test_device.py the same stages with --device cpu",
+    ("docs/scale.md", "prefline db upgrade"):
+        "needs a PostgreSQL server at the documented URL; the PostgreSQL tests run the "
+        "store against one (make test)",
 }
 """Command blocks not run, keyed by (doc, the start of the block's first command): why."""
 

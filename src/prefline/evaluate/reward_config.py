@@ -35,7 +35,7 @@ class RewardEvalConfig:
     """Also write an HTML report (tables and plots) to this file."""
     report_to: Literal["none", "tensorboard", "mlflow"] = "none"
     """Also send the metrics, settings and output paths to TensorBoard (<run>/tensorboard) or
-    MLflow (MLFLOW_TRACKING_URI, default ./mlruns)."""
+    MLflow (MLFLOW_TRACKING_URI; mlflow's default store when unset)."""
 
     def __post_init__(self) -> None:
         check_report_to(self.report_to)

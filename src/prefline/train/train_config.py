@@ -55,7 +55,7 @@ class TrainConfig:
     memory between uses (fits larger models, slower)."""
     report_to: Literal["none", "tensorboard", "mlflow"] = "none"
     """Also send metrics, settings and artifact paths to TensorBoard (<run>/tensorboard) or
-    MLflow (MLFLOW_TRACKING_URI, default ./mlruns)."""
+    MLflow (MLFLOW_TRACKING_URI; mlflow's default store when unset)."""
     seed: int = 0
     """Seeds the data order and any random initialisation."""
     eval_every: int | None = None
