@@ -91,6 +91,8 @@ NOT_RUN: dict[tuple[str, str], str] = {
                                "/tmp/acc_run/out"):
         "a measured run on 260 HH pairs with the embedded model (minutes), kept as the record "
         "of a result",
+    ("docs/benchmarks/grpo.md", "prefline bench grpo --against trl --json"):
+        "full-size benchmark; tests/bench runs each benchmark at smoke size",
     ("docs/benchmarks/generation.md", "prefline bench generate"):
         "full-size benchmark; tests/bench runs each benchmark at smoke size",
     ("docs/benchmarks/generation.md", "prefline generate --prompts prompts.jsonl --n 4 "
