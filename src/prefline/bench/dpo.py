@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prefline.base.distributed import check_device
 from prefline.base.errors import PreflineError
 from prefline.bench.harness import Benchmark, shared_data, side_main
 
@@ -47,8 +48,11 @@ class DPOBenchConfig:
     """Tokens of prompt + response."""
     lora: bool = False
     """LoRA r=16 on all linear layers instead of full fine-tuning."""
+    device: str = "cpu"
+    """Where prefline's side trains: cpu | cuda | cuda:N | auto (scripts/gpu-check.sh)."""
 
     def __post_init__(self) -> None:
+        check_device(self.device)
         if self.steps < 1:
             raise PreflineError(f"steps must be at least 1, got {self.steps}", field="steps")
         if self.pairs_per_step < 1:
@@ -101,7 +105,7 @@ def run_prefline(cfg: DPOBenchConfig, inputs: Path, scratch: Path) -> dict[str, 
                       max_length=cfg.max_length, lora=cfg.lora, val_fraction=0.0,
                       test_fraction=0.0, train=train)
     ctx = Context(store=Store.open(f"sqlite:///{scratch / 'store.db'}"), run_dir=scratch / "out",
-                  progress=Reporter(False))
+                  progress=Reporter(False), device=cfg.device)
     res = run(stage, ctx)
     timed = res.history[1:]
     seconds = statistics.median(h["seconds"] for h in timed)
@@ -111,7 +115,9 @@ def run_prefline(cfg: DPOBenchConfig, inputs: Path, scratch: Path) -> dict[str, 
     return {"pairs_per_s": cfg.pairs_per_step / seconds, "step_s": seconds,
             "tokens_per_step": statistics.median(r["tokens"] for r in rows),
             "model_flops_per_step": _model_flops(res.policy, rows, cfg.lora) / len(rows),
-            "precision": "bf16" if resolve_precision(train.precision) is not None else "fp32",
+            "precision": {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(
+                str(resolve_precision(train.precision, ctx.torch_device)), "fp32"),
+            "device": str(ctx.torch_device),
             "steps": [h["seconds"] for h in timed]}
 
 
