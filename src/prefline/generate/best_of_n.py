@@ -304,14 +304,11 @@ class BestOfNBackend:
     inner: Backend
     best_of: int
     scorer: CandidateScorer
+    name: str = dataclasses.field(init=False)
+    model: str = dataclasses.field(init=False)
 
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def model(self) -> str:
-        return f"{BEST_OF}{self.best_of}:{self.inner.model}"
+    def __post_init__(self) -> None:
+        self.name, self.model = self.inner.name, f"{BEST_OF}{self.best_of}:{self.inner.model}"
 
     def config(self) -> dict[str, Any]:
         return {**self.inner.config(), "best_of": self.best_of, "scorer": self.scorer.spec}
