@@ -58,9 +58,9 @@ def test_names_are_unique_replace_moves_and_aliases_stick(db_url: str, tmp_path:
 
 
 def test_cli_name_twice_is_one_sentence_and_alias_exports(
-        sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import_file(write_jsonl(tmp_path / "votes.jsonl", ROWS), sqlite_url)
-    db = ["--db", sqlite_url]
+        db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import_file(write_jsonl(tmp_path / "votes.jsonl", ROWS), db_url)
+    db = ["--db", db_url]
     assert run_cli(["snapshot", "create", "--name", "v1", "--test-fraction", "0", *db],
                    capsys)[0] == 0
     code, out, _ = run_cli(["snapshot", "create", "--name", "v2", "--test-fraction", "0", *db],
@@ -69,7 +69,7 @@ def test_cli_name_twice_is_one_sentence_and_alias_exports(
     code, _, _ = run_cli(["export", str(tmp_path / "v2.jsonl"), "--task", "dpo",
                           "--snapshot", "v2", *db], capsys)
     assert code == 0 and (tmp_path / "v2.jsonl").read_text().count("\n") == 2
-    _grow(sqlite_url, tmp_path, 2)
+    _grow(db_url, tmp_path, 2)
     code, out, err = run_cli(["snapshot", "create", "--name", "v1", "--test-fraction", "0", *db],
                              capsys)
     assert code != 0 and "already taken" in err and "Traceback" not in err + out
