@@ -18,7 +18,8 @@ DATA = ('{"prompt": "q", "chosen": "a", "rejected": "b"}\n'
         '{"prompt": "q2", "responses": ["x", "y", "z"], "order": [2, 0, 1]}\n'
         '{"prompt": "q3", "response": "r", "scores": {"helpful": 4}}\n')
 
-# (args with {db}, {tmp}, {data}, {file} placeholders; what the sentence must say)
+# (args with {db}, {tmp}, {data}, {file} placeholders; what the sentence must say). --db
+# STORE is added to commands that take it, so "nothing written" covers the store too.
 BAD: dict[str, tuple[list[str], str]] = {
     "import missing file": (["import", "{tmp}/nope.jsonl"], "no such file"),
     "import unknown format": (["import", "{data}", "--format", "yaml"], "field 'format'"),
@@ -46,6 +47,20 @@ BAD: dict[str, tuple[list[str], str]] = {
                           "at least 8 characters"),
     "keys revoke unknown": (["keys", "revoke", "nokey"], "no API key"),
     "config show unknown": (["config", "show", "nostage"], "unknown stage"),
+    "snapshot show unknown": (["snapshot", "show", "nope"], "no snapshot matches 'nope'"),
+    "registry show unknown": (["registry", "show", "999"], "no artifact with id 999"),
+    "campaign bad kind": (["campaign", "create", "c1", "--kind", "bogus"], "field 'kind'"),
+    "train dpo bad lr": (["train", "dpo", "--lr", "abc"], "field 'train.lr'"),
+    "train reward missing data": (["train", "reward", "--data", "{tmp}/nope.jsonl"], "no such file"),
+    "eval reward not a model": (["eval", "reward", "--model", "{tmp}", "--data", "{data}"],
+                                "not a saved reward model"),
+    "generate missing prompts": (["generate", "--prompts", "{tmp}/nope.jsonl", "--out",
+                                  "{tmp}/g.jsonl"], "prompt file not found"),
+    # usage errors (typer ships its own click: these were tracebacks)
+    "serve port not a number": (["serve", "--port", "abc"], "Invalid value for '--port'"),
+    "unknown option": (["cache", "clear", "--bogus"], "No such option: --bogus"),
+    "missing argument": (["import", "--db", "{db}"], "Missing argument 'PATH'"),
+    "unknown command": (["nosuch"], "No such command 'nosuch'"),
 }
 
 
@@ -72,8 +87,9 @@ def test_bad_arguments_give_one_sentence(case: str, store: tuple[str, Path], tmp
     db, data = store
     (tmp_path / "plain.txt").write_text("x")
     template, what = BAD[case]
-    args = [a.format(tmp=tmp_path, data=data, file=tmp_path / "plain.txt") for a in template]
-    if "--db" not in args:
+    args = [a.format(tmp=tmp_path, data=data, file=tmp_path / "plain.txt", db=db)
+            for a in template]
+    if "--db" not in args and args[0] not in ("serve", "cache", "nosuch"):  # no --db there
         args += ["--db", db]
     before = sorted(p.name for p in tmp_path.iterdir()), store_stats(db)
     code, out, err = run_cli(args, capsys)

@@ -33,6 +33,7 @@ from prefline.cli import (
     policy_eval,
     registry,
     reward,
+    rl,
     serve,
     sft,
     snapshot,
@@ -49,7 +50,7 @@ app = typer.Typer(
 
 
 COMMAND_MODULES = (audit, bench, cache, collect_admin, config, db, demo, dpo, gate, generate, io,
-                   judge, online_dpo, policy_eval, registry, reward, serve, sft, snapshot)
+                   judge, online_dpo, policy_eval, registry, reward, rl, serve, sft, snapshot)
 for _module in COMMAND_MODULES:
     _module.register(app)
 
@@ -58,6 +59,22 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(registry_app, name="registry")
+
+
+def _usage_error(exc: Exception) -> None:
+    """Exit with one sentence for a usage error (unknown option, a value of the wrong type,
+    a missing argument); return for anything else. typer >= 0.29 ships its own copy of
+    click, whose exceptions are not click's, so both are checked."""
+    import click
+
+    if isinstance(exc, typer.Abort | click.exceptions.Abort):
+        sys.exit(1)
+    if isinstance(exc, typer.TyperException | click.exceptions.ClickException) \
+            and hasattr(exc, "format_message"):
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,13 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
+        _usage_error(exc)
         raise
     # Non-standalone typer *returns* exit codes: 130 for a KeyboardInterrupt it caught (the
     # exception itself is gone) and N for typer.Exit(N).
