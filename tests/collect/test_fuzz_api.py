@@ -141,7 +141,7 @@ def test_hostile_text_and_boundary_ids_on_the_ingest_api(sqlite_store: Store,
     seen: dict[int, int] = {}
     with TestClient(create_app(sqlite_store.url)) as client:
 
-        @fast(150)
+        @fast(120)
         @given(req=_requests(ids))
         def fuzz(req: tuple[str, bytes]) -> None:
             resp = client.post(req[0], content=req[1], headers=headers)

@@ -124,4 +124,5 @@ def load(port: int, key: str, pairs: list[list[int]], prefix: str, *, start: int
 def stored_count(db_url: str, key_name: str, prefix: str) -> int:
     with session_scope(db_url) as s:
         return int(s.scalar(select(func.count()).select_from(Feedback).where(
-            Feedback.idempotency_key.like(f"{key_name}/{prefix}-%"))) or 0)
+            Feedback.source == f"api:{key_name}",
+            Feedback.api_idempotency_key.like(f"{prefix}-%"))) or 0)
