@@ -52,8 +52,6 @@ BAD: dict[str, tuple[list[str], str]] = {
     "campaign bad kind": (["campaign", "create", "c1", "--kind", "bogus"], "field 'kind'"),
     "train dpo bad lr": (["train", "dpo", "--lr", "abc"], "field 'train.lr'"),
     "train reward missing data": (["train", "reward", "--data", "{tmp}/nope.jsonl"], "no such file"),
-    "eval reward not a model": (["eval", "reward", "--model", "{tmp}", "--data", "{data}"],
-                                "not a saved reward model"),
     "generate missing prompts": (["generate", "--prompts", "{tmp}/nope.jsonl", "--out",
                                   "{tmp}/g.jsonl"], "prompt file not found"),
     # usage errors (typer ships its own click: these were tracebacks)

@@ -115,3 +115,17 @@ def test_repeated_lines_are_one_vote_and_the_audit_agrees(db_url: str, tmp_path:
     assert "added 0 feedback" in out
     code, out, _ = run_cli(["audit", "--db", db_url, "--json"], capsys)
     assert code == 0 and json.loads(out)["scope"]["feedback"] == 2
+
+
+def test_identifiers_are_nfc_content_is_kept(tmp_path: Path) -> None:
+    """Criterion and annotator names typed decomposed ("e" + combining accent) are one name
+    with the precomposed spelling; response text stays as given (its hash is its identity)."""
+    from prefline.formats.load import load_records
+
+    decomposed, composed = "cre\u0301dible", "cr\u00e9dible"
+    path = tmp_path / "nfc.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "response": decomposed, "annotator": decomposed,
+                                "scores": {decomposed: 1}}) + "\n", encoding="utf-8")
+    (rec,) = load_records(path)
+    assert rec.annotator == composed and rec.example.scores == {composed: 1.0}  # type: ignore[union-attr]
+    assert rec.example.response == decomposed  # type: ignore[union-attr]

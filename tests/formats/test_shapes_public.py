@@ -78,11 +78,11 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def _store_still_works(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    """Snapshot, audit (JSON and HTML) and an export all succeed; the audit's JSON."""
+    """Snapshot, audit and an export all succeed; the audit's JSON. (The HTML report after a
+    messy import: tests/formats/test_shapes_hygiene.py.)"""
     code, out, err = run_cli(["snapshot", "create", "--db", db, "--json"], capsys)
     assert code == 0, err
-    code, out, err = run_cli(["audit", "--db", db, "--json", "--report",
-                              str(tmp_path / "audit.html")], capsys)
+    code, out, err = run_cli(["audit", "--db", db, "--json"], capsys)
     assert code == 0, err
     audit = json.loads(out)
     code, _, err = run_cli(["export", str(tmp_path / "rank.jsonl"), "--task", "ranking",
@@ -106,6 +106,8 @@ def test_public_rows_import_by_fields_and_by_format(shape: str, explicit: bool, 
     assert code == 0, err
     summary = json.loads(out)
     assert summary["by_kind"] == kinds and summary["feedback_added"] == sum(kinds.values())
+    if not explicit:
+        return  # same records either way; the store check once per shape
     audit = _store_still_works(db_url, tmp_path, capsys)
     assert audit["scope"]["feedback"] == sum(kinds.values())
 

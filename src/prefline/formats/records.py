@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -252,6 +253,12 @@ def _ranking(rec: dict[str, Any], where: Where) -> RankingExample:
                           tags=_tags(rec, where), prompt_key=prompt_key(prompt))
 
 
+def _name(text: str) -> str:
+    """An identifier (criterion, annotator) in NFC, so that the same name typed on two
+    keyboards is one name (content text is kept byte for byte)."""
+    return unicodedata.normalize("NFC", text)
+
+
 def _rating(rec: dict[str, Any], where: Where) -> RatingExample:
     prompt = _prompt(rec, where)
     reply = _turns(_require(rec, "response", where), where, "response", as_reply=True)
@@ -262,7 +269,7 @@ def _rating(rec: dict[str, Any], where: Where) -> RatingExample:
             for k, v in scores.items()):
         raise where.error("expected a non-empty object of {criterion: number}", "scores")
     return RatingExample(prompt=prompt, response=text,
-                         scores={k: float(v) for k, v in scores.items()},
+                         scores={_name(k): float(v) for k, v in scores.items()},
                          tags=_tags(rec, where), prompt_key=prompt_key(prompt))
 
 
@@ -317,4 +324,5 @@ def parse_record(rec: Any, where: Where) -> Record:
     for field, value in (("annotator", annotator), ("annotator_kind", kind)):
         if value is not None and not isinstance(value, str):
             raise where.error("expected a string", field)
-    return Record(example=example, line=where.line, annotator=annotator, annotator_kind=kind)
+    return Record(example=example, line=where.line,
+                  annotator=None if annotator is None else _name(annotator), annotator_kind=kind)
