@@ -12,6 +12,7 @@ from sqlalchemy import select
 from tests.rollout.conftest import Canary, Registry, start_canary
 
 from prefline.collect import create_app
+from prefline.collect.auth import create_api_key
 from prefline.rollout import actions
 from prefline.rollout.flags import bucket, pseudonym
 from prefline.store.db import session_scope
@@ -98,3 +99,15 @@ def test_auth_errors_and_runtime_flag_changes(client: TestClient, canary: Canary
     client.app.state.collect.extra["policy_server"].flags.refresh()  # type: ignore[attr-defined]
     assert _chat(client, canary.key, cand_user, segment="eu")["arm"] == "production"
     assert _chat(client, canary.key, cand_user, segment="us")["arm"] == "candidate"
+
+
+def test_chat_is_rate_limited_per_key_like_ingest(client: TestClient, canary: Canary) -> None:
+    with session_scope(canary.reg.url) as s:
+        slow = create_api_key(s, "slow", rate_per_s=0.01, burst=2)
+    body = {"model": "chat", "max_tokens": 2, "user": "r",
+            "messages": [{"role": "user", "content": "Hi"}]}
+    codes = [client.post("/v1/chat/completions", headers={"X-API-Key": slow},
+                         json=body).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    resp = client.post("/v1/chat/completions", headers={"X-API-Key": slow}, json=body)
+    assert resp.status_code == 429 and int(resp.headers["retry-after"]) >= 1
