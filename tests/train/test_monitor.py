@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from prefline.base.errors import PreflineError
+from prefline.generate.backend import Sampling
 from prefline.generate.best_of_n import PythonScorer
 from prefline.models.tiny import tiny_causal_lm
 from prefline.train.monitor import Monitor, distinct_n, overoptimisation_plot, response_kl
@@ -52,7 +53,8 @@ def test_kl_is_zero_against_itself_and_budget_stops(tmp_path: Path) -> None:
     ref = copy.deepcopy(lm)
     log = tmp_path / "monitor.jsonl"
     mon = Monitor(PROMPTS, every=2, proxy=PythonScorer("python:share_a", _share_a),
-                  kl_budget=0.5, n=2, max_new_tokens=6, path=log)
+                  kl_budget=0.5, sampling=Sampling(n=2, max_new_tokens=6, temperature=1.0),
+                  path=log)
     assert mon.maybe_measure(1, lm, tok, ref) is None  # not due
     first = mon.maybe_measure(0, lm, tok, ref)
     assert first is not None and abs(first.kl) < 1e-5 and mon.stop_reason is None
@@ -90,7 +92,8 @@ def test_falling_gold_stops_after_patience() -> None:
     lm, tok = tiny_causal_lm(seed=0)
     gold = Gold()
     mon = Monitor(PROMPTS, every=1, proxy=PythonScorer("python:share_a", _share_a),
-                  gold_judge=gold, gold_patience=2, max_new_tokens=3)
+                  gold_judge=gold, gold_patience=2,
+                  sampling=Sampling(max_new_tokens=3, temperature=1.0))
     # At step 2 the best before the last two is 0.9 and 0.95 is not below it: go on.
     # At step 3 the best before the last two is 0.95 and 0.8, 0.7 both are: stop.
     for step, level in enumerate([0.9, 0.95, 0.8]):

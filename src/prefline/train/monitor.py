@@ -37,6 +37,7 @@ from torch import nn
 from prefline.base.errors import PreflineError
 from prefline.base.plots import new_figure, png_bytes
 from prefline.formats.examples import UnpairedExample, as_messages
+from prefline.generate.backend import Sampling
 from prefline.generate.best_of_n import CandidateScorer, Prompt
 from prefline.generate.sampling import generate
 from prefline.train.policy_batch import encode_unpaired
@@ -123,8 +124,8 @@ def response_kl(lm: nn.Module, reference: nn.Module, tokenizer: Any, prompts: Se
 
 @dataclass
 class Monitor:
-    """See the module docstring. ``n`` samples per prompt, up to ``max_new_tokens`` each, at
-    ``temperature``/``top_p``, seeded by ``seed`` (the same at every measurement)."""
+    """See the module docstring. ``sampling``: how the policy is sampled at every
+    measurement (the same seed each time, so only the policy changes)."""
 
     prompts: Sequence[Prompt]
     every: int
@@ -133,11 +134,7 @@ class Monitor:
     kl_budget: float | None = None
     gold_patience: int = 2
     gold_tolerance: float = 0.0
-    n: int = 1
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
+    sampling: Sampling = Sampling(n=1, max_new_tokens=64, temperature=1.0)
     path: Path | None = None
     records: list[MonitorRecord] = field(default_factory=list)
     stop_reason: str | None = None
@@ -164,9 +161,9 @@ class Monitor:
                 reference: nn.Module) -> MonitorRecord:
         """Sample, score and compare with ``reference``; append to ``records`` and to
         ``path``; set :attr:`stop_reason` when a stop rule fires."""
-        samples = generate(lm, tokenizer, self.prompts, n=self.n,
-                           max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                           top_p=self.top_p, seed=self.seed, threads=None)
+        s = self.sampling
+        samples = generate(lm, tokenizer, self.prompts, n=s.n, max_new_tokens=s.max_new_tokens,
+                           temperature=s.temperature, top_p=s.top_p, seed=s.seed, threads=None)
         proxy = [s for p, rs in zip(self.prompts, samples, strict=True)
                  for s in self.proxy.score(p, rs)]
         gold = ([s for p, rs in zip(self.prompts, samples, strict=True)

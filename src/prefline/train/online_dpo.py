@@ -34,6 +34,7 @@ from prefline.base.hashing import content_hash
 from prefline.base.stage import Ref, StageResult
 from prefline.formats.examples import PreferencePair, as_messages
 from prefline.formats.load import load_pairs
+from prefline.generate.backend import Sampling
 from prefline.generate.best_of_n import CandidateScorer, Picked, make_scorer, pick
 from prefline.generate.io import read_prompt_rows, write_jsonl
 from prefline.generate.sampling import generate
@@ -217,8 +218,10 @@ def _monitor(cfg: OnlineDPOConfig, out: Path) -> Monitor | None:
                    proxy=make_scorer(cfg.reward or cfg.judge or ""),
                    gold_judge=make_scorer(cfg.gold, "gold") if cfg.gold else None,
                    kl_budget=cfg.kl_budget, gold_patience=cfg.gold_patience,
-                   max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                   top_p=cfg.top_p, seed=cfg.seed, path=out / "monitor.jsonl")
+                   sampling=Sampling(n=1, max_new_tokens=cfg.max_new_tokens,
+                                     temperature=cfg.temperature, top_p=cfg.top_p,
+                                     seed=cfg.seed),
+                   path=out / "monitor.jsonl")
 
 
 def _reload_monitor(monitor: Monitor, out: Path, upto: int) -> None:
