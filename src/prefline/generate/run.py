@@ -21,14 +21,11 @@ from prefline.base.progress import notice
 from prefline.base.stage import StageResult
 from prefline.formats.examples import Messages
 from prefline.formats.records import prompt_key
+from prefline.generate.backend import Backend, Sampling, parse_backend
+from prefline.generate.backends import make_backend, sample_in_batches
+from prefline.generate.hf_backend import HFBackend
 from prefline.generate.io import generation_record, read_generations, read_prompts, write_jsonl
-from prefline.generate.sampling import (
-    count_new_tokens,
-    cpu_threads,
-    load_policy,
-    place_on_device,
-    sample_batches,
-)
+from prefline.generate.sampling import cpu_threads
 from prefline.generate.store import Generation, store_generations
 from prefline.judges import parse_spec
 from prefline.models.embedded import DEFAULT_POLICY
@@ -45,7 +42,12 @@ class GenerateConfig:
     out: Path
     """Output JSONL: one line per prompt with its responses (the folder must exist)."""
     policy: str | None = None
-    """Model folder, .gguf file or Hub id (default: embedded SmolLM2-135M-Instruct)."""
+    """Model folder, .gguf file or Hub id (default: embedded SmolLM2-135M-Instruct); with
+    --backend openai:URL the model name sent to the server (unless the URL ends in #model)."""
+    backend: str = "hf"
+    """Generation engine: hf (in-process transformers), vllm (in-process vLLM, when
+    installed), openai:URL or openai:URL#model (any OpenAI-compatible server); see
+    docs/generation.md."""
     n: int = 4
     """Responses per prompt."""
     max_new_tokens: int = 192
@@ -90,6 +92,7 @@ class GenerateConfig:
                                 "--best-of", field="best_of")
         if self.judge is not None:
             parse_spec(self.judge)
+        parse_backend(self.backend)
         if self.threads < 0:
             raise PreflineError(f"expected 0 (auto) or more threads, got {self.threads}",
                                 field="threads")
@@ -126,27 +129,31 @@ def run(cfg: GenerateConfig, ctx: Context) -> GenerateResult:
     if not cfg.out.parent.exists():
         raise PreflineError(f"output folder {cfg.out.parent} does not exist", path=str(cfg.out),
                             field="out")
-    name = cfg.policy or DEFAULT_POLICY
+    kind, arg = parse_backend(cfg.backend)
+    # the model an openai: server samples from is the one it names (URL#model), else --policy
+    name = (kind == "openai" and arg.partition("#")[2]) or cfg.policy or DEFAULT_POLICY
     kept = _kept(cfg, rows, name) if cfg.resume else {}
     todo = [i for i in range(len(rows)) if i not in kept]
     with cpu_threads(cfg.threads):  # set before loading: it speeds up loading too
-        model, tok = load_policy(cfg.policy, cfg.precision)
-        model = place_on_device(model, ctx.device)
+        backend = make_backend(cfg.backend, cfg.policy, device=ctx.device,
+                               precision=cfg.precision, batch_size=cfg.batch_size, threads=None)
         params = {"n": cfg.n, "max_new_tokens": cfg.max_new_tokens,
                   "temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed,
-                  "batch_size": cfg.batch_size,
-                  "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+                  "batch_size": cfg.batch_size, **_engine(backend)}
         for g in kept.values():
             _check_same(cfg, g, name, params)
         done: dict[int, list[str]] = {i: g.responses for i, g in kept.items()}
+        sampling = Sampling(n=cfg.n, max_new_tokens=cfg.max_new_tokens,
+                            temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed)
+        tokens = 0
         start = time.perf_counter()
         try:
             with ctx.progress.bar(len(rows), "generating", start=len(kept)) as bar:
-                for idx, texts in sample_batches(model, tok, [rows[i].prompt for i in todo],
-                                                 n=cfg.n, max_new_tokens=cfg.max_new_tokens,
-                                                 temperature=cfg.temperature, top_p=cfg.top_p,
-                                                 seed=cfg.seed, batch_size=cfg.batch_size):
-                    done.update((todo[j], t) for j, t in zip(idx, texts, strict=True))
+                for idx, comps in sample_in_batches(backend, [rows[i].prompt for i in todo],
+                                                    sampling):
+                    done.update((todo[j], [c.text for c in cs])
+                                for j, cs in zip(idx, comps, strict=True))
+                    tokens += sum(c.n_tokens for cs in comps for c in cs)
                     bar.advance(len(idx))
         except BaseException as exc:
             _keep_finished(cfg, rows, done, name, params, exc)
@@ -154,12 +161,19 @@ def run(cfg: GenerateConfig, ctx: Context) -> GenerateResult:
         seconds = time.perf_counter() - start
     gens = _generations(rows, done, name, params)
     write_jsonl(cfg.out, (generation_record(g) for g in gens))
-    tokens = count_new_tokens(tok, [done[i] for i in todo])
     stored = store_generations(ctx.db, gens, actor="generate") if cfg.store else None
     return GenerateResult(prompts=len(gens), responses=sum(len(g.responses) for g in gens),
                           out=cfg.out, model=name, new_tokens=tokens, seconds=round(seconds, 2),
                           tokens_per_s=round(tokens / max(seconds, 1e-9), 1), gen_params=params,
                           stored=stored, resumed=len(kept))
+
+
+def _engine(backend: Backend) -> dict[str, Any]:
+    """What the generation settings record about the engine: the weights' dtype for ``hf``
+    (as before backends existed, so older files resume), the backend for the others."""
+    if isinstance(backend, HFBackend):
+        return {"dtype": backend.dtype}
+    return {"backend": backend.config()}
 
 
 def _generations(rows: list[Generation], done: dict[int, list[str]], model: str,
