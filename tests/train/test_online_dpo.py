@@ -4,6 +4,7 @@ KL-budget stop; resume == uninterrupted; every round registered with its lineage
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from policy_fixtures import context
 from safetensors.torch import load_file
 
 from prefline.base.errors import PreflineError
+from prefline.base.stage import Ref
 from prefline.cli.online_dpo import record_rounds
 from prefline.generate.best_of_n import Picked
 from prefline.registry.lineage import inputs_of
@@ -90,6 +92,17 @@ def test_resume_equals_uninterrupted_and_rounds_register(tmp_path: Path, tiny_ca
     assert second["previous_policy"].artifact_id == ids[0]
     assert second["judge"].ref == cfg.reward and second["data"].ref
     assert {r.role for r in inputs_of(ids[0], ctx.store)} == {"base_model", "judge", "data"}
+
+
+def test_semi_online_mixes_offline_pairs(tmp_path: Path, tiny_causal_dir: Path) -> None:
+    offline = tmp_path / "offline.jsonl"
+    offline.write_text("".join(json.dumps({"prompt": f"o{i}", "chosen": "abc", "rejected": "X!"})
+                               + "\n" for i in range(20)))
+    cfg = _config(tmp_path, tiny_causal_dir, rounds=1, monitor_every=0, offline=str(offline),
+                  offline_fraction=0.5)
+    rnd = run(cfg, context(tmp_path / "run")).rounds[0]
+    assert rnd.metrics["offline_pairs"] == round(0.5 * rnd.metrics["pairs"]) > 0
+    assert Ref("data", ref=str(offline.resolve())) in rnd.inputs
 
 
 def test_bad_settings() -> None:
