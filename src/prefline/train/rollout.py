@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from transformers import LogitsProcessor, LogitsProcessorList
+
+from prefline.train.logprobs import chunked_token_logps
 
 _MIX = 1_000_003
 
@@ -112,25 +115,35 @@ def sample_rollout(model: Any, prompts: Sequence[Sequence[int]], *, k: int,
 
 
 def token_logps(model: nn.Module, rollout: Rollout, temperature: float = 1.0,
-                values: nn.Module | None = None) -> tuple[Tensor, Tensor | None]:
+                values: nn.Module | None = None, chunk: int = 512) -> tuple[Tensor, Tensor | None]:
     """Per-token log-probs ``(B, T)`` of the completions under ``model`` (logits divided by
-    ``temperature``, the distribution they were sampled from), and with ``values`` (a module
-    mapping hidden states ``(B, T, H)`` to ``(B, T)``) the value of each completion token's
-    state. Positions count real tokens only, as ``generate`` did for left-padded prompts."""
-    device = next(model.parameters()).device
+    ``temperature``, the distribution they were sampled from; 0 on padding), and with
+    ``values`` (a module mapping hidden states ``(B, T, H)`` to ``(B, T)``) the value of each
+    completion token's state. Positions count real tokens only, as ``generate`` did for
+    left-padded prompts.
+
+    Only the hidden states of real completion tokens go through the LM head, in checkpointed
+    chunks (:func:`prefline.train.logprobs.chunked_token_logps`), so logits never exist for
+    the whole ``B × T × vocabulary`` at once. The temperature is folded into the head:
+    ``(W h)/T = (W/T) h``, and a soft cap ``c·tanh(z/c)/T = (c/T)·tanh((z/T)/(c/T))``."""
+    lm: Any = model
+    device = next(lm.parameters()).device
     ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], 1).to(device)
     mask = torch.cat([rollout.prompt_mask, rollout.completion_mask.long()], 1).to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     t = rollout.completion_ids.shape[1]
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=t + 1,
-                output_hidden_states=values is not None)
-    logits = out.logits[:, :-1].float() / temperature
-    targets = rollout.completion_ids.to(device)
-    picked = logits.gather(-1, targets[..., None]).squeeze(-1)
-    logps = picked - torch.logsumexp(logits, -1)
-    vals = None
-    if values is not None:
-        # The state *before* each completion token predicts its value (as it predicts it).
-        hidden = out.hidden_states[-1][:, -(t + 1):-1]
-        vals = values(hidden)
-    return logps, vals
+    out = lm.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions,
+                           use_cache=False)
+    # The state *before* each completion token predicts it (and its value).
+    hidden = out.last_hidden_state[:, -(t + 1):-1]
+    real = rollout.completion_mask.to(device) > 0
+    head = lm.get_output_embeddings()
+    bias = getattr(head, "bias", None)
+    scaled = SimpleNamespace(weight=head.weight / temperature,
+                             bias=None if bias is None else bias / temperature)
+    softcap = getattr(lm.config, "final_logit_softcapping", None)
+    picked = chunked_token_logps(hidden[real], scaled, rollout.completion_ids.to(device)[real],
+                                 chunk, softcap / temperature if softcap else None)
+    logps = torch.zeros(real.shape, dtype=torch.float32, device=device).masked_scatter(real,
+                                                                                      picked)
+    return logps, (values(hidden) if values is not None else None)
