@@ -29,12 +29,16 @@ from prefline.losses.online import (
     value_loss,
     whiten,
 )
-from prefline.models.embedded import DEFAULT_POLICY
-from prefline.models.hub import load_causal_lm
 from prefline.store.context import Context
 from prefline.train.rl_config import PPOConfig
 from prefline.train.rl_rewards import make_scorer
-from prefline.train.rl_task import OnlineRLResult, OnlineTask, Reduce, fit_online
+from prefline.train.rl_task import (
+    OnlineRLResult,
+    OnlineTask,
+    Reduce,
+    fit_online,
+    load_and_fit,
+)
 
 __all__ = ["PPOConfig", "PPOTask", "fit_ppo", "run"]
 
@@ -115,9 +119,7 @@ class PPOTask(OnlineTask):
 
 def run(cfg: PPOConfig, ctx: Context) -> OnlineRLResult:
     """Load the policy (the embedded SmolLM2 by default), train, export."""
-    cfg.reward.check()
-    lm, tok = load_causal_lm(cfg.model)
-    return fit_ppo(cfg, ctx, lm, tok, base_model=cfg.model or f"embedded:{DEFAULT_POLICY}")
+    return load_and_fit(cfg, ctx, fit_ppo)
 
 
 def fit_ppo(cfg: PPOConfig, ctx: Context, lm: Any, tokenizer: Any, *,

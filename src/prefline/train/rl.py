@@ -24,12 +24,16 @@ from prefline.losses.online import (
     kl_per_token,
     reduce_loss,
 )
-from prefline.models.embedded import DEFAULT_POLICY
-from prefline.models.hub import load_causal_lm
 from prefline.store.context import Context
 from prefline.train.rl_config import GRPOConfig, RLConfig, RLOOConfig
 from prefline.train.rl_rewards import make_scorer
-from prefline.train.rl_task import OnlineRLResult, OnlineTask, Reduce, fit_online
+from prefline.train.rl_task import (
+    OnlineRLResult,
+    OnlineTask,
+    Reduce,
+    fit_online,
+    load_and_fit,
+)
 
 __all__ = ["GRPOConfig", "OnlineRLResult", "RLConfig", "RLOOConfig", "fit_rl", "run"]
 
@@ -91,9 +95,7 @@ class RLTask(OnlineTask):
 
 def run(cfg: RLConfig, ctx: Context) -> OnlineRLResult:
     """Load the policy (the embedded SmolLM2 by default), train, export."""
-    cfg.reward.check()
-    lm, tok = load_causal_lm(cfg.model)
-    return fit_rl(cfg, ctx, lm, tok, base_model=cfg.model or f"embedded:{DEFAULT_POLICY}")
+    return load_and_fit(cfg, ctx, fit_rl)
 
 
 def fit_rl(cfg: RLConfig, ctx: Context, lm: Any, tokenizer: Any, *,

@@ -37,6 +37,8 @@ from prefline.data import load_prompts
 from prefline.formats.jsonl import read_jsonl
 from prefline.generate.sampling import render_prompts, stop_token_ids
 from prefline.losses.online import kl_per_token
+from prefline.models.embedded import DEFAULT_POLICY
+from prefline.models.hub import load_causal_lm
 from prefline.store.context import Context
 from prefline.train.dpo import export_policy
 from prefline.train.engine import Trainer
@@ -346,3 +348,12 @@ def fit_online(cfg: RLConfig | PPOConfig, ctx: Context, lm: Any, tokenizer: Any,
     if trainer.rank == 0:
         (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
     return result
+
+
+def load_and_fit(cfg: RLConfig | PPOConfig, ctx: Context,
+                 fit: Callable[..., OnlineRLResult]) -> OnlineRLResult:
+    """A stage's ``run``: check the reward source (before any model loads), load the policy
+    (the embedded SmolLM2 by default), ``fit(cfg, ctx, lm, tokenizer, base_model=...)``."""
+    cfg.reward.check()
+    lm, tok = load_causal_lm(cfg.model)
+    return fit(cfg, ctx, lm, tok, base_model=cfg.model or f"embedded:{DEFAULT_POLICY}")
