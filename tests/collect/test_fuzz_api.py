@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from tests.collect.conftest import Store, _add_campaign, _login
+from tests.collect.test_hardening_api import post_vote
 from tests.store.hardening_invariant import assert_store_usable
 
 from prefline.collect import create_app
@@ -43,14 +44,6 @@ TEXT = st.one_of(st.sampled_from(HOSTILE), st.text(ANY_CHAR, max_size=12))
 def _no_traceback(resp: Any) -> None:
     assert resp.status_code < 500, (resp.status_code, resp.text[:500])
     assert "Traceback" not in resp.text
-
-
-def _vote(client: TestClient, store: Store) -> None:
-    a, b = store.responses[1]
-    resp = client.post("/api/v1/feedback", json={"kind": "pairwise", "response_a_id": a,
-                                                 "response_b_id": b, "choice": "a"},
-                       headers={"Authorization": f"Bearer {store.key}"})
-    assert resp.status_code == 201, resp.text
 
 
 def test_schemathesis_every_operation(sqlite_store: Store, tmp_path: Path) -> None:
@@ -76,7 +69,7 @@ def test_schemathesis_every_operation(sqlite_store: Store, tmp_path: Path) -> No
     assert {"POST /api/v1/log", "POST /api/v1/feedback", "POST /api/v1/feedback/batch"} <= set(
         labels)
     with TestClient(app) as client:
-        _vote(client, sqlite_store)
+        post_vote(client, sqlite_store)
     assert_store_usable(sqlite_store.url, tmp_path / "out")
 
 
@@ -150,7 +143,7 @@ def test_hostile_text_and_boundary_ids_on_the_ingest_api(sqlite_store: Store,
             seen[resp.status_code] = seen.get(resp.status_code, 0) + 1
 
         fuzz()
-        _vote(client, sqlite_store)
+        post_vote(client, sqlite_store)
     assert seen.get(422) and (seen.get(201) or seen.get(200)), seen  # both sides exercised
     assert_store_usable(sqlite_store.url, tmp_path / "out")
 

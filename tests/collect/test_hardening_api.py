@@ -32,7 +32,8 @@ def _count(url: str) -> int:
         return int(s.scalar(select(func.count()).select_from(Feedback)) or 0)
 
 
-def _vote(client: TestClient, store: Store) -> None:
+def post_vote(client: TestClient, store: Store) -> None:
+    """One valid pairwise vote, so that snapshots and DPO exports have something to hold."""
     a, b = store.responses[1]
     resp = client.post("/api/v1/feedback", json={"kind": "pairwise", "response_a_id": a,
                                                  "response_b_id": b, "choice": "a"},
@@ -77,7 +78,7 @@ def test_lone_surrogates_are_422_naming_the_field_and_never_stored(
         assert "surrogate" in resp.json()["message"], resp.json()
     assert _count(store.url) == 0
     # the keep-alive connection still serves, and the store is usable
-    _vote(client, store)
+    post_vote(client, store)
     assert_store_usable(store.url, tmp_path / "out")
 
 
