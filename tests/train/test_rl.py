@@ -154,3 +154,24 @@ def test_two_processes_equal_one_and_cli_records_lineage(
     assert roles["base_model"] == str(tiny_causal_dir)
     assert roles["judge"] == f"reward_fn:{TOY}"
     assert roles["data"].startswith(str(prompts))
+
+
+def test_token_normalisation_accumulation_equals_one_large_batch(tmp_path: Path) -> None:
+    """Dr. GRPO advantages with the loss normalised over all tokens of the step (the count
+    is tokens, not completions): 2 micro-batches of 2 prompts == 1 batch of 4."""
+    prompts = str(toy_prompts(tmp_path / "p.jsonl"))
+
+    def go(run: str, batch: int, accum: int) -> list[dict[str, Any]]:
+        train = TrainConfig(lr=1e-2, batch_size=batch, grad_accum=accum, max_steps=2,
+                            warmup_ratio=0.0, schedule="constant", precision="fp32",
+                            save_every_minutes=None)
+        cfg = GRPOConfig(reward=toy_reward(), advantage="dr_grpo", normalisation="token",
+                         train=train, rollout=RolloutConfig(prompts=prompts, k=4,
+                                                            max_new_tokens=4))
+        lm, tok = tiny_causal_lm(seed=0)
+        fit_rl(cfg, context(tmp_path / run), lm, tok, base_model="tiny")
+        return _log(tmp_path / run)
+
+    keys = ("loss", "reward", "kl", "grad_norm", "examples")
+    big, acc = ([[r[k] for k in keys] for r in go(*a)] for a in (("big", 4, 1), ("acc", 2, 2)))
+    torch.testing.assert_close(torch.tensor(acc), torch.tensor(big), rtol=1e-5, atol=1e-6)
