@@ -8,12 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from tests.cli_runner import run_cli
 
 from prefline.base.errors import PreflineError
 from prefline.formats.jsonl import write_jsonl
 from prefline.store.context import Context, Store
+from prefline.store.db import session_scope
 from prefline.store.ingest import import_file
+from prefline.store.models import Feedback
 from prefline.store.snapshot_config import SnapshotConfig
 from prefline.store.snapshots import (
     create_snapshot,
@@ -79,3 +82,17 @@ def test_cli_name_twice_is_one_sentence_and_alias_exports(
     assert code == 0
     code, out, _ = run_cli(["snapshot", "list", "--json", *db], capsys)
     assert [s["names"] for s in json.loads(out)] == [["v2"], ["v1"]]
+
+
+def test_legacy_poisoned_row_is_one_sentence_naming_it(sqlite_url: str, tmp_path: Path) -> None:
+    """A store written before issue 16 may hold a lone surrogate (SQLite kept it as a JSON
+    escape); a snapshot then names the prompt and field instead of a UnicodeEncodeError."""
+    import_file(write_jsonl(tmp_path / "votes.jsonl", ROWS), sqlite_url)
+    with session_scope(sqlite_url) as s:
+        row = s.scalars(select(Feedback).order_by(Feedback.id)).first()
+        assert row is not None
+        s.add(Feedback(kind="rating", annotator_id=row.annotator_id, prompt_id=row.prompt_id,
+                       response_id=row.response_a_id, payload={"scores": {"c\ud800": 1}},
+                       source="legacy"))
+    with pytest.raises(PreflineError, match=r"prompt \d+ .*scores key 'c\\ud800'.*delete or"):
+        create_snapshot(sqlite_url, kinds=("pairwise", "rating"))

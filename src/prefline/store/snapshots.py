@@ -26,6 +26,7 @@ from prefline.base.errors import PreflineError
 from prefline.base.hashing import content_hash
 from prefline.base.splits import split_of
 from prefline.base.stage import StageResult, jsonable
+from prefline.base.text import check_json
 from prefline.formats.examples import (
     PreferencePair,
     RankingExample,
@@ -195,6 +196,22 @@ def _kind_items(rows: list[Any], texts: dict[int, str],
     return made, dropped
 
 
+def _item_hash(d: dict[str, Any], pid: int) -> str:
+    """``content_hash(d)``; one sentence naming the prompt and field when the item holds text
+    that is not valid Unicode (stored by a version that did not refuse it: issue 16)."""
+    try:
+        return content_hash(d)
+    except UnicodeEncodeError:
+        try:
+            check_json(d, field="item")
+        except PreflineError as exc:
+            raise PreflineError(
+                f"feedback on prompt {pid} holds text the store should have refused "
+                f"({exc.field}: {exc.message}); delete or correct that feedback and retry",
+                field="feedback") from None
+        raise
+
+
 def build_items(conn: Connection, cfg: SnapshotConfig) -> tuple[list[dict[str, Any]], SnapshotStats]:
     """The snapshot's items (``{"split", "kind", "data", "prompt_id", "hash"}``, in canonical
     order) and stats. ``hash`` covers kind and data; ``prompt_id`` links into this store."""
@@ -208,7 +225,7 @@ def build_items(conn: Connection, cfg: SnapshotConfig) -> tuple[list[dict[str, A
     for made_items in made.values():
         for d in made_items:
             pid = d.pop("_pid")
-            raw.append((d["kind"], d["prompt_key"], content_hash(d), d, pid))
+            raw.append((d["kind"], d["prompt_key"], _item_hash(d, pid), d, pid))
     raw.sort(key=lambda t: t[:3])
     items = [{"split": split_of(key, cfg.test_fraction, cfg.seed), "kind": d.pop("kind"),
               "data": d, "prompt_id": pid, "hash": h} for _, key, h, d, pid in raw]
