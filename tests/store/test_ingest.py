@@ -130,14 +130,17 @@ def test_identical_hh_transcripts_are_skipped_and_reported(sqlite_url: str, tmp_
 
 
 def test_database_refusal_is_one_sentence_and_writes_nothing(pg_url: str, tmp_path: Path) -> None:
-    """PostgreSQL text cannot hold NUL characters; the driver's refusal becomes a
-    PreflineError and the transaction leaves nothing behind."""
+    """PostgreSQL refuses a source label longer than its column; the driver's refusal becomes
+    a PreflineError and the transaction leaves nothing behind. (NUL characters, which
+    PostgreSQL text cannot hold either, no longer reach it: the importer names them.)"""
     open_store(pg_url)
     before = table_counts(pg_url)
     rows = [{"prompt": "q", "chosen": "a", "rejected": "b"},
             {"prompt": "q", "chosen": "nul \u0000 here", "rejected": "b"}]
-    with pytest.raises(PreflineError, match="database refused the import, nothing was written"):
+    with pytest.raises(PreflineError, match="line 2, field 'chosen': character 4 is a NUL"):
         import_file(write_jsonl(tmp_path / "nul.jsonl", rows), pg_url)
+    with pytest.raises(PreflineError, match="database refused the import, nothing was written"):
+        import_file(write_jsonl(tmp_path / "ok.jsonl", rows[:1]), pg_url, source="s" * 300)
     assert table_counts(pg_url) == before
 
 
