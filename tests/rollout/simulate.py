@@ -66,7 +66,7 @@ class Population:
     def one(self, http: httpx.Client, rng: random.Random, model: str) -> None:
         user = f"user-{rng.randrange(self.n_users)}"
         r = http.post("/v1/chat/completions", json={
-            "model": model, "user": user, "max_tokens": 2, "temperature": 0,
+            "model": model, "user": user, "max_tokens": 1, "temperature": 0,
             "messages": [{"role": "user", "content": f"question {rng.randrange(5)}"}]})
         body = r.json()
         arm = body.get("arm", "error")

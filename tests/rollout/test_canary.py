@@ -13,7 +13,7 @@ from prefline.store.db import session_scope
 from prefline.store.models import Artifact, AuditLog
 
 RAILS = {"min_feedback": 10, "every": 5, "alpha": 0.05}
-N_MAX = 300  # the bound: with these rates the decision needs ~40-80 feedbacks per arm
+N_MAX = 300  # the bound: with these rates the decision needs ~30-60 feedbacks per arm
 
 
 def _status(url: str, aid: int) -> str:
@@ -23,7 +23,7 @@ def _status(url: str, aid: int) -> str:
 
 def test_worse_candidate_rolled_back_automatically(registry: Registry) -> None:
     canary = start_canary(registry, percent=50.0, guardrails=RAILS)
-    users = Population(p_up={"production": 0.8, "candidate": 0.15})
+    users = Population(p_up={"production": 0.9, "candidate": 0.1})
     url = registry.url
     with uvicorn_thread(create_app(url)) as base:
         sent = users.run(base, canary.key, N_MAX,
@@ -44,7 +44,7 @@ def test_worse_candidate_rolled_back_automatically(registry: Registry) -> None:
 
 def test_better_candidate_promoted(registry: Registry) -> None:
     canary = start_canary(registry, percent=50.0, guardrails={**RAILS, "auto_promote": True})
-    users = Population(p_up={"production": 0.2, "candidate": 0.85})
+    users = Population(p_up={"production": 0.1, "candidate": 0.9})
     url = registry.url
     with uvicorn_thread(create_app(url)) as base:
         sent = users.run(base, canary.key, N_MAX,

@@ -26,7 +26,7 @@ def _fuzz(schema: Any, headers: dict[str, str], wanted: str) -> list[str]:
             continue
         labels.append(operation.label)
 
-        @settings(max_examples=15, deadline=None, database=None,
+        @settings(max_examples=10, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def fuzz(case: Any) -> None:
