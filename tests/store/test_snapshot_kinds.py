@@ -188,7 +188,7 @@ def test_cli_help_lists_every_setting(capsys: pytest.CaptureFixture[str],
     code, out, _ = cli(["snapshot", "create", "--help"], capsys)
     assert code == 0
     settings = config.settings(SnapshotConfig)
-    assert len(settings) == 23
+    assert len(settings) == 24  # incl. replace (issue 16: unique snapshot names)
     for s in settings:
         flag = "--kind" if s.name == "kinds" else "--" + s.name.replace("_", "-")
         assert flag in out, flag
