@@ -1,5 +1,6 @@
 """Run under torchrun (any number of processes, nodes): FSDP on a tiny Llama, resumed ==
-uninterrupted. Writes rank 0's losses and final weights to argv[1]."""
+uninterrupted, and LoRA adapters on top. Writes rank 0's losses and final weights to
+argv[1]."""
 
 from __future__ import annotations
 
@@ -31,15 +32,22 @@ class NextToken:
         return loss / batch["ids"].size(1), batch["n"], {}
 
 
-def train(out: Path, cfg: TrainConfig) -> tuple[list[float], dict[str, Tensor]]:
+def train(out: Path, cfg: TrainConfig, lora: bool = False) -> tuple[list[float], dict[str, Tensor]]:
     model, _tok = tiny_causal_lm(seed=0, hidden=32, layers=2, heads=2)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        torch.manual_seed(0)
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                 target_modules="all-linear"))
     g = torch.Generator().manual_seed(1)
     rows = [torch.randint(0, 256, (12,), generator=g) for _ in range(16)]
     trainer = Trainer(model, NextToken(), rows, cfg, run_dir=out)
     result = trainer.fit()
     plain = trainer.plain_model()
     return [r["loss"] for r in result.history], {k: v.detach().clone()
-                                                 for k, v in plain.state_dict().items()}
+                                                 for k, v in plain.named_parameters()
+                                                 if v.requires_grad or not lora}
 
 
 if __name__ == "__main__":
@@ -50,6 +58,9 @@ if __name__ == "__main__":
     whole, weights = train(out / "whole", cfg)
     train(out / "cut", replace(cfg, max_steps=2))
     resumed, resumed_weights = train(out / "cut", replace(cfg, resume=True))
+    lora, lora_weights = train(out / "lora", replace(cfg, max_steps=2), lora=True)
     if rank() == 0:
-        (out / "losses.json").write_text(json.dumps({"whole": whole, "resumed": resumed}))
-        torch.save({"whole": weights, "resumed": resumed_weights}, out / "weights.pt")
+        (out / "losses.json").write_text(json.dumps({"whole": whole, "resumed": resumed,
+                                                     "lora": lora}))
+        torch.save({"whole": weights, "resumed": resumed_weights, "lora": lora_weights},
+                   out / "weights.pt")

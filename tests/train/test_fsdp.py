@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,8 +80,9 @@ def test_fsdp_two_processes_equal_one(stage: str, tmp_path: Path, tiny_causal_di
 
 def test_two_nodes_on_loopback_fsdp_resume_equals_uninterrupted(tmp_path: Path) -> None:
     """Two torchrun "nodes" (one process each, c10d rendezvous on 127.0.0.1) train a tiny
-    Llama with FSDP and per-layer activation checkpointing: 4 steps straight, and 2 steps
-    then a resume to 4 from the sharded checkpoint; both equal one plain process."""
+    Llama with FSDP and per-layer activation checkpointing: 4 steps straight, 2 steps then a
+    resume to 4 from the sharded checkpoint, and LoRA adapters on top; each equals one plain
+    process."""
     worker = str(Path(__file__).parent / "_fsdp_worker.py")
     endpoint = f"127.0.0.1:{_free_port()}"
     nodes = [subprocess.Popen(
@@ -91,6 +93,7 @@ def test_two_nodes_on_loopback_fsdp_resume_equals_uninterrupted(tmp_path: Path) 
     cfg = TrainConfig(lr=1e-2, batch_size=4, grad_accum=2, max_steps=4, precision="fp32",
                       warmup_ratio=0.0, schedule="constant", activation_checkpointing=True)
     ref_losses, ref_weights = train(tmp_path / "one", cfg)
+    lora_losses, lora_weights = train(tmp_path / "lora", replace(cfg, max_steps=2), lora=True)
     for node in nodes:
         _out, err = node.communicate(timeout=300)
         assert node.returncode == 0, err.decode()[-3000:]
@@ -98,8 +101,10 @@ def test_two_nodes_on_loopback_fsdp_resume_equals_uninterrupted(tmp_path: Path) 
     assert len(got["whole"]) == 4 and len(got["resumed"]) == 2  # the resume ran steps 3-4
     torch.testing.assert_close(got["whole"], ref_losses, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got["resumed"], ref_losses[2:], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["lora"], lora_losses, rtol=1e-5, atol=1e-6)
     weights = torch.load(tmp_path / "fsdp" / "weights.pt")
-    for run in ("whole", "resumed"):
-        assert weights[run].keys() == ref_weights.keys()
-        for k, v in ref_weights.items():
+    assert all("lora_" in k for k in lora_weights) and len(lora_weights) == 28
+    for run, ref in (("whole", ref_weights), ("resumed", ref_weights), ("lora", lora_weights)):
+        assert weights[run].keys() == ref.keys()
+        for k, v in ref.items():
             torch.testing.assert_close(weights[run][k], v, rtol=1e-4, atol=1e-5, msg=k)

@@ -108,6 +108,9 @@ def _with_lora(cfg: DPOConfig, lm: Any) -> Any:
         return lm
     from peft import LoraConfig, get_peft_model
 
+    # The adapters' random init from the run's seed, so every process (and every rerun)
+    # starts from the same adapters: FSDP shards each process's own copy.
+    torch.manual_seed(cfg.train.seed)
     return get_peft_model(lm, LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules="all-linear", task_type="CAUSAL_LM"))
