@@ -22,7 +22,7 @@ DATA = ('{"prompt": "q", "chosen": "a", "rejected": "b"}\n'
 def _ok(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
-    assert "{'" not in out and "True" not in out and "False" not in out  # no Python reprs
+    assert not any(r in out for r in ("{'", "['", "True", "False", "None"))  # no Python reprs
     return out
 
 
@@ -40,6 +40,9 @@ def test_db_stats_counts_tables_kinds_and_sources(db_url: str, tmp_path: Path,
     assert lines[0].split() == ["table", "rows"]
     assert any(line.split() == ["feedback", "3"] for line in lines)
     assert any(line.split() == ["mine.jsonl", "3"] for line in lines)
+    _ok(["snapshot", "create", "--name", "v1", "--db", db_url], capsys)
+    shown = _ok(["snapshot", "show", "v1", "--db", db_url], capsys)
+    assert "kinds=[pairwise, ranking, rating, binary]" in shown and "filters=(source=-" in shown
 
 
 def test_users_disable_enable_and_reset_password(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -179,7 +179,7 @@ def test_cli_create_and_show_print_per_kind_counts(sqlite_url: str, mixed_store:
     assert "  binary    4 records -> 2 items | left out: 1 responses with evenly split votes" \
         in lines
     assert any(ln.startswith("  implicit  6 records -> 4 items (binary)") for ln in lines)
-    assert "'copy_weight': 0.3" in out
+    assert "copy_weight=0.3" in out  # the recipe, readable (issue 16: no dict reprs)
 
 
 def test_cli_help_lists_every_setting(capsys: pytest.CaptureFixture[str],

@@ -29,7 +29,7 @@ def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None) ->
         typer.echo("(none)")
         return
     columns = columns or list(rows[0])
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    cells = [[plain(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     right = [all(isinstance(r.get(c), int | float) and not isinstance(r.get(c), bool)
                  for r in rows) for c in columns]
@@ -43,15 +43,20 @@ def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None) ->
         typer.echo(line(row))
 
 
-def _cell(value: Any) -> str:
+def plain(value: Any, nested: bool = False) -> str:
+    """A value as a reader wants it: ``-`` for None, yes/no, ``k=v, ...`` for a mapping and
+    a comma list for a sequence (bracketed when nested), never a Python repr."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
-    if isinstance(value, list | tuple):
-        return ", ".join(map(_cell, value)) or "-"
+    if isinstance(value, dict | list | tuple):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        inner = ", ".join(f"{k}={plain(v, True)}" if isinstance(value, dict) else plain(v, True)
+                          for k, v in items)
+        if nested:
+            return f"({inner})" if isinstance(value, dict) else f"[{inner}]"
+        return inner or "-"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

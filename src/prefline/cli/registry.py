@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from prefline.base.errors import PreflineError
-from prefline.cli.common import DbOption, JsonOption, print_json, registry_app
+from prefline.cli.common import DbOption, JsonOption, plain, print_json, registry_app
 
 
 def _describe(a: Any) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def show_cmd(artifact_id: Annotated[int, typer.Argument(help="Artifact id.")],
         return
     for key, value in info.items():
         if key != "inputs":
-            typer.echo(f"{key:>13}: {value}")
+            typer.echo(f"{key:>13}: {plain(value)}")
     if tree:
         typer.echo("      lineage:")
         for line in render_tree(graph):

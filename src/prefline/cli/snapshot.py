@@ -14,7 +14,7 @@ import typer
 
 from prefline.base import config
 from prefline.base.stage import jsonable
-from prefline.cli.common import DbOption, JsonOption, print_json, snapshot_app
+from prefline.cli.common import DbOption, JsonOption, plain, print_json, snapshot_app
 from prefline.cli.options import stage_command
 from prefline.store.context import Context
 from prefline.store.models import FEEDBACK_KINDS
@@ -116,7 +116,7 @@ def show_cmd(ref: Annotated[str, typer.Argument(help="Id, name or content-hash p
         return
     stats = info.pop("stats")
     for key, value in info.items():
-        typer.echo(f"{key:>12}: {value}")
+        typer.echo(f"{key:>12}: {plain(value)}")
     typer.echo(f"{'items':>12}: {stats.get('items', 0)} on {stats.get('prompts', '?')} prompts "
                f"from {stats.get('feedback', '?')} feedback records")
     typer.echo(f"{'by kind':>12}:")
