@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from tests.rollout.conftest import Canary, Registry, start_canary
+from tests.rollout.simulate import uvicorn_thread
 
 from prefline.collect import create_app
 from prefline.collect.auth import create_api_key
@@ -79,8 +83,12 @@ def test_stream_sends_sse_chunks_with_the_response_id(client: TestClient,
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert "response_id" not in chunks[0]  # known only once the reply is logged
     with session_scope(canary.reg.url) as s:
-        assert s.get(Response, chunks[0]["response_id"]).text == text  # type: ignore[union-attr]
+        assert s.get(Response, chunks[-1]["response_id"]).text == text  # type: ignore[union-attr]
+        served = s.scalar(select(ServedResponse).where(
+            ServedResponse.response_id == chunks[-1]["response_id"]))
+        assert served is not None and served.request_id == chunks[0]["id"][len("chatcmpl-"):]
 
 
 def test_auth_errors_and_runtime_flag_changes(client: TestClient, canary: Canary) -> None:
@@ -111,3 +119,47 @@ def test_chat_is_rate_limited_per_key_like_ingest(client: TestClient, canary: Ca
     assert codes == [200, 200, 429]
     resp = client.post("/v1/chat/completions", headers={"X-API-Key": slow}, json=body)
     assert resp.status_code == 429 and int(resp.headers["retry-after"]) >= 1
+
+
+def streaming_upstream() -> FastAPI:
+    """An OpenAI-compatible upstream that streams three pieces, or fails for 'boom'."""
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    def complete(body: dict[str, Any]) -> Any:
+        if body["messages"][-1]["content"] == "boom":
+            raise HTTPException(500, "upstream down")
+        chunks = [{"choices": [{"delta": {"content": p}}]} for p in ("Hel", "lo", " world")]
+        return StreamingResponse(iter([f"data: {json.dumps(c)}\n\n" for c in chunks]
+                                      + ["data: [DONE]\n\n"]), media_type="text/event-stream")
+
+    return app
+
+
+def test_upstream_stream_passes_through_and_failures_are_logged(canary: Canary) -> None:
+    with uvicorn_thread(streaming_upstream()) as upstream:
+        app = create_app(canary.reg.url)
+        app.state.collect.extra["upstreams"] = {canary.prod: f"{upstream}/v1",
+                                                canary.cand: f"{upstream}/v1"}
+        auth = {"Authorization": f"Bearer {canary.key}"}
+        body = {"model": "chat", "stream": True, "user": "s",
+                "messages": [{"role": "user", "content": "Hi"}]}
+        with TestClient(app) as client:
+            with client.stream("POST", "/v1/chat/completions", headers=auth,
+                               json=body) as resp:
+                chunks = [json.loads(ln[6:]) for ln in resp.iter_lines()
+                          if ln.startswith("data: {")]
+            pieces = [c["choices"][0]["delta"].get("content") for c in chunks]
+            assert pieces[1:4] == ["Hel", "lo", " world"]
+            with client.stream("POST", "/v1/chat/completions", headers=auth, json={
+                    **body, "messages": [{"role": "user", "content": "boom"}]}) as resp:
+                last = [json.loads(ln[6:]) for ln in resp.iter_lines()
+                        if ln.startswith("data: {")][-1]
+            assert last["choices"][0]["finish_reason"] == "error"
+            resp = client.post("/v1/chat/completions", headers=auth, json={
+                **body, "stream": False, "messages": [{"role": "user", "content": "boom"}]})
+            assert resp.status_code == 502 and "500" in resp.json()["error"]["message"]
+    with session_scope(canary.reg.url) as s:
+        rows = s.scalars(select(ServedResponse).order_by(ServedResponse.id)).all()
+        assert s.get(Response, rows[0].response_id).text == "Hello world"  # type: ignore[union-attr]
+        assert [r.error is not None for r in rows] == [False, True, True]

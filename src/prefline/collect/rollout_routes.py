@@ -147,17 +147,19 @@ def chat_app(state: CollectState) -> FastAPI:
                           user=body.user or f"key:{key.name}", segment=body.segment,
                           max_tokens=body.max_tokens, temperature=body.temperature,
                           seed=body.seed or 0)
+        server = policy_server(state)
         try:
-            served = await run_in_threadpool(policy_server(state).chat, req)
+            if body.stream:
+                opened = await run_in_threadpool(server.stream, req)
+                return StreamingResponse(_sse(*opened), media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-store"})
+            served = await run_in_threadpool(server.chat, req)
         except PreflineError as exc:
             status = 404 if "no served model" in str(exc) else 503
             raise ApiError(status, str(exc), field="model") from None
         if served.error is not None:
             raise ApiError(502, f"model {served.model_version} failed ({served.request_id}): "
                            f"{served.error}")
-        if body.stream:
-            return StreamingResponse(_sse(served), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-store"})
         return JSONResponse(_completion(served))
 
     build = sub.openapi
@@ -184,23 +186,29 @@ def _completion(s: Served) -> dict[str, Any]:
             "response_id": s.response_id, "arm": s.arm}
 
 
-def _sse(s: Served) -> Iterator[str]:
-    """The completion as OpenAI chunks: the role, the text in word-sized pieces, the end.
+def _sse(request_id: str, arm: str, version: str,
+         pieces: Iterator[str | Served]) -> Iterator[str]:
+    """OpenAI chunks as the reply is generated: the role, each piece, then a last chunk
+    with ``finish_reason`` and the ``response_id`` feedback needs — sent only after the
+    response is committed to the log (``finish_reason: "error"`` and the message when the
+    model failed mid-way; the failure is logged too)."""
+    base = {"id": f"chatcmpl-{request_id}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": version, "arm": arm}
 
-    Generation has finished (and been logged) before the first chunk, so every chunk can
-    carry the ``response_id`` feedback needs.
-    """
-    base = {"id": f"chatcmpl-{s.request_id}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": s.model_version,
-            "response_id": s.response_id, "arm": s.arm}
-    pieces = [{"role": "assistant", "content": ""}]
-    words = s.text.split(" ")
-    pieces += [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
-    for delta in pieces:
-        chunk = base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-        yield f"data: {json.dumps(chunk)}\n\n"
-    end = base | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-    yield f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n"
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        body = base | extra | {"choices": [{"index": 0, "delta": delta,
+                                            "finish_reason": finish}]}
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in pieces:
+        if isinstance(piece, str):
+            yield chunk({"content": piece})
+        elif piece.error is None:
+            yield chunk({}, "stop", response_id=piece.response_id)
+        else:
+            yield chunk({}, "error", error={"message": piece.error, "type": "server_error"})
+    yield "data: [DONE]\n\n"
 
 
 # ---------------------------------------------------------------- admin API and dashboard

@@ -12,10 +12,11 @@ promoted) in a background thread.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +30,14 @@ from prefline.base.errors import PreflineError
 from prefline.base.hashing import content_hash
 from prefline.formats.examples import Messages, prompt_text
 from prefline.formats.records import prompt_key
-from prefline.generate.sampling import generate, load_policy
+from prefline.generate.sampling import (
+    cpu_threads,
+    encode_left,
+    generate,
+    load_policy,
+    render_prompts,
+    stop_token_ids,
+)
 from prefline.rollout.flags import FlagCache, choose_arm, pseudonym
 from prefline.rollout.telemetry import Guardrails, guard
 from prefline.store.ingest import response_hash
@@ -64,6 +72,9 @@ class Backend(Protocol):
     def complete(self, req: ChatRequest) -> str:
         """The assistant's reply to ``req.messages``."""
 
+    def stream(self, req: ChatRequest) -> Iterator[str]:
+        """The reply in pieces as they are generated."""
+
 
 class LocalBackend:
     """A policy folder loaded in this process (small models; one generation at a time).
@@ -85,6 +96,32 @@ class LocalBackend:
                             max_new_tokens=req.max_tokens, temperature=req.temperature,
                             seed=req.seed, batch_size=1, threads=self.threads)[0][0]
 
+    def stream(self, req: ChatRequest) -> Iterator[str]:
+        """Tokens as ``generate`` produces them (transformers' TextIteratorStreamer; the
+        generation runs in its own thread, holding the model's lock)."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        tok = self.tokenizer
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        enc = encode_left(tok, render_prompts(tok, [req.messages]), pad_id)
+        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True,
+                                        timeout=600)
+        sample = req.temperature > 0
+        kwargs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                  "max_new_tokens": req.max_tokens, "do_sample": sample,
+                  "temperature": req.temperature if sample else None,
+                  "top_k": 0 if sample else None, "pad_token_id": pad_id,
+                  "eos_token_id": stop_token_ids(self.model, tok), "streamer": streamer}
+
+        def run() -> None:
+            with self._lock, cpu_threads(self.threads), torch.inference_mode():
+                torch.manual_seed(req.seed)
+                self.model.generate(**kwargs)
+
+        threading.Thread(target=run, daemon=True).start()
+        yield from streamer
+
 
 class UpstreamBackend:
     """An OpenAI-compatible server (``base_url`` ends in ``/v1``) serving ``model``."""
@@ -99,6 +136,21 @@ class UpstreamBackend:
             "temperature": req.temperature, "seed": req.seed})
         resp.raise_for_status()
         return str(resp.json()["choices"][0]["message"]["content"])
+
+    def stream(self, req: ChatRequest) -> Iterator[str]:
+        """The upstream's own server-sent events, passed on as they arrive."""
+        with self.client.stream("POST", "/chat/completions", json={
+                "model": self.model, "messages": req.messages, "max_tokens": req.max_tokens,
+                "temperature": req.temperature, "seed": req.seed, "stream": True}) as resp:
+            resp.raise_for_status()
+            for line in resp.iter_lines():
+                data = line.removeprefix("data:").strip()
+                if not line.startswith("data:") or data == "[DONE]":
+                    continue
+                for choice in json.loads(data).get("choices", []):
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        yield str(piece)
 
 
 def model_version(art: Artifact) -> str:
@@ -140,14 +192,19 @@ class PolicyServer:
             self._backends.setdefault(artifact_id, (backend, model_version(art)))
             return self._backends[artifact_id]
 
-    def chat(self, req: ChatRequest) -> Served:
-        """Route, generate, log (committed before returning), and watch the canary."""
+    def route(self, req: ChatRequest) -> tuple[str, int, Backend, str, dict[str, Any]]:
+        """``(arm, artifact id, backend, model version, guardrail settings)`` for a request."""
         flag = self.flags.get(req.flag)
         if flag is None:
             raise PreflineError(f"no served model named {req.flag!r}; known: "
                                 f"{', '.join(self.flags.names()) or 'none'}", field="model")
         arm, artifact_id = choose_arm(flag, req.user, req.segment)
         backend, version = self.backend(artifact_id)
+        return arm, artifact_id, backend, version, flag.guardrails
+
+    def chat(self, req: ChatRequest) -> Served:
+        """Route, generate, log (committed before returning), and watch the canary."""
+        arm, artifact_id, backend, version, rails = self.route(req)
         start = time.perf_counter()
         text, error = "", None
         try:
@@ -156,8 +213,32 @@ class PolicyServer:
             error = f"{type(exc).__name__}: {exc}"[:2000]
         latency = (time.perf_counter() - start) * 1000
         served = log_served(self.engine, req, text, error, artifact_id, version, arm, latency)
-        self._maybe_guard(req.flag, flag.guardrails)
+        self._maybe_guard(req.flag, rails)
         return served
+
+    def stream(self, req: ChatRequest) -> tuple[str, str, str, Iterator[str | Served]]:
+        """Route now (so a bad model name fails before any byte is sent); returns
+        ``(request id, arm, model version, pieces)`` where the pieces are the reply's text
+        as generated and, last, the :class:`Served` record, logged once the reply is
+        complete (latency = time to the last token)."""
+        arm, artifact_id, backend, version, rails = self.route(req)
+        request_id = uuid.uuid4().hex
+
+        def pieces() -> Iterator[str | Served]:
+            start = time.perf_counter()
+            text, error = [], None
+            try:
+                for piece in backend.stream(req):
+                    text.append(piece)
+                    yield piece
+            except Exception as exc:  # noqa: BLE001 - logged as the arm's error
+                error = f"{type(exc).__name__}: {exc}"[:2000]
+            latency = (time.perf_counter() - start) * 1000
+            yield log_served(self.engine, req, "".join(text), error, artifact_id, version,
+                             arm, latency, request_id=request_id)
+            self._maybe_guard(req.flag, rails)
+
+        return request_id, arm, version, pieces()
 
     def _maybe_guard(self, flag: str, settings: dict[str, Any]) -> None:
         """Every ``every`` requests, evaluate the canary in a background thread (one per
@@ -180,14 +261,15 @@ class PolicyServer:
 
 
 def log_served(engine: Engine, req: ChatRequest, text: str, error: str | None,
-               artifact_id: int, version: str, arm: str, latency_ms: float) -> Served:
+               artifact_id: int, version: str, arm: str, latency_ms: float,
+               request_id: str | None = None) -> Served:
     """Write the prompt, the response and the served row in one transaction.
 
     The response's identity includes the request id: two users who get the same text got
     two completions, and each one's feedback must land on its own row. Core statements, not
     the ORM: this is on every request's path (the ORM cost ~4x the CPU).
     """
-    request_id = uuid.uuid4().hex
+    request_id = request_id or uuid.uuid4().hex
     p_hash = prompt_key(req.messages)
     now = utcnow()
     with engine.begin() as conn:
