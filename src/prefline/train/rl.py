@@ -57,7 +57,10 @@ class RLTask(OnlineTask):
             if cfg.kl_in == "reward" and kl is not None:
                 rewards = rewards - cfg.beta * kl[i]
             b["advantages"] = group_advantages(rewards.view(-1, k), cfg.advantage).view(-1)
-        self.stats = self.rollout_stats(batches, reduce, kl)
+        # The reported KL is k1 (nats per completion) whatever estimator trains.
+        shown = kl if kl is None or cfg.kl_estimator == "k1" else \
+            [self.sequence_kl(b) for b in batches]
+        self.stats = self.rollout_stats(batches, reduce, shown)
 
     def count(self, batch: dict[str, Any]) -> float:
         if self.rl.normalisation == "token" and self.rl.ratio_level == "token":
