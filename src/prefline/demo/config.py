@@ -93,7 +93,7 @@ class DemoConfig:
     """Seed of candidate sampling and of the demo's tiny models."""
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     snapshot: SnapshotConfig = field(default_factory=lambda: SnapshotConfig(
-        name="demo", aggregate="majority", ties="drop", test_fraction=0.1))
+        name="demo", replace=True, aggregate="majority", ties="drop", test_fraction=0.1))
     reward: RewardConfig = field(default_factory=_reward)
     dpo: DPOConfig = field(default_factory=_dpo)
     evaluate: PolicyEvalConfig = field(default_factory=_evaluate)

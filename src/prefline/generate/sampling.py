@@ -192,7 +192,8 @@ def _completion(tokenizer: Any, row: Any, stops: list[int], sampling: Sampling,
     ids = row.tolist()
     cut = next((t + 1 for t, tid in enumerate(ids) if tid in stops), None)
     ids = ids[:cut] if cut is not None else ids
-    text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    # A NUL byte token (small or random models emit them) cannot be stored (base/text.py).
+    text = tokenizer.decode(ids, skip_special_tokens=True).replace("\x00", "\ufffd").strip()
     lps = tops = None
     if logp is not None:
         steps = logp[:len(ids)]
