@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from prefline.base import interrupts
-from prefline.base.distributed import barrier, init_distributed, place, to_device
+from prefline.base.distributed import barrier, init_distributed, to_device
 from prefline.base.errors import PreflineError
 from prefline.base.precision import autocast_context, grad_scaler, resolve_precision
 from prefline.base.progress import Reporter
@@ -150,7 +150,8 @@ class Trainer:
         self.dtype = resolve_precision(cfg.precision, self.device)
         self.scaler = grad_scaler(self.dtype, self.device)
         torch.manual_seed(cfg.seed)
-        self.model = self._wrap(model)
+        self.model, self._skeleton = fsdp.wrap(model, cfg, self.device, self.world)
+        self.fsdp = self._skeleton is not None
         self.per_step = cfg.batch_size * cfg.grad_accum * self.world
         self.steps_per_epoch = max(1, len(examples) // self.per_step)
         if len(examples) < self.per_step:
@@ -175,22 +176,6 @@ class Trainer:
         self.tracker = Tracker()  # report_to: opened by fit() on rank 0
         # Checked here, before any training (and before a stage spends more time).
         self._resume_from = self._verify_resume() if cfg.resume else None
-
-    def _wrap(self, model: nn.Module) -> nn.Module:
-        """The model on the device, checkpointed per layer if asked, then DDP-wrapped or
-        FSDP-sharded under torchrun (one process trains it as it is)."""
-        cfg = self.cfg
-        model = place(model, self.device)
-        self.fsdp = cfg.strategy == "fsdp" and self.world > 1
-        self._skeleton = fsdp.skeleton(model) if self.fsdp else None
-        if cfg.activation_checkpointing:
-            fsdp.checkpoint_layers(model)
-        if self.fsdp:
-            return fsdp.shard(model, self.device, self.world, cpu_offload=cfg.cpu_offload)
-        if self.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        return model
 
     def plain_model(self) -> nn.Module:
         """The trained model outside DDP/FSDP, on the device; under fsdp its full weights are

@@ -31,8 +31,29 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, fully_shard
 from torch.utils.checkpoint import checkpoint
 
+from prefline.base.distributed import place
+from prefline.train.train_config import TrainConfig
+
 _SAVED = StateDictOptions(ignore_frozen_params=True)
 """Checkpoints hold what training changes (under LoRA only the adapters), like the DDP ones."""
+
+
+def wrap(model: nn.Module, cfg: TrainConfig, device: torch.device, world: int,
+         ) -> tuple[nn.Module, nn.Module | None]:
+    """The engine's model: on ``device``, checkpointed per layer if asked, then DDP-wrapped
+    or FSDP-sharded under torchrun (one process trains it as it is); and, under FSDP, the
+    :func:`skeleton` that :func:`gather` fills at the end (else None)."""
+    model = place(model, device)
+    sharded = cfg.strategy == "fsdp" and world > 1
+    plain = skeleton(model) if sharded else None
+    if cfg.activation_checkpointing:
+        checkpoint_layers(model)
+    if sharded:
+        return shard(model, device, world, cpu_offload=cfg.cpu_offload), plain
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids), None
+    return model, None
 
 
 def layers(model: nn.Module) -> list[nn.Module]:
