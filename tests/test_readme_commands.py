@@ -123,6 +123,12 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ("docs/scale.md", "prefline train dpo --data my_prefs.jsonl --device cuda"):
         "needs a CUDA GPU; scripts/gpu-check.sh runs train dpo/reward on cuda, and "
         "tests/train/test_device.py the same stages with --device cpu",
+    ("docs/generation.md", "prefline generate --prompts prompts.jsonl --n 4 --out cands.jsonl "
+                           "--backend openai:"):
+        "needs a running OpenAI-compatible server; tests/generate/test_backend_openai.py starts "
+        "llama.cpp's server on loopback and runs prefline generate --backend openai: against it",
+    ("docs/generation.md", "prefline generate --policy runs/dpo/model --backend vllm"):
+        "needs vLLM and a CUDA GPU (not installed in CI); the vllm backend is untested here",
     ("docs/scale.md", "prefline db upgrade"):
         "needs a PostgreSQL server at the documented URL; the PostgreSQL tests run the "
         "store against one (make test)",
