@@ -58,10 +58,10 @@ def _try(client: TestClient, username: str, password: str) -> Any:
                                        "csrf_token": _token(client)}, follow_redirects=False)
 
 
-def test_forty_wrong_passwords_lock_the_account_with_retry_after(sqlite_store: Any) -> None:
+def test_forty_wrong_passwords_lock_the_account_with_retry_after(store: Any) -> None:
     """Reproduction: 40 wrong passwords in 6 s were all answered 401."""
     clock = FakeClock()
-    with TestClient(_app(sqlite_store.url, clock)) as c:
+    with TestClient(_app(store.url, clock)) as c:
         codes = [_try(c, "alice", f"guess {i}").status_code for i in range(40)]
         assert codes[:4] == [401] * 4 and set(codes[4:]) == {429}
         locked = _try(c, "alice", PASSWORD)  # even the right password waits
@@ -98,9 +98,9 @@ def test_one_address_trying_many_accounts_is_locked(sqlite_store: Any) -> None:
         assert _try(c, "bob", PASSWORD).status_code == 303
 
 
-def test_login_csrf_token_is_single_use(sqlite_store: Any) -> None:
+def test_login_csrf_token_is_single_use(store: Any) -> None:
     """Reproduction: a login CSRF token could be posted again and again."""
-    with TestClient(create_app(sqlite_store.url)) as c:
+    with TestClient(create_app(store.url)) as c:
         token = _token(c)
         form = {"username": "alice", "password": "wrong password", "csrf_token": token}
         assert c.post("/login", data=form).status_code == 401
@@ -149,10 +149,10 @@ def test_throttle_forgets_after_a_quiet_spell_and_stays_bounded() -> None:
         Throttle(0, 1.0, 1.0)
 
 
-def test_invalid_api_keys_are_throttled_per_address(sqlite_store: Any) -> None:
+def test_invalid_api_keys_are_throttled_per_address(store: Any) -> None:
     """Reproduction: failed API-key lookups were not throttled."""
     clock = FakeClock()
-    with TestClient(_app(sqlite_store.url, clock)) as c:
+    with TestClient(_app(store.url, clock)) as c:
         codes = []
         for i in range(25):
             bad = c.get("/api/v1/whoami", headers={"X-API-Key": f"pk_{i:08x}_guess"})
@@ -162,7 +162,7 @@ def test_invalid_api_keys_are_throttled_per_address(sqlite_store: Any) -> None:
         assert "invalid API keys" in bad.json()["message"]
         assert c.get("/api/v1/whoami").status_code == 429  # no key at all is no way round
         clock.now += 31
-        good = c.get("/api/v1/whoami", headers={"Authorization": f"Bearer {sqlite_store.key}"})
+        good = c.get("/api/v1/whoami", headers={"Authorization": f"Bearer {store.key}"})
         assert good.status_code == 200 and good.json() == {"key": "prod"}
 
 
