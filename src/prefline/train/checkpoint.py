@@ -75,7 +75,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(out: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
                     state: dict[str, Any], *, rng: dict[str, Any] | None = None,
                     keep_last: int | None = None, sharded: bool = False,
-                    rank: int = 0) -> Path:
+                    rank: int = 0, scaler: Any = None) -> Path:
     """Write ``out/checkpoints/step-N`` atomically, point ``latest`` at it, then delete all
     but the newest ``keep_last`` step checkpoints. ``rng`` is the random state of the step
     boundary (default: now). ``sharded``: an FSDP model; every rank calls this."""
@@ -93,7 +93,10 @@ def save_checkpoint(out: Path, model: nn.Module, opt: torch.optim.Optimizer, sch
         save_weights(model, tmp)
     torch.save({"optimizer": None if sharded else opt.state_dict(),
                 "scheduler": sched.state_dict(),
-                "rng": rng if rng is not None else rng_state()}, tmp / "trainer.pt")
+                "rng": rng if rng is not None else rng_state(),
+                # fp16 on a GPU: the loss scale and its growth tracker continue exactly.
+                "scaler": scaler.state_dict() if scaler is not None else None},
+               tmp / "trainer.pt")
     (tmp / "state.json").write_text(json.dumps(state, default=str, indent=1))
     if final.exists():
         shutil.rmtree(final)
@@ -137,7 +140,7 @@ def latest(out: Path) -> tuple[Path, dict[str, Any]] | None:
 
 
 def load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
-                    sched: Any) -> None:
+                    sched: Any, scaler: Any = None) -> None:
     """Restore weights, optimizer, scheduler and random state from ``folder`` (a sharded
     one collectively, on every rank)."""
     blob = torch.load(folder / "trainer.pt", weights_only=False)
@@ -147,6 +150,8 @@ def load_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
         load_weights(model, folder)
         opt.load_state_dict(blob["optimizer"])
     sched.load_state_dict(blob["scheduler"])
+    if scaler is not None and blob.get("scaler") is not None:
+        scaler.load_state_dict(blob["scaler"])
     set_rng_state(blob["rng"])
 
 

@@ -408,7 +408,7 @@ class Trainer:
     def _write_checkpoint(self) -> Path:
         path = ckpt.save_checkpoint(self.out, unwrap(self.model), self.opt, self.sched,
                                     self._state(), rng=self._rng, keep_last=self.cfg.keep_last,
-                                    sharded=self.fsdp, rank=self.rank)
+                                    sharded=self.fsdp, rank=self.rank, scaler=self.scaler)
         finished = self.step >= self.total
         where = "after training finished at" if finished else "at"
         interrupts.keep(interrupts.Kept(
@@ -440,7 +440,7 @@ class Trainer:
         log = self.out / "train_log.jsonl"
         if self._resume_from is not None:
             folder, state = self._resume_from
-            ckpt.load_checkpoint(folder, unwrap(self.model), self.opt, self.sched)
+            ckpt.load_checkpoint(folder, unwrap(self.model), self.opt, self.sched, self.scaler)
             self.step, self.best = state["step"], state.get("best")
             self.bad_evals, self.last_eval = state.get("bad_evals", 0), state.get("last_eval")
             self.saved = self._state()
