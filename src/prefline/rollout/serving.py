@@ -255,6 +255,11 @@ class PolicyServer:
         try:
             if guard(self.engine, flag)["done"] is not None:
                 self.flags.refresh()
+        except PreflineError:
+            # Someone changed the canary between the evaluation and the action (an admin's
+            # rollback, another server's guardrail): their change stands; the next
+            # evaluation sees it.
+            self.flags.refresh()
         finally:
             with self._lock:
                 self._guarding.discard(flag)
