@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ class Scripted:
 
     def complete(self, req: ChatRequest) -> str:
         return "a scripted answer of about the usual length for a short chat reply"
+
+    def stream(self, req: ChatRequest) -> Iterator[str]:
+        yield self.complete(req)
 
 
 def prepare(db: str, folder: Path) -> tuple[int, int, str]:
