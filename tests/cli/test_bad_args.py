@@ -51,7 +51,6 @@ BAD: dict[str, tuple[list[str], str]] = {
     "registry show unknown": (["registry", "show", "999"], "no artifact with id 999"),
     "campaign bad kind": (["campaign", "create", "c1", "--kind", "bogus"], "field 'kind'"),
     "train dpo bad lr": (["train", "dpo", "--lr", "abc"], "field 'train.lr'"),
-    "train reward missing data": (["train", "reward", "--data", "{tmp}/nope.jsonl"], "no such file"),
     "generate missing prompts": (["generate", "--prompts", "{tmp}/nope.jsonl", "--out",
                                   "{tmp}/g.jsonl"], "prompt file not found"),
     # usage errors (typer ships its own click: these were tracebacks)
