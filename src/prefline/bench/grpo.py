@@ -79,13 +79,15 @@ def run_prefline(cfg: GRPOBenchConfig, inputs: Path, scratch: Path) -> dict[str,
     from prefline.base.progress import Reporter
     from prefline.store.context import Context, Store
     from prefline.train.rl import run
-    from prefline.train.rl_config import GRPOConfig, RewardSource, RolloutConfig
+    from prefline.train.rl_config import GRPOConfig, MonitorConfig, RewardSource, RolloutConfig
     from prefline.train.train_config import TrainConfig
 
+    # No over-optimisation monitor: TRL's GRPOTrainer runs none (like for like).
     train = TrainConfig(lr=LR, batch_size=cfg.prompts_per_step, max_steps=cfg.steps + 1,
                         warmup_ratio=0.0, schedule="constant", save_every_minutes=None)
     stage = GRPOConfig(
         model=cfg.model, beta=cfg.beta, reward=RewardSource(reward_fn=REWARD), train=train,
+        monitor=MonitorConfig(monitor_every=0),
         rollout=RolloutConfig(prompts=str(inputs / "prompts.jsonl"), k=cfg.k,
                               max_new_tokens=cfg.max_new_tokens))
     ctx = Context(store=Store.open(f"sqlite:///{scratch / 'store.db'}"), run_dir=scratch / "out",

@@ -47,10 +47,10 @@ class PPOTask(OnlineTask):
     """PPO on the engine (see :class:`~prefline.train.rl_task.OnlineTask`)."""
 
     def __init__(self, cfg: PPOConfig, tokenizer: Any, lm: Any, ref: nn.Module | None, *,
-                 run_dir: Path) -> None:
+                 run_dir: Path, device: torch.device | None = None) -> None:
         self.ppo = cfg
-        super().__init__(cfg.rollout, tokenizer, lm, make_scorer(cfg.reward), ref,
-                         seed=cfg.train.seed, run_dir=run_dir, needs_old=True)
+        super().__init__(cfg.rollout, tokenizer, lm, make_scorer(cfg.reward, device), ref,
+                         seed=cfg.train.seed, run_dir=run_dir, needs_old=True, device=device)
         self.betas = self._load_betas() if cfg.train.resume else {}
         self.betas.setdefault("0", cfg.beta)
 
@@ -67,7 +67,8 @@ class PPOTask(OnlineTask):
         rewards = -beta * kl_per_token(b["old_logps"], b["ref_logps"], "k1") * mask \
             if "ref_logps" in b else torch.zeros_like(mask)
         last = (mask.sum(-1).long() - 1).clamp(min=0)
-        return rewards.index_put((torch.arange(len(last)), last), scores, accumulate=True)
+        return rewards.index_put((torch.arange(len(last), device=last.device), last),
+                                 scores.to(rewards.device), accumulate=True)
 
     def finish(self, batches: list[dict[str, Any]], reduce: Reduce, gen: int) -> None:
         cfg = self.ppo
@@ -126,4 +127,5 @@ def fit_ppo(cfg: PPOConfig, ctx: Context, lm: Any, tokenizer: Any, *,
             base_model: str) -> OnlineRLResult:
     """Train an already loaded ``lm`` with PPO."""
     return fit_online(cfg, ctx, lm, tokenizer, base_model=base_model, method="ppo",
-                      make_task=lambda ref, out: PPOTask(cfg, tokenizer, lm, ref, run_dir=out))
+                      make_task=lambda ref, out: PPOTask(cfg, tokenizer, lm, ref, run_dir=out,
+                                                         device=ctx.torch_device))

@@ -42,11 +42,12 @@ class RLTask(OnlineTask):
     """RLOO / GRPO on the engine (see :class:`~prefline.train.rl_task.OnlineTask`)."""
 
     def __init__(self, cfg: RLConfig, tokenizer: Any, lm: Any, ref: nn.Module | None, *,
-                 run_dir: Path) -> None:
+                 run_dir: Path, device: torch.device | None = None) -> None:
         self.rl = cfg
         kl_reward = cfg.beta > 0 and cfg.kl_in == "reward"
-        super().__init__(cfg.rollout, tokenizer, lm, make_scorer(cfg.reward), ref,
-                         seed=cfg.train.seed, run_dir=run_dir, needs_old=kl_reward)
+        super().__init__(cfg.rollout, tokenizer, lm, make_scorer(cfg.reward, device), ref,
+                         seed=cfg.train.seed, run_dir=run_dir, needs_old=kl_reward,
+                         device=device)
 
     def finish(self, batches: list[dict[str, Any]], reduce: Reduce, gen: int) -> None:
         cfg, k = self.rl, self.cfg.k
@@ -105,6 +106,7 @@ def fit_rl(cfg: RLConfig, ctx: Context, lm: Any, tokenizer: Any, *,
            base_model: str) -> OnlineRLResult:
     """Train an already loaded ``lm`` (tests and benchmarks pass tiny or shared models)."""
     return fit_online(cfg, ctx, lm, tokenizer, base_model=base_model, method=cfg.method,
-                      make_task=lambda ref, out: RLTask(cfg, tokenizer, lm, ref, run_dir=out))
+                      make_task=lambda ref, out: RLTask(cfg, tokenizer, lm, ref, run_dir=out,
+                                                        device=ctx.torch_device))
 
 

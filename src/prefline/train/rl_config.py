@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prefline.base.errors import PreflineError
+from prefline.generate.best_of_n import check_scorer_spec
 from prefline.train.train_config import TrainConfig
 
 # A few optimisation defaults that suit online RL better than preference training's.
@@ -97,6 +98,39 @@ class RewardSource:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """The over-optimisation monitor (:mod:`prefline.train.monitor`) of every online run."""
+
+    monitor_every: int = 10
+    """Measure proxy reward, KL, length, distinct-n (and gold) every N optimizer steps, at
+    the end of each pass over the prompts and before the first step (0 = off)."""
+    monitor_prompts: str | None = None
+    """Fixed prompts of the monitor (JSONL like prompts; their other fields go to a reward
+    function); none = the bundled eval split when training on the bundled prompts, else the
+    training prompts."""
+    monitor_limit: int = 16
+    """Monitor prompts used (the first N)."""
+    gold: str | None = None
+    """Held-out judge or reward for the monitor (never trains): reward-model folder,
+    python:MODULE:FUNC or a judge spec; its mean score is plotted against KL."""
+    kl_budget: float | None = None
+    """Stop when the monitor's KL to the initial policy passes this (nats per response)."""
+    gold_patience: int = 2
+    """Stop when the gold score stays below its best for this many measurements."""
+
+    def __post_init__(self) -> None:
+        if self.monitor_every < 0:
+            raise PreflineError("monitor_every must be 0 or more", field="monitor_every")
+        for name in ("monitor_limit", "gold_patience"):
+            if getattr(self, name) < 1:
+                raise PreflineError(f"{name} must be at least 1", field=name)
+        if self.kl_budget is not None and self.kl_budget <= 0:
+            raise PreflineError("kl_budget must be positive (or unset)", field="kl_budget")
+        if self.gold is not None:
+            check_scorer_spec(self.gold, "gold")
+
+
+@dataclass(frozen=True)
 class RLConfig:
     """RLOO / GRPO: k completions per prompt, advantages against the prompt's own group."""
 
@@ -107,6 +141,8 @@ class RLConfig:
     """Sampling: prompts, k, lengths, temperature, reuse."""
     reward: RewardSource = dataclasses.field(default_factory=RewardSource)
     """What scores completions."""
+    monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
+    """The over-optimisation monitor: every N steps, early stop on KL or gold."""
     advantage: Literal["rloo", "grpo", "dr_grpo"] = "grpo"
     """rloo: reward minus the mean of the other k-1; grpo: (reward - group mean) / group
     std; dr_grpo: reward - group mean (no std scaling)."""
@@ -177,6 +213,8 @@ class PPOConfig:
     """Sampling: prompts, k, lengths, temperature, reuse (iterations = PPO epochs)."""
     reward: RewardSource = dataclasses.field(default_factory=RewardSource)
     """What scores completions."""
+    monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
+    """The over-optimisation monitor: every N steps, early stop on KL or gold."""
     value_model: Literal["head", "critic"] = "head"
     """head: a value head on the policy's last hidden state (shared body); critic: a
     separate copy of the base model with its own value head."""

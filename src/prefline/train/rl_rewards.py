@@ -15,6 +15,9 @@ from collections.abc import Callable, Sequence
 from itertools import combinations
 from typing import Any
 
+import torch
+
+from prefline.base.distributed import place
 from prefline.base.errors import PreflineError
 from prefline.judges import make_judge
 from prefline.judges.base import judge_all
@@ -49,8 +52,11 @@ def _from_function(spec: str) -> Score:
     return score
 
 
-def _from_reward_model(path: str, penalty: float) -> Score:
+def _from_reward_model(path: str, penalty: float, device: torch.device | None) -> Score:
     model = load_reward_model(path)
+    if device is not None:  # scored where the policy trains (the CPU: nothing moves)
+        for m in model.members if isinstance(model, RewardEnsemble) else [model]:
+            place(m, device)
     if penalty and not isinstance(model, RewardEnsemble):
         raise PreflineError(f"uncertainty_penalty needs an ensemble; {path} holds one model",
                             field="uncertainty_penalty")
@@ -96,12 +102,13 @@ def _from_judge(spec: str) -> Score:
     return score
 
 
-def make_scorer(source: RewardSource) -> Score:
-    """The source as one scoring function (see the module docstring)."""
+def make_scorer(source: RewardSource, device: torch.device | None = None) -> Score:
+    """The source as one scoring function (see the module docstring); a reward model runs
+    on ``device``."""
     if source.reward_fn:
         return _from_function(source.reward_fn)
     if source.reward_model:
-        return _from_reward_model(source.reward_model, source.uncertainty_penalty)
+        return _from_reward_model(source.reward_model, source.uncertainty_penalty, device)
     return _from_judge(str(source.judge))
 
 

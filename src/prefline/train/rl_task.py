@@ -19,6 +19,7 @@ controller's KL) are summed over processes, and metrics are reported as global m
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from prefline.base import config
-from prefline.base.distributed import rank
+from prefline.base.distributed import place, rank
 from prefline.base.errors import PreflineError
 from prefline.base.stage import Ref, StageResult
 from prefline.data import load_prompts
@@ -43,6 +44,7 @@ from prefline.store.context import Context
 from prefline.train.dpo import export_policy
 from prefline.train.engine import Trainer
 from prefline.train.rl_config import PPOConfig, RewardSource, RLConfig, RolloutConfig
+from prefline.train.rl_monitor import RLMonitor, make_monitor
 from prefline.train.rl_rewards import Score
 from prefline.train.rollout import Rollout, row_seed, sample_rollout, token_logps
 
@@ -60,11 +62,12 @@ class PromptExample:
     columns: dict[str, Any] = field(default_factory=dict)
 
 
-def read_prompt_file(path: str | None) -> tuple[list[dict[str, Any]], str]:
-    """Rows with a ``prompt`` (text or chat messages) and the content hash of the set."""
+def read_prompt_file(path: str | None, split: str = "train") -> tuple[list[dict[str, Any]], str]:
+    """Rows with a ``prompt`` (text or chat messages) and the content hash of the set
+    (``path`` None: the bundled prompts' ``split``)."""
     if path is None:
         rows = [{"prompt": r["prompt"], "category": r["category"]}
-                for r in load_prompts("train")]
+                for r in load_prompts(split)]
     else:
         rows = []
         for no, rec in read_jsonl(Path(path)):
@@ -138,13 +141,14 @@ class OnlineTask:
 
     def __init__(self, rollout: RolloutConfig, tokenizer: Any, lm: Any, score: Score,
                  ref: nn.Module | None, *, seed: int, run_dir: Path,
-                 needs_old: bool) -> None:
+                 needs_old: bool, device: torch.device | None = None) -> None:
         self.cfg, self.tok, self.score, self.ref = rollout, tokenizer, score, ref
         self.seed, self.run_dir, self.needs_old = seed, run_dir, needs_old or rollout.iterations > 1
         self.stops = stop_token_ids(lm, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else tokenizer.eos_token_id)
         self.step_of: Callable[[], int] = lambda: 0
+        self.device = device if device is not None else torch.device("cpu")
         self.stats: dict[str, float] = {}
         self._cache: tuple[int, list[dict[str, Any]]] | None = None
 
@@ -188,13 +192,15 @@ class OnlineTask:
         for name in prompts[0].columns:
             cols[name] = [p.columns.get(name) for p in prompts for _ in range(k)]
         rewards = self.score([p.prompt for p in prompts for _ in range(k)], texts, cols)
-        batch.update(rollout=r, rewards=torch.tensor(rewards, dtype=torch.float32))
+        # The rollout and everything computed from it stay on the policy's device.
+        dev = r.completion_ids.device
+        batch.update(rollout=r, rewards=torch.tensor(rewards, dtype=torch.float32, device=dev))
         if self.needs_old:
             old, values = model(r)
-            batch["old_logps"] = old.float().cpu()
-            batch["old_values"] = None if values is None else values.float().cpu()
+            batch["old_logps"] = old.float()
+            batch["old_values"] = None if values is None else values.float()
         if self.ref is not None:
-            batch["ref_logps"] = token_logps(self.ref, r, self.cfg.temperature)[0].float().cpu()
+            batch["ref_logps"] = token_logps(self.ref, r, self.cfg.temperature)[0].float()
 
     def finish(self, batches: list[dict[str, Any]], reduce: Reduce, gen: int) -> None:
         """Advantages (and the step's statistics) once every micro-batch is sampled."""
@@ -248,7 +254,8 @@ class OnlineTask:
     def _kept(self, gen: int) -> list[dict[str, Any]]:
         if self._cache is None or self._cache[0] != gen:
             path = self._rollout_file()
-            saved = torch.load(path, weights_only=False) if path.exists() else None
+            saved = torch.load(path, weights_only=False, map_location=self.device) \
+                if path.exists() else None
             if saved is None or saved["gen"] != gen:
                 raise PreflineError(f"cannot continue: the rollout of step {gen} that this step "
                                     f"reuses is not in {path.parent} (start afresh without "
@@ -280,6 +287,12 @@ class OnlineRLResult(StageResult):
     prompts_hash: str
     """SHA-256 of the prompt set (what was sampled from)."""
     history: list[dict[str, Any]] = field(default_factory=list)
+    monitor: list[dict[str, Any]] = field(default_factory=list)
+    """The over-optimisation monitor's measurements (also ``<run>/monitor.jsonl``)."""
+    stop_reason: str | None = None
+    """Why the monitor stopped the run early (KL budget, falling gold); None: it ran out."""
+    plot: Path | None = None
+    """Gold and proxy against KL (``<run>/overoptimisation.png``), when measured twice."""
     policy: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -313,41 +326,67 @@ def summary_metrics(history: list[dict[str, Any]]) -> dict[str, Any]:
 def fit_online(cfg: RLConfig | PPOConfig, ctx: Context, lm: Any, tokenizer: Any, *,
                base_model: str, method: str,
                make_task: Callable[[nn.Module | None, Path], OnlineTask]) -> OnlineRLResult:
-    """Train ``lm`` online (``make_task(reference or None, run folder)`` builds the method's
-    Task); rank 0 exports to ``<run>/model`` and writes ``summary.json``."""
+    """Train ``lm`` on ``ctx.device`` (``make_task(reference or None, run folder)`` builds
+    the method's Task), watched by the over-optimisation monitor; rank 0 exports to
+    ``<run>/model`` and writes ``summary.json``."""
     cfg.reward.check()
-    if ctx.device.startswith("cuda"):
-        # As train dpo: the engine's device placement is not wired into this stage yet.
-        raise PreflineError("online RL training runs on the CPU in this version; use --device "
-                            "cpu or auto", field="device")
+    device = ctx.torch_device  # a device this machine lacks is refused before any work
     out = ctx.require_run_dir()
     rows, prompts_hash = read_prompt_file(cfg.rollout.prompts)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     examples = encode_prompts(rows, tokenizer, cfg.rollout.max_prompt_tokens)
-    ref = frozen_copy(lm) if cfg.beta > 0 else None
+    place(lm, device)
+    # The monitor's KL is to the initial policy, so it keeps a reference even when β = 0.
+    ref = place(frozen_copy(lm), device) \
+        if cfg.beta > 0 or cfg.monitor.monitor_every else None
     module = PolicyModule(lm, cfg.rollout.temperature,
                           cfg.value_model if isinstance(cfg, PPOConfig) else None)
-    task = make_task(ref, out)
+    task = make_task(ref if cfg.beta > 0 else None, out)
+    monitor = _monitor(cfg, rows, task, tokenizer, ref, out)
     # The prompts' location may change on resume (their hash decides), nothing else.
     settings = config.to_dict(cfg)
     settings["rollout"] = {k: v for k, v in settings["rollout"].items() if k != "prompts"}
-    trainer = Trainer(module, task, examples, cfg.train, run_dir=out, progress=ctx.progress,
-                      fingerprint={"config": settings, "data": prompts_hash, "model": base_model})
+    train = cfg.train if monitor is None else \
+        dataclasses.replace(cfg.train, eval_every=cfg.monitor.monitor_every)
+    trainer = Trainer(module, task, examples, train, run_dir=out, progress=ctx.progress,
+                      fingerprint={"config": settings, "data": prompts_hash, "model": base_model},
+                      device=device)
+    if monitor is not None:
+        trainer.evaluate = monitor.evaluate(trainer)
+        monitor.start(lm)
     task.bind(trainer)
     fit = trainer.fit()
     if not fit.history:
         raise PreflineError("training took no steps", field="max_steps")
+    plot = monitor.finish(lm, fit.steps, out) if monitor is not None else None
     path = export_policy(lm, tokenizer, out, "merged", write=trainer.rank == 0,
                          base_model=base_model)
+    mon = monitor.monitor if monitor is not None else None
     result = OnlineRLResult(
         path=path, run_dir=out, method=method, steps=fit.steps,
         metrics=summary_metrics(fit.history),
         inputs=lineage(cfg.reward, base_model, cfg.rollout.prompts, prompts_hash),
-        prompts_hash=prompts_hash, history=fit.history, policy=lm)
+        prompts_hash=prompts_hash, history=fit.history,
+        monitor=[dataclasses.asdict(r) for r in mon.records] if mon else [],
+        stop_reason=mon.stop_reason if mon else None, plot=plot, policy=lm)
     if trainer.rank == 0:
         (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
     return result
+
+
+def _monitor(cfg: RLConfig | PPOConfig, train_rows: list[dict[str, Any]], task: OnlineTask,
+             tokenizer: Any, ref: nn.Module | None, out: Path) -> RLMonitor | None:
+    """The monitor on its prompts (see :class:`~prefline.train.rl_config.MonitorConfig`)."""
+    m = cfg.monitor
+    if not m.monitor_every or ref is None:
+        return None
+    if m.monitor_prompts is not None:
+        rows = read_prompt_file(m.monitor_prompts)[0]
+    else:
+        rows = read_prompt_file(None, "eval")[0] if cfg.rollout.prompts is None else train_rows
+    return make_monitor(m, cfg.rollout, rows, task.score, cfg.reward.spec(), tokenizer, ref,
+                        seed=cfg.train.seed, out=out, resume=cfg.train.resume)
 
 
 def load_and_fit(cfg: RLConfig | PPOConfig, ctx: Context,
@@ -355,5 +394,6 @@ def load_and_fit(cfg: RLConfig | PPOConfig, ctx: Context,
     """A stage's ``run``: check the reward source (before any model loads), load the policy
     (the embedded SmolLM2 by default), ``fit(cfg, ctx, lm, tokenizer, base_model=...)``."""
     cfg.reward.check()
+    _ = ctx.torch_device  # a device this machine lacks is refused before the model loads
     lm, tok = load_causal_lm(cfg.model)
     return fit(cfg, ctx, lm, tok, base_model=cfg.model or f"embedded:{DEFAULT_POLICY}")

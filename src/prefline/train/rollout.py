@@ -101,16 +101,17 @@ def sample_rollout(model: Any, prompts: Sequence[Sequence[int]], *, k: int,
                    max_new_tokens: int, temperature: float, stop_ids: Sequence[int],
                    pad_id: int, seeds: Sequence[int]) -> Rollout:
     """``k`` completions of each tokenised prompt; ``seeds`` has one entry per completion
-    (``len(prompts) * k``, prompt-major). The model is put in eval mode and left so."""
+    (``len(prompts) * k``, prompt-major). The model is put in eval mode and left so. The
+    rollout's tensors are on the model's device."""
     rows = [p for p in prompts for _ in range(k)]
-    ids, mask = left_pad(rows, pad_id)
     device = next(model.parameters()).device
+    ids, mask = (t.to(device) for t in left_pad(rows, pad_id))
     model.eval()
-    new = generate_tokens(model, ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
+    new = generate_tokens(model, ids, mask, max_new_tokens=max_new_tokens,
                           temperature=temperature, stop_ids=stop_ids, pad_id=pad_id,
-                          seeds=seeds).cpu()
+                          seeds=seeds)
     if new.shape[1] == 0:  # every row stopped at once is impossible; guard the shapes anyway
-        new = torch.full((len(rows), 1), pad_id, dtype=torch.long)
+        new = torch.full((len(rows), 1), pad_id, dtype=torch.long, device=device)
     return Rollout(ids, mask, new, completion_mask(new, stop_ids))
 
 
