@@ -80,3 +80,25 @@ def test_monitor_settings_are_checked() -> None:
     with pytest.raises(PreflineError) as err:
         MonitorConfig(gold="python:nocolon")
     assert err.value.field == "gold"
+
+
+def test_resumed_monitor_equals_uninterrupted(tmp_path: Path) -> None:
+    """A run cut after step 2 and resumed to 4 has the uninterrupted run's measurements."""
+    prompts = str(toy_prompts(tmp_path / "p.jsonl"))
+
+    def go(run: str, steps: int, resume: bool) -> list[dict[str, object]]:
+        cfg = GRPOConfig(reward=toy_reward(), train=toy_train(steps, resume=resume),
+                         rollout=RolloutConfig(prompts=prompts, k=2, max_new_tokens=3),
+                         monitor=MonitorConfig(monitor_every=1, monitor_prompts=prompts,
+                                               monitor_limit=2))
+        lm, tok = tiny_causal_lm(seed=0)
+        fit_rl(cfg, context(tmp_path / run), lm, tok, base_model="tiny")
+        return _lines(tmp_path / run / "monitor.jsonl")
+
+    full = go("full", 4, False)
+    go("cut", 2, False)
+    resumed = go("cut", 4, True)
+    assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]
+    keys = ("step", "proxy", "kl", "length", "distinct_1", "distinct_2", "samples")
+    for a, b in zip(resumed, full, strict=True):
+        assert [a[k] for k in keys] == pytest.approx([b[k] for k in keys], rel=1e-5, abs=1e-6)

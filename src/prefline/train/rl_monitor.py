@@ -54,14 +54,14 @@ class RLMonitor:
                  resume: bool) -> None:
         self.monitor, self.tok, self.ref = monitor, tokenizer, reference
         self.path = monitor.path
-        self._fresh = True
         monitor.path = None  # written here (rank 0 only), after a resume's stale lines go
         if not resume and self.path is not None:
             self.path.unlink(missing_ok=True)
 
-    def start(self, lm: nn.Module) -> None:
-        """The curve's starting point (step 0), unless a resumed run has it already."""
-        if not self._load(upto=0):
+    def start(self, lm: nn.Module, step: int) -> None:
+        """Before training from ``step`` (a resumed run's checkpoint, else 0): keep the
+        measurements up to it, or take the curve's starting point."""
+        if not self._load(upto=step):
             self._measure(0, lm)
 
     def evaluate(self, trainer: Any) -> Callable[[nn.Module], dict[str, float]]:
@@ -69,9 +69,8 @@ class RLMonitor:
         this step (the engine trains while ``step < total``)."""
         def run(module: nn.Module) -> dict[str, float]:
             step = int(trainer.step)
-            if self._fresh:  # a resumed run drops the interrupted run's later measurements
-                self._load(upto=step - 1)
-                self._fresh = False
+            if self.monitor.records and self.monitor.records[-1].step >= step:
+                self._load(upto=step - 1)  # a measurement an interrupt cut short runs again
             rec = self._measure(step, module.lm)  # type: ignore[arg-type]
             if self.monitor.stop_reason:
                 trainer.total = trainer.step

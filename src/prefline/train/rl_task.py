@@ -41,6 +41,7 @@ from prefline.losses.online import kl_per_token
 from prefline.models.embedded import DEFAULT_POLICY
 from prefline.models.hub import load_causal_lm
 from prefline.store.context import Context
+from prefline.train import checkpoint as ckpt
 from prefline.train.dpo import export_policy
 from prefline.train.engine import Trainer
 from prefline.train.rl_config import PPOConfig, RewardSource, RLConfig, RolloutConfig
@@ -354,7 +355,8 @@ def fit_online(cfg: RLConfig | PPOConfig, ctx: Context, lm: Any, tokenizer: Any,
                       device=device)
     if monitor is not None:
         trainer.evaluate = monitor.evaluate(trainer)
-        monitor.start(lm)
+        resumed = ckpt.latest(out) if cfg.train.resume else None
+        monitor.start(lm, int(resumed[1]["step"]) if resumed is not None else 0)
     task.bind(trainer)
     fit = trainer.fit()
     if not fit.history:
