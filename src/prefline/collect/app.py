@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import prefline.store.collect_models  # noqa: F401  (registers the collection tables)
 from prefline.collect import admin, api, rollout_routes, ui
+from prefline.collect.apidocs import add_api_docs
 from prefline.collect.state import (
     HERE,
     ApiError,
@@ -32,15 +33,16 @@ def create_app(db_url: str | None = None, *, secure_cookies: bool = False) -> Fa
     engine = open_store(db_url)
     app = FastAPI(title="prefline collect",
                   description="Annotation UI and production-feedback ingest API.",
-                  version="1")
+                  version="1", docs_url=None, redoc_url=None)
     app.state.collect = make_state(engine, secure_cookies=secure_cookies)
-    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(api.router)
     app.include_router(ui.router)
     app.include_router(admin.router)
     rollout_routes.install(app)  # /v1 chat API, rollout admin API and dashboard
     _handlers(app)
     api.document_security(app)
+    add_api_docs(app)  # before /static: its assets live under /static/apidocs
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
