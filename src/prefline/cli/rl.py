@@ -37,6 +37,10 @@ def _report(result: OnlineRLResult, ctx: Context, cfg: Any, as_json: bool) -> No
                f"{m['reward_first']:.3f} -> {m['reward_last']:.3f} ({cfg.reward.spec()})")
     if m.get("kl_last") is not None:
         typer.echo(f"KL to the reference {m['kl_last']:.3f} nats per completion")
+    if result.stop_reason:
+        typer.echo(f"stopped early by the over-optimisation monitor: {result.stop_reason}")
+    if result.plot is not None:
+        typer.echo(f"monitor: {Path(result.run_dir) / 'monitor.jsonl'}, plot {result.plot}")
     typer.echo(f"policy: {Path(result.path)}  (artifact {art_id})")
 
 
@@ -56,7 +60,8 @@ def _ppo_body(cfg: PPOConfig, ctx: Context, *, as_json: bool) -> None:
     _report(run(cfg, ctx), ctx, cfg, as_json)
 
 
-_OUT = "Run folder: checkpoints, train_log.jsonl, rollouts, the exported policy (default: " \
+_OUT = "Run folder: checkpoints, train_log.jsonl, rollouts, monitor.jsonl and " \
+       "overoptimisation.png (the over-optimisation monitor), the exported policy (default: " \
        "<data dir>/runs/<method>-<time>)."
 _REWARD = (" Reward: --reward-model DIR (an ensemble's mean minus λ·std with "
            "--uncertainty-penalty), --judge SPEC, or --reward-fn module:function.")
