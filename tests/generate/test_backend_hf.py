@@ -12,6 +12,7 @@ from prefline.base.errors import PreflineError
 from prefline.generate.backend import Sampling, parse_backend
 from prefline.generate.backends import make_backend
 from prefline.generate.sampling import generate, render_prompts
+from prefline.judges.run import JudgeConfig
 
 PROMPTS = ["Hello there", [{"role": "user", "content": "Write a longer question?"}], "Hi"]
 
@@ -73,3 +74,14 @@ def test_specs_are_checked_before_anything_loads() -> None:
         assert err.value.field == "backend"
     with pytest.raises(PreflineError, match="max_new_tokens"):
         Sampling(max_new_tokens=0)
+
+
+def test_backend_field_on_the_judge_config(tmp_path: Path) -> None:
+    """``--backend`` drives the local-LM judge only; any other judge refuses it by name."""
+    ok = JudgeConfig(judge="lm:model", in_file=tmp_path / "c.jsonl", out=tmp_path / "p.jsonl",
+                     backend="openai:http://127.0.0.1:8080/v1")
+    assert ok.backend.startswith("openai:")
+    with pytest.raises(PreflineError, match="local LM judge") as err:
+        JudgeConfig(judge="rules", in_file=tmp_path / "c.jsonl", out=tmp_path / "p.jsonl",
+                    backend="vllm")
+    assert err.value.field == "backend"

@@ -30,11 +30,15 @@ import pytest
 from tests.cli_runner import run_cli
 
 from prefline.base.errors import PreflineError
+from prefline.evaluate.policy import compare
+from prefline.evaluate.policy_config import PolicyEvalConfig
 from prefline.generate.backend import Completion, Sampling
 from prefline.generate.backends import make_backend
 from prefline.generate.hf_backend import HFBackend
+from prefline.generate.io import PromptRow
 from prefline.generate.openai_backend import OpenAIBackend
 from prefline.judges.local_lm import LocalLMJudge
+from prefline.judges.principles import PrincipleJudge
 from prefline.models.embedded import smollm2_gguf
 
 PROMPTS = ["What is the capital of France?", "Name three primary colours.",
@@ -200,3 +204,16 @@ def test_dead_server_fails_clearly() -> None:
                                         "connect"):
         backend.generate(["hi"], Sampling(max_new_tokens=2))
 
+
+
+def test_eval_policy_compare_through_the_server(server: str) -> None:
+    """``eval policy``'s comparison with both policies served: the same model on both sides
+    samples the same greedy answers (every pair a tie, win rate 0.5) and the KL, which needs
+    both models in-process, is reported as not measured."""
+    cfg = PolicyEvalConfig(policy=ALIAS, baseline=ALIAS, backend=f"openai:{server}",
+                           temperature=0.0, max_new_tokens=12, n_boot=100)
+    rows = [PromptRow(str(i), [{"role": "user", "content": p}])
+            for i, p in enumerate(["Say hello.", "Name a fruit."])]
+    side = make_backend(cfg.backend, ALIAS, extra_body=PLAIN)
+    result = compare(side, side, rows, PrincipleJudge(), cfg)
+    assert result.kl is None and result.judge.win_rate == 0.5 and result.n_prompts == 2
