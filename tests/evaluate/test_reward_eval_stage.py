@@ -121,3 +121,32 @@ def test_eval_policy_accepts_a_reward_ensemble(tiny_causal_dir: Path, ensemble_d
           "--json"])
     out = json.loads(capsys.readouterr().out)
     assert 0.0 <= out["proxy"]["win_rate"] <= 1.0 and "mean_reward_policy" in out["proxy"]
+
+
+def test_reward_eval_scores_on_the_contexts_device(ensemble_dir: Path, tmp_path: Path,
+                                                   sqlite_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: eval reward honours ``ctx.device``: every ensemble member is placed there
+    (the ``meta`` device stands in for a GPU in the unit check; the stage runs on the CPU)."""
+    import torch
+
+    import prefline.evaluate.reward as stage
+    from prefline.models.reward import load_reward_model, place_reward_model
+
+    seen: list[torch.device] = []
+
+    def spy(model: Any, device: torch.device) -> Any:
+        seen.append(device)
+        out = place_reward_model(model, device)
+        assert all(p.device == device for m in out.members for p in m.parameters())
+        return out
+
+    monkeypatch.setattr(stage, "place_reward_model", spy)
+    data = _write(tmp_path / "pairs.jsonl", _rows(6))
+    ctx = Context(store=Store.open(sqlite_url), device="cpu", progress=Reporter(False))
+    assert run(RewardEvalConfig(model=str(ensemble_dir), data=str(data), probes=0),
+               ctx).metrics.n_pairs == 6
+    assert seen == [torch.device("cpu")]
+    meta = place_reward_model(load_reward_model(ensemble_dir), torch.device("meta"))
+    assert isinstance(meta, RewardEnsemble)
+    assert all(p.device.type == "meta" for m in meta.members for p in m.parameters())

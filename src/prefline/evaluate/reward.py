@@ -28,7 +28,7 @@ from prefline.evaluate.reward_metrics import RewardEvalMetrics, evaluate_reward,
 from prefline.evaluate.reward_report import write_report
 from prefline.formats.examples import PreferencePair, RankingExample, RatingExample
 from prefline.formats.load import load_examples, ranking_pairs
-from prefline.models.reward import load_reward_model
+from prefline.models.reward import load_reward_model, place_reward_model
 from prefline.store.context import Context
 from prefline.store.models import Artifact
 from prefline.store.snapshots import get_snapshot, snapshot_examples
@@ -70,7 +70,7 @@ class RewardEvalResult(StageResult):
 
 def run(cfg: RewardEvalConfig, ctx: Context) -> RewardEvalResult:
     """Evaluate ``cfg.model`` on the chosen split; write the JSON (and report) if asked."""
-    scorer = load_reward_model(cfg.model)
+    scorer = place_reward_model(load_reward_model(cfg.model), ctx.torch_device)
     split = cfg.split if cfg.split != "auto" else ("test" if cfg.snapshot else "all")
     examples, source, source_hash = _examples(cfg, split, scorer.card, ctx.db)
     pairs: list[PreferencePair] = []

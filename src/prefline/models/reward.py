@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from prefline.base.distributed import place
 from prefline.base.errors import PreflineError
 from prefline.base.precision import autocast_context, resolve_precision
 from prefline.formats.examples import Messages, as_messages
@@ -324,6 +325,15 @@ class RewardEnsemble(PairwiseScoring):
         (path / CARD).write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
         self.card = full
         return path
+
+
+def place_reward_model(model: RewardModel | RewardEnsemble,
+                       device: torch.device) -> RewardModel | RewardEnsemble:
+    """Every member of ``model`` on ``device`` (inputs follow off the CPU; see
+    :func:`prefline.base.distributed.place`). On the CPU nothing moves."""
+    for m in model.members if isinstance(model, RewardEnsemble) else [model]:
+        place(m, device)
+    return model
 
 
 def load_reward_model(path: str | Path,

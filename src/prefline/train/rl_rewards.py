@@ -17,11 +17,10 @@ from typing import Any
 
 import torch
 
-from prefline.base.distributed import place
 from prefline.base.errors import PreflineError
 from prefline.judges import make_judge
 from prefline.judges.base import judge_all
-from prefline.models.reward import RewardEnsemble, load_reward_model
+from prefline.models.reward import RewardEnsemble, load_reward_model, place_reward_model
 from prefline.train.rl_config import RewardSource
 
 Score = Callable[[list[Any], list[str], dict[str, list[Any]]], list[float]]
@@ -55,8 +54,7 @@ def _from_function(spec: str) -> Score:
 def _from_reward_model(path: str, penalty: float, device: torch.device | None) -> Score:
     model = load_reward_model(path)
     if device is not None:  # scored where the policy trains (the CPU: nothing moves)
-        for m in model.members if isinstance(model, RewardEnsemble) else [model]:
-            place(m, device)
+        place_reward_model(model, device)
     if penalty and not isinstance(model, RewardEnsemble):
         raise PreflineError(f"uncertainty_penalty needs an ensemble; {path} holds one model",
                             field="uncertainty_penalty")
