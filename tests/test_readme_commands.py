@@ -106,6 +106,10 @@ NOT_RUN: dict[tuple[str, str], str] = {
                                   "../shared/data/hh-rlhf-harmless-base-test.first800.jsonl.gz"):
         "a measured run on the shared HH data with MiniLM (minutes), kept as the record of a "
         "result",
+    ("docs/benchmarks/online.md", "prefline train reward --data "
+                                  "../shared/data/hh-rlhf-harmless-base-test.first800.jsonl.gz"):
+        "a measured online-DPO run with the embedded SmolLM2 and MiniLM (tens of minutes), kept "
+        "as the record of a result; tests/train/test_online_dpo.py runs the stage on tiny models",
     ("docs/rollout.md", "prefline train dpo --snapshot v1 --lora --out policy/"):
         "the walk-through's training and evaluation (minutes); tests/rollout register "
         "policies and evaluations directly",
