@@ -18,12 +18,12 @@ from prefline.store.models import Artifact
 pytestmark = pytest.mark.browser
 
 
-def test_admin_rolls_back_the_canary_from_the_dashboard(sqlite_registry: Registry,
+def test_admin_rolls_back_the_canary_from_the_dashboard(registry: Registry,
                                                         chromium: Any) -> None:  # noqa: F811
-    canary = start_canary(sqlite_registry, percent=50.0, guardrails={"auto_rollback": False},
+    canary = start_canary(registry, percent=50.0, guardrails={"auto_rollback": False},
                           users=True)
     users = Population(p_up={"production": 0.7, "candidate": 0.4})
-    with uvicorn_thread(create_app(sqlite_registry.url)) as base:
+    with uvicorn_thread(create_app(registry.url)) as base:
         users.run(base, canary.key, 30, stop=lambda i: False)
         page = chromium.new_page()
         page.goto(f"{base}/login")
@@ -43,6 +43,6 @@ def test_admin_rolls_back_the_canary_from_the_dashboard(sqlite_registry: Registr
         assert "–" in page.locator("#arm-chat-candidate").inner_text()
         trail = page.locator("#trail").inner_text()
         assert "admin:root" in trail and "looks off in the dashboard" in trail
-    with session_scope(sqlite_registry.url) as s:
+    with session_scope(registry.url) as s:
         assert s.get(Artifact, canary.cand).status == "rolled_back"  # type: ignore[union-attr]
         assert s.get(Artifact, canary.prod).status == "production"  # type: ignore[union-attr]

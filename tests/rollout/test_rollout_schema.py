@@ -36,9 +36,9 @@ def _fuzz(schema: Any, headers: dict[str, str], wanted: str) -> list[str]:
     return labels
 
 
-def test_rollout_routes_fuzz_finds_no_server_errors(sqlite_registry: Registry) -> None:
-    canary = start_canary(sqlite_registry, users=True)
-    app = create_app(sqlite_registry.url)
+def test_rollout_routes_fuzz_finds_no_server_errors(registry: Registry) -> None:
+    canary = start_canary(registry, users=True)
+    app = create_app(registry.url)
     auth = {"Authorization": f"Bearer {canary.key}"}
     chat = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "/v1")
     labels = _fuzz(schemathesis.openapi.from_asgi("/openapi.json", chat), auth, "/chat")
