@@ -114,27 +114,27 @@ def test_skip_needs_a_reason_and_hands_the_item_to_others(store: Any, add_campai
         assert s.scalar(select(Feedback).where(Feedback.source == f"campaign:{cid}")) is None
 
 
-def test_queue_says_continue_once_started(sqlite_store: Any, add_campaign: Any,
+def test_queue_says_continue_once_started(store: Any, add_campaign: Any,
                                           login: Any) -> None:
     """Reproduction: "Start" was shown mid-queue."""
-    cid = add_campaign(sqlite_store.url, "cont", "pairwise", overlap=1)
-    with TestClient(create_app(sqlite_store.url)) as c:
+    cid = add_campaign(store.url, "cont", "pairwise", overlap=1)
+    with TestClient(create_app(store.url)) as c:
         csrf = login(c, "alice")
         assert f'id="start-{cid}" href="/campaigns/{cid}/next">Start<' in c.get("/").text
         c.post(_task(c, cid), data={"csrf_token": csrf, "choice": "tie"})
         assert f'id="start-{cid}" href="/campaigns/{cid}/next">Continue<' in c.get("/").text
 
 
-def test_rating_scale_shows_the_rubric_anchors(sqlite_store: Any, login: Any) -> None:
+def test_rating_scale_shows_the_rubric_anchors(store: Any, login: Any) -> None:
     """Reproduction: rating scales had no anchors."""
-    with session_scope(sqlite_store.url) as s:
+    with session_scope(store.url) as s:
         cid = create_campaign(s, "rubric", "rating", ["helpful", "safe"], rubric={
             "helpful": {1: "ignores the question", 5: "answers it fully"}}).id
         with pytest.raises(PreflineError, match="not a criterion"):
             create_campaign(s, "bad", "rating", ["helpful"], rubric={"tone": {1: "x"}})
         with pytest.raises(PreflineError, match="scores 1-5"):
             create_campaign(s, "bad", "rating", ["helpful"], rubric={"helpful": {7: "x"}})
-    with TestClient(create_app(sqlite_store.url)) as c:
+    with TestClient(create_app(store.url)) as c:
         login(c, "alice")
         page = c.get(_task(c, cid)).text
     assert re.search(r'id="anchor-0-1">ignores the question<', page)
@@ -143,15 +143,15 @@ def test_rating_scale_shows_the_rubric_anchors(sqlite_store: Any, login: Any) ->
     assert 'id="anchor-0-3"' not in page
 
 
-def test_campaign_create_takes_a_rubric_file(sqlite_store: Any, tmp_path: Path,
+def test_campaign_create_takes_a_rubric_file(store: Any, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "rubric.toml"
     good.write_text('helpful = {1 = "ignores the question", 5 = "answers it fully"}\n')
     code, out, err = run_cli(["campaign", "create", "r", "--kind", "rating", "--criteria",
-                              "helpful", "--rubric", str(good), "--db", sqlite_store.url,
+                              "helpful", "--rubric", str(good), "--db", store.url,
                               "--json"], capsys)
     assert code == 0, err
-    with session_scope(sqlite_store.url) as s:
+    with session_scope(store.url) as s:
         campaign = s.scalar(select(Campaign).where(Campaign.name == "r"))
         assert campaign is not None
         assert anchors(campaign) == [{"1": "ignores the question", "5": "answers it fully"}]
@@ -160,21 +160,21 @@ def test_campaign_create_takes_a_rubric_file(sqlite_store: Any, tmp_path: Path,
         bad.write_text(text)
         code, out, err = run_cli(["campaign", "create", "r2", "--kind", "rating",
                                   "--criteria", "helpful", "--rubric", str(bad),
-                                  "--db", sqlite_store.url], capsys)
+                                  "--db", store.url], capsys)
         assert code != 0 and "rubric" in err and "Traceback" not in err + out
 
 
-def test_my_labels_show_left_right_and_shown_order(seed_store: Any, sqlite_url: str,
+def test_my_labels_show_left_right_and_shown_order(seed_store: Any, db_url: str,
                                                    add_campaign: Any, login: Any) -> None:
     """Reproduction: "My labels" showed the internal a/b order, not what was seen."""
-    store = seed_store(sqlite_url, n_prompts=1)
+    store = seed_store(db_url, n_prompts=1)
     from prefline.collect.ingest import log_interaction
     from prefline.collect.schemas import LogRequest
 
-    log_interaction(open_store(sqlite_url), LogRequest.model_validate(
+    log_interaction(open_store(db_url), LogRequest.model_validate(
         {"prompt": {"text": "rank me"}, "responses": [{"text": t} for t in "xyz"]}))
-    pid = add_campaign(sqlite_url, "pairs", "pairwise", overlap=1)
-    with session_scope(sqlite_url) as s:
+    pid = add_campaign(db_url, "pairs", "pairwise", overlap=1)
+    with session_scope(db_url) as s:
         kid = create_campaign(s, "rank", "ranking", [], selection=Selection(k=3)).id
     with TestClient(create_app(store.url)) as c:
         csrf = login(c, "alice")
@@ -192,13 +192,13 @@ def test_my_labels_show_left_right_and_shown_order(seed_store: Any, sqlite_url: 
             in page)
 
 
-def test_instruction_links_are_clickable_and_safe(sqlite_store: Any, login: Any) -> None:
+def test_instruction_links_are_clickable_and_safe(store: Any, login: Any) -> None:
     """Reproduction: links in instructions were never clickable."""
     text = ("Read [the guide](https://example.org/guide?a=1&b=2) or https://example.org/faq.\n"
             "Never [this](javascript:alert(1)) nor <a href='javascript:alert(2)'>that</a>.")
-    with session_scope(sqlite_store.url) as s:
+    with session_scope(store.url) as s:
         cid = create_campaign(s, "links", "pairwise", [], instructions=text).id
-    with TestClient(create_app(sqlite_store.url)) as c:
+    with TestClient(create_app(store.url)) as c:
         login(c, "alice")
         page = c.get(_task(c, cid)).text
     instructions = page.split('class="instructions">')[1].split("</div>")[0]
@@ -211,11 +211,11 @@ def test_instruction_links_are_clickable_and_safe(sqlite_store: Any, login: Any)
     assert "<a " not in body.split('class="taskfoot"')[0]
 
 
-def test_admin_campaign_page_is_readable(sqlite_store: Any, add_campaign: Any,
+def test_admin_campaign_page_is_readable(store: Any, add_campaign: Any,
                                          login: Any) -> None:
     """Reproduction: the admin campaign page showed raw JSON and Python True/False."""
-    cid = add_campaign(sqlite_store.url, "adm", "pairwise", overlap=1)
-    app = create_app(sqlite_store.url)
+    cid = add_campaign(store.url, "adm", "pairwise", overlap=1)
+    app = create_app(store.url)
     with TestClient(app) as alice:
         csrf = login(alice, "alice")
         for _ in range(2):
