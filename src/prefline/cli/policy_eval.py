@@ -42,9 +42,10 @@ def _print_summary(result: dict[str, object]) -> None:
     if isinstance(p, dict):
         table.add_row("proxy (reward model) win rate",
                       f"{p['win_rate']:.1%} [{p['ci'][0]:.1%}, {p['ci'][1]:.1%}]")
-    kl = result["kl"]
-    table.add_row("KL(policy‖baseline), nats/response",
-                  f"{kl:.3f}" if isinstance(kl, float) else "not measured (backend)")
+    for key, label in (("kl", "as sampled"), ("kl_t1", "temperature 1")):
+        kl = result.get(key)
+        table.add_row(f"KL(policy‖baseline) {label}, nats/response",
+                      f"{kl:.3f}" if isinstance(kl, float) else "not measured")
     for side in ("policy", "baseline"):
         s = result[side]
         assert isinstance(s, dict)

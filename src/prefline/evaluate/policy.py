@@ -7,7 +7,8 @@ Both policies sample ``n_samples`` responses per prompt with the same settings; 
 compares A's j-th response with B's j-th (the side A is shown on alternates, seeded, so a
 position-biased judge cannot favour either policy); the reward model, when given, compares
 the same pairs, so the proxy's win rate sits beside the judge's and over-optimisation of the
-proxy shows as a gap. KL(A‖B) is estimated on A's own samples. Confidence intervals come from
+proxy shows as a gap. KL(A‖B) is estimated on A's own samples, exactly per token, for the
+sampling distributions and at temperature 1 (:mod:`prefline.evaluate.kl`). Confidence intervals come from
 a bootstrap over *prompts* (each prompt's n samples move together), because samples of one
 prompt are not independent evidence. The result is an ``evaluation`` artifact whose inputs
 name the policy, the reference model (B), the judge and the reward model; the caller records it.
@@ -32,10 +33,10 @@ from prefline.base.hashing import content_hash
 from prefline.base.progress import Reporter, StepProgress
 from prefline.base.stage import Ref
 from prefline.base.tracking import log_run
+from prefline.evaluate.kl import KLSums, kl_figures, response_kls
 from prefline.evaluate.policy_config import ARTIFACT, PolicyEvalConfig
 from prefline.evaluate.policy_metrics import (
     length_controlled_win_rate,
-    mean_kl,
     outcome_score,
     words,
 )
@@ -134,7 +135,9 @@ def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], j
     list[float]`` (``score_items`` too: then scored in batches); ``on_stage`` is called with
     each name in :data:`STAGES` as it starts; ``progress`` shows a bar per stage (per
     sampling batch, log-prob batch, judged pair, scored prompt). The KL needs both models
-    in-process (``hf``); with other backends it is not measured (``kl`` None)."""
+    in-process (``hf``); with other backends it is not measured (``kl`` None). ``kl`` is
+    KL(A‖B) of the sampling distributions (``cfg.temperature`` and ``cfg.top_p``), ``kl_t1``
+    the models' own (temperature 1): see :mod:`prefline.evaluate.kl`."""
     if not rows:
         raise PreflineError("the evaluation needs at least one prompt", field="prompts")
     bars = progress if progress is not None else Reporter(enabled=False)
@@ -156,12 +159,13 @@ def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], j
         resp_b = [[c.text for c in cs] for cs in b.generate(texts, sampling, bar.advance)]
     flat_prompts = [t for t, rs in zip(texts, resp_a, strict=True) for _ in rs]
     flat_a = [r for rs in resp_a for r in rs]
-    kl = None
+    kls: dict[str, float | None] = {"kl": None, "kl_t1": None, "kl_nucleus_miss": None}
     if isinstance(a, HFBackend) and isinstance(b, HFBackend):
         with stage(2, 2 * -(-len(flat_a) // KL_BATCH)) as bar:
-            kl = mean_kl(
-                completion_logprobs(a.lm, a.tokenizer, flat_prompts, flat_a, on_batch=bar.advance),
-                completion_logprobs(b.lm, b.tokenizer, flat_prompts, flat_a, on_batch=bar.advance))
+            kls = kl_figures(policy_kls(
+                (a.lm, a.tokenizer), (b.lm, b.tokenizer), flat_prompts, flat_a,
+                cfg.temperature if cfg.temperature > 0 else 1.0,
+                cfg.top_p, on_batch=bar.advance), greedy=cfg.temperature <= 0)
     with stage(3, len(flat_a)) as bar:
         scores = _judge_pairs(judge, rows, resp_a, resp_b, cfg.seed, on_done=bar.advance)
     len_diff = [len(words(x)) - len(words(y)) for ra, rb in zip(resp_a, resp_b, strict=True)
@@ -182,8 +186,8 @@ def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], j
     named = {"policy": NamedInput(cfg.policy), "baseline": NamedInput(cfg.baseline),
              "judge": NamedInput(cfg.judge), "prompts": NamedInput(cfg.prompts)}
     return PolicyEvalResult(
-        judge=outcome, kl=kl, policy=side_stats(rows, resp_a), baseline=side_stats(rows, resp_b),
-        n_prompts=len(rows), examples=examples(rows, resp_a, resp_b, scores, cfg.seed),
+        judge=outcome, kl=kls["kl"], kl_t1=kls["kl_t1"], kl_nucleus_miss=kls["kl_nucleus_miss"],
+        policy=side_stats(rows, resp_a), baseline=side_stats(rows, resp_b), n_prompts=len(rows), examples=examples(rows, resp_a, resp_b, scores, cfg.seed),
         verdict=verdict(rate.win_rate, rate.ci), sampling={**gen, "n_boot": cfg.n_boot},
         named_inputs=named, proxy=proxy_outcome)
 
@@ -238,43 +242,47 @@ def _as_backend(model: Model | Backend, cfg: PolicyEvalConfig) -> Backend:
     return model
 
 
-def completion_logprobs(model: Any, tokenizer: Any, prompts: Sequence[str | Messages],
-                        completions: Sequence[str], batch_size: int = KL_BATCH,
-                        on_batch: Callable[[int], None] | None = None) -> list[list[float]]:
-    """Per-token log-probs (nats) of each completion given its chat-templated prompt.
+def policy_kls(a: Model, b: Model, prompts: Sequence[str | Messages], completions: Sequence[str],
+               temperature: float, top_p: float, batch_size: int = KL_BATCH,
+               on_batch: Callable[[int], None] | None = None) -> KLSums:
+    """Per-response KL sums of A's ``completions`` (see :mod:`prefline.evaluate.kl`): both
+    models read the same token ids (A's tokenizer; they must share the vocabulary), and at
+    each response position the exact per-token KL over the vocabulary is summed.
 
-    Returns one list per completion, one float per completion token. Completions are
-    re-tokenised from text, so the tokens can differ slightly from the sampled ones; that
-    affects A and B identically and only adds a little noise to the KL estimate.
-    """
-    heads = render_prompts(tokenizer, prompts)
-    rows = []
-    for head, text in zip(heads, completions, strict=True):
-        p_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
-        c_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        rows.append((p_ids, c_ids))
+    Completions are re-tokenised from text, so the tokens can differ slightly from the
+    sampled ones; ``on_batch`` is called once per model forward pass."""
+    (model_a, tokenizer), (model_b, tok_b) = a, b
+    if len(tokenizer) != len(tok_b):
+        raise PreflineError(f"the KL needs one vocabulary: the policy's tokenizer has "
+                            f"{len(tokenizer)} tokens, the baseline's {len(tok_b)}", field="baseline")
+    rows = [(tokenizer(head, add_special_tokens=False)["input_ids"],
+             tokenizer(text, add_special_tokens=False)["input_ids"])
+            for head, text in zip(render_prompts(tokenizer, prompts), completions, strict=True)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(model.parameters()).device
-    out: list[list[float]] = []
+    sums = KLSums([], [], [], [])
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         width = max(len(p) + len(c) for p, c in chunk)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
+        resp = torch.zeros((len(chunk), width - 1), dtype=torch.long)
         for k, (p, c) in enumerate(chunk):  # right padding: positions stay 0..len-1
             ids[k, :len(p) + len(c)] = torch.tensor(p + c)
             mask[k, :len(p) + len(c)] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        tok_lp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1).cpu()
-        for k, (p, c) in enumerate(chunk):
-            # token t of the sequence is predicted at position t-1
-            out.append(tok_lp[k, len(p) - 1:len(p) + len(c) - 1].tolist())
-        if on_batch is not None:
-            on_batch(1)
-    return out
+            resp[k, len(p) - 1:len(p) + len(c) - 1] = 1  # token t is predicted at t-1
+        logits = []
+        for model in (model_a, model_b):
+            device = next(model.parameters()).device
+            with torch.inference_mode():
+                out = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            # Embeddings can be padded past the tokenizer: those logits are no tokens.
+            logits.append(out[:, :-1, :len(tokenizer)].float().cpu())
+            if on_batch is not None:
+                on_batch(1)
+        got = response_kls(logits[0], logits[1], resp, temperature, top_p)
+        for field in ("sampling", "t1", "misses", "positions"):
+            getattr(sums, field).extend(getattr(got, field))
+    return sums
 
 
 def _judge_pairs(judge: Judge, rows: Sequence[PromptRow], resp_a: list[list[str]],

@@ -70,7 +70,10 @@ def mean_kl(logp_a: Sequence[Sequence[float]], logp_b: Sequence[Sequence[float]]
     ``logp_a[i][t]`` / ``logp_b[i][t]`` are the log-probabilities A and B give token t of
     A's i-th sampled response. KL(A‖B) = E_{y~A}[log A(y) − log B(y)], and log A(y) is the sum
     over its tokens, so the estimate is the mean over responses of Σ_t (log pA − log pB).
-    A single sample can be negative; the average is unbiased.
+    A single sample can be negative; the average is unbiased only when the log-probs are
+    those of the distribution the responses were sampled from (not untempered log-probs of
+    tempered samples). ``eval policy`` uses the lower-variance per-token-exact estimator of
+    :mod:`prefline.evaluate.kl` instead.
     """
     if len(logp_a) != len(logp_b) or not logp_a:
         raise ValueError("need the same, non-zero number of responses from both policies")

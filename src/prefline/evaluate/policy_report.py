@@ -168,7 +168,13 @@ def policy_section(result: dict[str, Any], img: dict[str, str]) -> str:
         p = result["proxy"]
         lines.append(f"<tr><td>proxy (reward model) win rate (95% CI)</td><td>{pct(p['win_rate'])} "
                      f"[{pct(p['ci'][0])}, {pct(p['ci'][1])}]</td></tr>")
-    lines.append(f"<tr><td>KL(policy ‖ baseline), nats per response</td><td>{_kl(result['kl'])}</td></tr></table>")
+    miss = result.get("kl_nucleus_miss")
+    lines += ["<tr><td>KL(policy ‖ baseline) as sampled (temperature, top-p), nats per response"
+              f"</td><td>{_kl(result['kl'])}"
+              + (f" (baseline's nucleus misses a policy token at {pct(miss)} of positions)"
+                 if miss is not None else "") + "</td></tr>",
+              "<tr><td>KL(policy ‖ baseline) at temperature 1, nats per response</td>"
+              f"<td>{_kl(result.get('kl_t1'))}</td></tr></table>"]
     lines += [f"<figure><img src='{img[k]}' alt='{k}'><figcaption>{cap}</figcaption></figure>"
               for k, cap in (("win_rates", "Win rates with 95% bootstrap CIs (over prompts)"),
                              ("categories", "Judge win rate per prompt category"),
@@ -210,5 +216,5 @@ def write_policy_report(result: dict[str, Any], path: str | Path) -> Path:
 
 
 def _kl(kl: float | None) -> str:
-    """The KL cell: not measured through a generation backend other than hf."""
-    return "not measured (backend)" if kl is None else f"{kl:.3f}"
+    """The KL cell: not measured through a generation backend other than hf (or greedily)."""
+    return "not measured (backend or greedy)" if kl is None else f"{kl:.3f}"

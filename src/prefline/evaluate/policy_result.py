@@ -103,8 +103,12 @@ class PolicyEvalResult(StageResult):
 
     judge: JudgeOutcome
     kl: float | None
-    """KL(policy ‖ baseline) in nats per response, on the policy's own samples; None when
-    the policies were sampled through a backend that cannot score given text (not hf)."""
+    """KL(policy ‖ baseline) of the distributions actually sampled (the evaluation's
+    temperature; top-p cut from the policy and applied to both, so a lower bound on the
+    KL with each side's own nucleus, which is infinite at ``kl_nucleus_miss`` of the
+    positions), nats per response, exact per token on the policy's own samples (see
+    :mod:`prefline.evaluate.kl`); None when the policies were sampled through a backend
+    that cannot score given text (not hf) or greedily."""
     policy: SideStats
     baseline: SideStats
     n_prompts: int
@@ -117,6 +121,12 @@ class PolicyEvalResult(StageResult):
     """What was compared, as the user named it: ``policy``, ``baseline``, ``judge``,
     ``prompts`` and (with a proxy) ``reward_model``, with artifact ids where registered."""
     proxy: ProxyOutcome | None = None
+    kl_t1: float | None = None
+    """KL(policy ‖ baseline) of the models themselves (temperature 1, no top-p), nats per
+    response, exact per token on the policy's own samples; None when not measured."""
+    kl_nucleus_miss: float | None = None
+    """Fraction of the policy's response positions where the baseline's own nucleus drops a
+    token the policy's keeps (there the both-truncated KL is infinite); None: not measured."""
     inputs: tuple[Ref, ...] = ()
     """Policy, reference model (the baseline), judge and reward model."""
     path: Path | None = None
@@ -129,6 +139,7 @@ class PolicyEvalResult(StageResult):
                 "judge_win_rate_ci": list(self.judge.ci),
                 "length_controlled_win_rate": self.judge.length_controlled_win_rate,
                 "proxy_win_rate": self.proxy.win_rate if self.proxy else None, "kl": self.kl,
+                "kl_t1": self.kl_t1, "kl_nucleus_miss": self.kl_nucleus_miss,
                 "n_prompts": self.n_prompts, "target_met": self.verdict.target_met}
 
 
