@@ -126,3 +126,14 @@ def test_policy_kls_on_transformers_models() -> None:
     diff = policy_kls(a, b, prompts, texts, 1.0, 1.0)
     assert diff.positions == [len(t.encode()) for t in texts]  # byte-level tokenizer
     assert diff.sampling == pytest.approx(diff.t1) and min(diff.t1) > 0
+    # Independently: the full forward pass of one unpadded row, KL at its response positions.
+    tok = a[1]
+    head = tok.apply_chat_template([{"role": "user", "content": prompts[1]}], tokenize=False,
+                                   add_generation_prompt=True)
+    p_ids = tok(head, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([p_ids + tok(texts[1], add_special_tokens=False)["input_ids"]])
+    with torch.inference_mode():
+        la, lb = (torch.log_softmax(m(input_ids=ids).logits[0, :-1, :len(tok)].double(), -1)
+                  for m in (a[0], b[0]))
+    want = float(token_kl(la, lb)[len(p_ids) - 1:].sum())
+    assert diff.t1[1] == pytest.approx(want, rel=1e-4)

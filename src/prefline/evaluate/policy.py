@@ -265,18 +265,24 @@ def policy_kls(a: Model, b: Model, prompts: Sequence[str | Messages], completion
         width = max(len(p) + len(c) for p, c in chunk)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        resp = torch.zeros((len(chunk), width - 1), dtype=torch.long)
+        span = max(1, max(len(c) for _, c in chunk))
+        at = torch.zeros((len(chunk), span), dtype=torch.long)  # positions predicting A's tokens
+        resp = torch.zeros_like(at)
         for k, (p, c) in enumerate(chunk):  # right padding: positions stay 0..len-1
             ids[k, :len(p) + len(c)] = torch.tensor(p + c)
             mask[k, :len(p) + len(c)] = 1
-            resp[k, len(p) - 1:len(p) + len(c) - 1] = 1  # token t is predicted at t-1
+            at[k, :len(c)] = torch.arange(len(p) - 1, len(p) + len(c) - 1)  # t predicted at t-1
+            resp[k, :len(c)] = 1
         logits = []
         for model in (model_a, model_b):
             device = next(model.parameters()).device
             with torch.inference_mode():
                 out = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            # Embeddings can be padded past the tokenizer: those logits are no tokens.
-            logits.append(out[:, :-1, :len(tokenizer)].float().cpu())
+            # Only the response positions (the prompt's would multiply the memory); embeddings
+            # can be padded past the tokenizer: those logits are no tokens.
+            vocab = out[..., :len(tokenizer)]
+            index = at.to(device)[..., None].expand(-1, -1, vocab.shape[-1])
+            logits.append(vocab.gather(1, index).float().cpu())
             if on_batch is not None:
                 on_batch(1)
         got = response_kls(logits[0], logits[1], resp, temperature, top_p)
