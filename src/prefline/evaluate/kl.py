@@ -19,10 +19,12 @@ Two figures, both in nats per response and both on responses sampled from A:
 Estimator and variance. By the chain rule, KL over whole responses equals
 ``E_{y~A}[Σ_t KL(A(·|y<t) ‖ B(·|y<t))]``. At each position of A's samples the inner KL is
 computed *exactly* over the vocabulary, so the only randomness left is which prefixes were
-visited: the per-response figure is unbiased and its variance is the variance over prefixes
-of the summed per-token KLs, never more than that of the plain Monte-Carlo estimator
-``Σ_t (log A(y_t) − log B(y_t))`` (the per-token-exact sum is that estimator's conditional
-expectation given the prefixes — Rao–Blackwellisation), and every term is ≥ 0. The reported
+visited: the per-response figure is unbiased, every term is ≥ 0, and its variance is the
+variance over prefixes of the summed per-token KLs. The plain Monte-Carlo estimator
+``Σ_t (log A(y_t) − log B(y_t))`` adds to that the martingale noise ``Σ_t ε_t`` of each sampled
+token's log-ratio around its position's exact KL, so it is usually much noisier (and can be
+negative); this is not a theorem for every pair of models (``ε_t`` can correlate negatively
+with later positions' KLs), and the tests check it on enumerated tiny models. The reported
 figure is the mean over N responses, so its standard error is ``std(per-response KL)/√N``.
 """
 
