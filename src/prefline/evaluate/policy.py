@@ -36,7 +36,6 @@ from prefline.base.tracking import log_run
 from prefline.evaluate.kl import KLSums, kl_figures, response_kls
 from prefline.evaluate.policy_config import ARTIFACT, PolicyEvalConfig
 from prefline.evaluate.policy_metrics import (
-    length_controlled_win_rate,
     outcome_score,
     words,
 )
@@ -47,6 +46,7 @@ from prefline.evaluate.policy_result import (
     PolicyEvalResult,
     ProxyOutcome,
     examples,
+    lc_rate_with_ci,
     per_category,
     rate_with_ci,
     side_stats,
@@ -168,13 +168,13 @@ def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], j
                 cfg.top_p, on_batch=bar.advance), greedy=cfg.temperature <= 0)
     with stage(3, len(flat_a)) as bar:
         scores = _judge_pairs(judge, rows, resp_a, resp_b, cfg.seed, on_done=bar.advance)
-    len_diff = [len(words(x)) - len(words(y)) for ra, rb in zip(resp_a, resp_b, strict=True)
-                for x, y in zip(ra, rb, strict=True)]
+    len_diff = [[float(len(words(x)) - len(words(y))) for x, y in zip(ra, rb, strict=True)]
+                for ra, rb in zip(resp_a, resp_b, strict=True)]
     rate = rate_with_ci(scores, cfg.n_boot, cfg.seed)
+    lc_rate, lc_ci = lc_rate_with_ci(scores, len_diff, cfg.n_boot, cfg.seed)
     outcome = JudgeOutcome(
         spec=cfg.judge, win_rate=rate.win_rate, ci=rate.ci, n=rate.n,
-        length_controlled_win_rate=length_controlled_win_rate(
-            [s for row in scores for s in row], len_diff),
+        length_controlled_win_rate=lc_rate, length_controlled_ci=lc_ci,
         per_category=per_category(rows, scores), config=judge.config())
     proxy_outcome = None
     if proxy is not None:

@@ -14,14 +14,20 @@ from typing import Any
 from prefline.base.plots import data_uri, new_figure, png_bytes
 
 
+def _ci_text(ci: list[float] | None) -> str:
+    """`` [low, high]`` for a CI, empty for results recorded before it existed."""
+    return f" [{pct(ci[0])}, {pct(ci[1])}]" if ci else ""
+
+
 def fig_win_rates(result: dict[str, Any]) -> bytes:
     """Judge, length-controlled and proxy win rates with 95% CIs against the 50%/60% lines."""
     j = result["judge"]
     names, rates, lows, highs = ["judge"], [j["win_rate"]], [j["ci"][0]], [j["ci"][1]]
     names.append("judge, length-\ncontrolled")
     rates.append(j["length_controlled_win_rate"])
-    lows.append(rates[-1])
-    highs.append(rates[-1])
+    lc_ci = j.get("length_controlled_ci") or (rates[-1], rates[-1])  # older results: no CI
+    lows.append(lc_ci[0])
+    highs.append(lc_ci[1])
     if result.get("proxy"):
         p = result["proxy"]
         names.append("proxy\n(reward model)")
@@ -163,7 +169,9 @@ def policy_section(result: dict[str, Any], img: dict[str, str]) -> str:
              f"{e(result['verdict']['text'])}</p>", "<table><tr><th>measure</th><th>value</th></tr>",
              f"<tr><td>judge win rate (95% CI)</td><td>{pct(j['win_rate'])} "
              f"[{pct(j['ci'][0])}, {pct(j['ci'][1])}] over {j['n']} comparisons</td></tr>",
-             f"<tr><td>length-controlled judge win rate</td><td>{pct(j['length_controlled_win_rate'])}</td></tr>"]
+             f"<tr><td>length-controlled judge win rate (95% CI)</td>"
+             f"<td>{pct(j['length_controlled_win_rate'])}{_ci_text(j.get('length_controlled_ci'))}"
+             "</td></tr>"]
     if result.get("proxy"):
         p = result["proxy"]
         lines.append(f"<tr><td>proxy (reward model) win rate (95% CI)</td><td>{pct(p['win_rate'])} "

@@ -15,7 +15,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from prefline.base.stage import Ref, StageResult
-from prefline.evaluate.policy_metrics import distinct_n, mean_length, win_rate, words
+from prefline.evaluate.policy_metrics import (
+    distinct_n,
+    length_controlled_win_rate,
+    mean_length,
+    win_rate,
+    words,
+)
 from prefline.evaluate.stats import bootstrap_ci
 from prefline.formats.examples import as_messages
 from prefline.generate.io import PromptRow
@@ -44,6 +50,8 @@ class JudgeOutcome:
     n: int
     length_controlled_win_rate: float
     """The win rate A would have at equal response length (see policy_metrics)."""
+    length_controlled_ci: tuple[float, float]
+    """95% bootstrap CI of the length-controlled rate over prompts (refitted per resample)."""
     per_category: dict[str, float]
     config: dict[str, Any]
     """Everything that determines the judge's output."""
@@ -138,6 +146,7 @@ class PolicyEvalResult(StageResult):
         return {"judge": self.judge.spec, "judge_win_rate": self.judge.win_rate,
                 "judge_win_rate_ci": list(self.judge.ci),
                 "length_controlled_win_rate": self.judge.length_controlled_win_rate,
+                "length_controlled_ci": list(self.judge.length_controlled_ci),
                 "proxy_win_rate": self.proxy.win_rate if self.proxy else None, "kl": self.kl,
                 "kl_t1": self.kl_t1, "kl_nucleus_miss": self.kl_nucleus_miss,
                 "n_prompts": self.n_prompts, "target_met": self.verdict.target_met}
@@ -149,6 +158,22 @@ def rate_with_ci(per_prompt: list[list[float]], n_boot: int, seed: int) -> WinRa
     means = [float(np.mean(row)) for row in per_prompt if row]
     low, high = bootstrap_ci(means, n_boot=n_boot, seed=seed)
     return WinRate(win_rate(flat), (low, high), len(flat))
+
+
+def lc_rate_with_ci(per_prompt: list[list[float]], len_diff: list[list[float]], n_boot: int,
+                    seed: int) -> tuple[float, tuple[float, float]]:
+    """Length-controlled win rate over all comparisons and its 95% bootstrap CI over prompts:
+    each resample draws prompts with replacement and refits the logistic regression on their
+    comparisons (a prompt's samples stay together, as in :func:`rate_with_ci`)."""
+    keep = [i for i, row in enumerate(per_prompt) if row]
+
+    def fit(idx: np.ndarray) -> float:
+        rows = [keep[int(i)] for i in idx]
+        return length_controlled_win_rate([s for r in rows for s in per_prompt[r]],
+                                          [d for r in rows for d in len_diff[r]])
+
+    everything = np.arange(len(keep), dtype=np.float64)
+    return fit(everything), bootstrap_ci(everything, stat=fit, n_boot=n_boot, seed=seed)
 
 
 def side_stats(rows: Sequence[PromptRow], responses: list[list[str]]) -> SideStats:
