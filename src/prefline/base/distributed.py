@@ -8,6 +8,8 @@ runs under torchrun calls :func:`init_distributed` and never ``init_process_grou
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import os
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -92,7 +94,18 @@ def init_distributed(device: str | None = None) -> tuple[int, int]:
 
     if not dist.is_initialized():
         dist.init_process_group(backend_for(resolve_device(device or "auto").type))
+        # Leave the group explicitly at exit: a gloo group torn down by the interpreter's
+        # finalisers while the peer is still working can abort (SIGABRT) the process.
+        atexit.register(_leave_group)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _leave_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        with contextlib.suppress(Exception):  # already exiting; the outcome is decided
+            dist.destroy_process_group()
 
 
 def barrier() -> None:
