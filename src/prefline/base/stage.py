@@ -66,10 +66,15 @@ class StageResult:
     artifact_kind: ClassVar[str | None] = None
     """Registry kind when the result is an artifact (``reward_model``, ``policy``, ...)."""
 
+    json_omit: ClassVar[tuple[str, ...]] = ()
+    """Fields left out of :meth:`to_json` (an in-memory model, a per-step history on disk)."""
+
     def to_json(self) -> dict[str, Any]:
-        """Every field as plain JSON types (what ``--json`` prints)."""
+        """Every field but :attr:`json_omit` as plain JSON types (what ``--json`` prints)."""
         out = jsonable(self)
         assert isinstance(out, dict)
+        for name in self.json_omit:
+            out.pop(name, None)
         return out
 
     def lineage(self) -> tuple[Ref, ...]:

@@ -84,12 +84,8 @@ class DPOResult(StageResult):
     policy: Any = field(default=None, repr=False, compare=False)
     """The trained model in memory (a PeftModel under LoRA, before any merge)."""
 
-    def to_json(self) -> dict[str, Any]:
-        """Every field but the in-memory model and the per-step history (in train_log.jsonl)."""
-        out = super().to_json()
-        out.pop("policy", None)
-        out.pop("history", None)
-        return out
+    json_omit: ClassVar[tuple[str, ...]] = ("policy", "history")
+    """The in-memory model and the per-step history (in train_log.jsonl) stay out of JSON."""
 
 
 def run(cfg: DPOConfig, ctx: Context) -> DPOResult:

@@ -82,10 +82,8 @@ class OnlineDPOResult(StageResult):
     """Gold and proxy against KL (``overoptimisation.png``), when the monitor ran."""
     policy: Any = field(default=None, repr=False, compare=False)
 
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        out.pop("policy", None)
-        return out
+    json_omit: ClassVar[tuple[str, ...]] = ("policy",)
+    """The in-memory model stays out of JSON."""
 
 
 def make_pairs(prompts: Sequence[Any], picks: Sequence[Picked], how: str,

@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -296,11 +296,8 @@ class OnlineRLResult(StageResult):
     """Gold and proxy against KL (``<run>/overoptimisation.png``), when measured twice."""
     policy: Any = field(default=None, repr=False, compare=False)
 
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        out.pop("policy", None)
-        out.pop("history", None)
-        return out
+    json_omit: ClassVar[tuple[str, ...]] = ("policy", "history")
+    """The in-memory model and the per-step history (in train_log.jsonl) stay out of JSON."""
 
 
 def lineage(source: RewardSource, base_model: str, prompts: str | None,

@@ -66,11 +66,8 @@ class SFTResult(StageResult):
     history: list[dict[str, Any]] = field(default_factory=list)
     policy: Any = field(default=None, repr=False, compare=False)
 
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        out.pop("policy", None)
-        out.pop("history", None)
-        return out
+    json_omit: ClassVar[tuple[str, ...]] = ("policy", "history")
+    """The in-memory model and the per-step history (in train_log.jsonl) stay out of JSON."""
 
 
 class SFTTask:
