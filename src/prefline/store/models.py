@@ -118,6 +118,10 @@ class Feedback(Base):
     """sha256 of the event as sent (canonical JSON): a retry with another body is a conflict."""
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("feedback.id"), index=True)
     """The earlier label this one replaces (an annotator's undo/edit); both rows are kept."""
+    user_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    """Pseudonymous id of the end user the judgment is about (never an e-mail or a name)."""
+    segment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Declared segment attributes of that user, ``{key: value}`` strings (e.g. style)."""
 
     annotator: Mapped[Annotator] = relationship()
     prompt: Mapped[Prompt] = relationship()

@@ -60,6 +60,8 @@ class ServedResponse(Base):
     user_hash: Mapped[str] = mapped_column(String(64))
     """Pseudonymous: sha256 of the client's user id, never the id itself."""
     segment: Mapped[str | None] = mapped_column(String(100))
+    segment_attrs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Declared segment attributes the request gave (body field ``segment_attrs``)."""
     latency_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
