@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -137,6 +139,11 @@ class Snapshot(Base):
     recipe: Mapped[dict[str, Any]] = mapped_column(JSON)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    contains_forgotten_data: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                          server_default=false())
+    """Items were removed because a user was forgotten or their feedback expired
+    (``prefline users forget``, ``prefline store prune``): the content no longer matches
+    ``content_hash``, and what was trained on it saw data the store no longer holds."""
 
 
 class SnapshotName(Base):
@@ -184,6 +191,10 @@ class Artifact(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(30), default="registered")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    contains_forgotten_data: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                          server_default=false())
+    """Its lineage (followed through every input) includes a snapshot that held data since
+    deleted by ``prefline users forget`` or ``prefline store prune``."""
 
 
 class ArtifactInput(Base):
@@ -205,7 +216,8 @@ class ArtifactInput(Base):
 
 
 class AuditLog(Base):
-    """Append-only record of who did what; UPDATE and DELETE are refused by triggers."""
+    """Append-only record of who did what; DELETE is refused by triggers, and UPDATE too
+    except a redaction (see ``redacted_at``)."""
 
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
@@ -214,6 +226,9 @@ class AuditLog(Base):
     target: Mapped[str | None] = mapped_column(String(300))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    redacted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    """When a forgotten user's id was blanked out of this row: the one UPDATE the triggers
+    allow (it must set this; id, action and time stay), so erasure never deletes history."""
 
 
 Index("ix_feedback_pair", Feedback.prompt_id, Feedback.response_a_id, Feedback.response_b_id)
