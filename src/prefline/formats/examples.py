@@ -1,5 +1,8 @@
 """The in-memory shapes every trainer and evaluator consumes.
 
+Every example may carry ``user`` (a pseudonymous user id) and ``segment`` (declared
+attributes such as ``{"style": "concise"}``), the personal-data contract of issue 14.
+
 A prompt is always a list of chat messages ``[{"role": ..., "content": ...}, ...]``; a plain
 text prompt becomes one user message. Responses are the final assistant turn's text.
 """
@@ -37,6 +40,10 @@ class PreferencePair:
     strength: float | None = None
     tags: tuple[str, ...] = ()
     prompt_key: str = ""
+    user: str | None = None
+    """Pseudonymous id of the end user (never an e-mail or a name); None: not tied to a user."""
+    segment: dict[str, str] = field(default_factory=dict, hash=False)
+    """Declared segment attributes of that user, e.g. ``{"style": "concise"}``."""
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -52,6 +59,10 @@ class UnpairedExample:
     label: bool
     tags: tuple[str, ...] = ()
     prompt_key: str = ""
+    user: str | None = None
+    """Pseudonymous id of the end user (never an e-mail or a name); None: not tied to a user."""
+    segment: dict[str, str] = field(default_factory=dict, hash=False)
+    """Declared segment attributes of that user, e.g. ``{"style": "concise"}``."""
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -63,6 +74,10 @@ class RankingExample:
     responses: tuple[str, ...]
     tags: tuple[str, ...] = ()
     prompt_key: str = ""
+    user: str | None = None
+    """Pseudonymous id of the end user (never an e-mail or a name); None: not tied to a user."""
+    segment: dict[str, str] = field(default_factory=dict, hash=False)
+    """Declared segment attributes of that user, e.g. ``{"style": "concise"}``."""
 
 
 @dataclass(frozen=True)
@@ -74,3 +89,7 @@ class RatingExample:
     scores: dict[str, float]
     tags: tuple[str, ...] = ()
     prompt_key: str = ""
+    user: str | None = None
+    """Pseudonymous id of the end user (never an e-mail or a name); None: not tied to a user."""
+    segment: dict[str, str] = field(default_factory=dict, hash=False)
+    """Declared segment attributes of that user, e.g. ``{"style": "concise"}``."""

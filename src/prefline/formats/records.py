@@ -9,7 +9,9 @@ Record shapes, told apart by their keys:
 - ranking: ``prompt``/``responses``/``order`` (indices into ``responses``, best first).
 - rating: ``prompt``/``response``/``scores`` (``{criterion: number}``).
 
-Every shape also takes ``tags`` (list of strings) and ``annotator``/``annotator_kind``.
+Every shape also takes ``tags`` (list of strings), ``annotator``/``annotator_kind``, and the
+personal-data fields ``user`` (a pseudonymous id string) and ``segment`` (an object of
+string attributes, e.g. ``{"style": "concise"}``).
 Any problem raises :class:`BadRecord` (a PreflineError) naming the file, line and field.
 """
 
@@ -19,7 +21,7 @@ import hashlib
 import json
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prefline.base.errors import PreflineError
@@ -311,6 +313,43 @@ def check_storable(rec: dict[str, Any], where: Where) -> None:
         raise where.error(exc.message, exc.field) from None
 
 
+MAX_USER_ID = 200
+"""The longest user id the store keeps (``feedback.user_id``)."""
+
+
+def user_id(value: Any, where: Where, field: str = "user") -> str | None:
+    """A record's pseudonymous user id: a non-empty string without ``@`` (an e-mail address
+    is not pseudonymous), at most :data:`MAX_USER_ID` characters; None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_USER_ID:
+        raise where.error(f"expected a non-empty string of at most {MAX_USER_ID} characters "
+                          "(a pseudonymous user id)", field)
+    if "@" in value:
+        raise where.error("looks like an e-mail address; expected a pseudonymous user id", field)
+    return value
+
+
+def segment_attrs(value: Any, where: Where, field: str = "segment") -> dict[str, str]:
+    """A record's segment: an object of non-empty string keys to string values ({} when
+    absent); names are NFC like annotator names, values are kept as given."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and k.strip() and isinstance(v, str) for k, v in value.items()):
+        raise where.error('expected an object of string attributes, e.g. {"style": "concise"}',
+                          field)
+    return {_name(k): v for k, v in value.items()}
+
+
+def with_person(example: Example, rec: dict[str, Any], where: Where) -> Example:
+    """``example`` carrying the record's ``user`` and ``segment`` (unchanged without them)."""
+    if rec.get("user") is None and rec.get("segment") is None:
+        return example
+    return replace(example, user=user_id(rec.get("user"), where),
+                   segment=segment_attrs(rec.get("segment"), where))
+
+
 def parse_record(rec: Any, where: Where) -> Record:
     """Validate one raw record and return it as a typed example with its annotator."""
     if not isinstance(rec, dict):
@@ -319,7 +358,7 @@ def parse_record(rec: Any, where: Where) -> Record:
     shape = record_shape(rec)
     if shape is None:
         raise where.error(f"unknown record format (fields {sorted(rec)}); expected {SHAPES}")
-    example = _PARSERS[shape](rec, where)
+    example = with_person(_PARSERS[shape](rec, where), rec, where)
     annotator, kind = rec.get("annotator"), rec.get("annotator_kind")
     for field, value in (("annotator", annotator), ("annotator_kind", kind)):
         if value is not None and not isinstance(value, str):

@@ -34,7 +34,7 @@ Native = tuple[dict[str, Any], dict[str, str]]
 _THUMBS = {"up": True, "down": False, "thumbs_up": True, "thumbs_down": False, "true": True,
            "false": False, "1": True, "0": False, "yes": True, "no": False, "+1": True,
            "-1": False}
-_META = ("tags", "annotator", "annotator_kind")
+_META = ("tags", "annotator", "annotator_kind", "user", "segment")
 _NOT_CRITERIA = {"prompt", "response", "id", "source", *_META}
 
 
