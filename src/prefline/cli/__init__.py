@@ -24,6 +24,7 @@ from prefline.cli import (
     config,
     db,
     demo,
+    disagree,
     dpo,
     gate,
     generate,
@@ -49,8 +50,8 @@ app = typer.Typer(
 )
 
 
-COMMAND_MODULES = (audit, bench, cache, collect_admin, config, db, demo, dpo, gate, generate, io,
-                   judge, online_dpo, policy_eval, registry, reward, rl, serve, sft, snapshot)
+COMMAND_MODULES = (audit, bench, cache, collect_admin, config, db, demo, disagree, dpo, gate,
+                   generate, io, judge, online_dpo, policy_eval, registry, reward, rl, serve, sft, snapshot)
 for _module in COMMAND_MODULES:
     _module.register(app)
 
