@@ -6,7 +6,12 @@
 - ``openai:URL[#model]`` — any OpenAI-compatible chat-completions server (vLLM, llama.cpp,
   Ollama, hosted APIs); ``options`` carries the rest (api_key_env, template, timeout, ...);
 - ``reward:DIR`` — a trained prefline reward model;
-- ``lm:PATH`` — any local causal LM, asked "A or B?" in both orders.
+- ``lm:PATH`` — any local causal LM, asked "A or B?" in both orders;
+- ``rubric`` — the helpful/correct/harmless rubric written independently of ``rules``
+  (:mod:`prefline.judges.rubric`): a held-out judge for policies trained on ``rules`` labels;
+- ``rm-hh`` / ``rm-hh:DATA`` — a reward model trained on human preference data (HH-RLHF),
+  built on first use by :mod:`prefline.evaluate.policy_judges` (it trains, so it lives above
+  the training layer; ``make_judge`` here refuses it with a pointer).
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from prefline.judges.http import HttpJudge
 from prefline.judges.local_lm import LocalLMJudge
 from prefline.judges.principles import PrincipleConfig, PrincipleJudge
 from prefline.judges.reward_model import RewardModelJudge
+from prefline.judges.rubric import RubricJudge
 
-SPECS = "rules, rules:CONFIG.json, openai:URL[#model], reward:DIR, lm:PATH"
-KINDS = ("rules", "openai", "reward", "lm")
+SPECS = "rules, rules:CONFIG.json, rubric, rm-hh[:DATA], openai:URL[#model], reward:DIR, lm:PATH"
+KINDS = ("rules", "rubric", "rm-hh", "openai", "reward", "lm")
+NO_ARGUMENT = ("rules", "rubric", "rm-hh")
+"""Kinds whose argument after ':' is optional."""
 
 
 def _build(factory: Any, *args: Any, **options: Any) -> Any:
@@ -42,7 +50,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
     kind, _, arg = spec.partition(":")
     if kind not in KINDS:
         raise PreflineError(f"unknown judge {spec!r}; expected one of {SPECS}", field="judge")
-    if kind != "rules" and not arg:
+    if kind == "rubric" and arg:
+        raise PreflineError(f"judge spec {spec!r}: rubric takes no argument", field="judge")
+    if kind not in NO_ARGUMENT and not arg:
         raise PreflineError(f"judge spec {spec!r} needs an argument after ':'; expected one of "
                             f"{SPECS}", field="judge")
     return kind, arg
@@ -55,6 +65,12 @@ def make_judge(spec: str, options: dict[str, Any] | None = None) -> Judge:
     if kind == "rules":
         cfg = PrincipleConfig.from_file(arg) if arg else _build(PrincipleConfig, **options)
         return PrincipleJudge(cfg)
+    if kind == "rubric":
+        return RubricJudge()
+    if kind == "rm-hh":
+        raise PreflineError("rm-hh is trained on first use by `prefline eval policy` "
+                            "(prefline.evaluate.policy_judges.build_judge); elsewhere pass the "
+                            "built model as reward:DIR", field="judge")
     if kind == "openai":
         url, _, model = arg.partition("#")
         if model:
