@@ -13,7 +13,7 @@ import pytest
 
 from prefline.base import interrupts
 from prefline.base.progress import Reporter
-from prefline.evaluate import policy as policy_eval
+from prefline.evaluate import policy_judges
 from prefline.evaluate.policy import compare, run
 from prefline.evaluate.policy_config import PolicyEvalConfig
 from prefline.evaluate.policy_report import write_policy_report
@@ -120,7 +120,7 @@ def test_an_interrupted_evaluation_writes_nothing(
         def judge(self, prompt: Any, a: str, b: str) -> Verdict:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(policy_eval, "make_judge", lambda spec: Interrupted())
+    monkeypatch.setattr(policy_judges, "make_judge", lambda spec: Interrupted())
     cfg = PolicyEvalConfig(policy=str(tiny_causal_dir), baseline=str(tiny_causal_dir),
                            prompts="bundled:eval", max_new_tokens=4, n_boot=100,
                            report=tmp_path / "eval.html")

@@ -30,18 +30,19 @@ def _print_summary(result: dict[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from prefline.evaluate.policy_report import matrix_rows
+
     j, verdict = result["judge"], result["verdict"]
     assert isinstance(j, dict) and isinstance(verdict, dict)
     table = Table(title=f"policy vs baseline on {result['n_prompts']} prompts "
-                        f"(judge: {j['spec']})")
+                        f"(headline: held-out judge {j['spec']})")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    table.add_row("judge win rate", f"{j['win_rate']:.1%} [{j['ci'][0]:.1%}, {j['ci'][1]:.1%}]")
-    table.add_row("length-controlled win rate", f"{j['length_controlled_win_rate']:.1%}")
-    p = result.get("proxy")
-    if isinstance(p, dict):
-        table.add_row("proxy (reward model) win rate",
-                      f"{p['win_rate']:.1%} [{p['ci'][0]:.1%}, {p['ci'][1]:.1%}]")
+    for r in matrix_rows(result):  # every judge, its role; the headline first
+        table.add_row(f"win rate, {r['spec']} ({r['role']})",
+                      f"{r['win_rate']:.1%} [{r['ci'][0]:.1%}, {r['ci'][1]:.1%}]")
+    table.add_row(f"length-controlled win rate, {j['spec']}",
+                  f"{j['length_controlled_win_rate']:.1%}")
     for key, label in (("kl", "as sampled"), ("kl_t1", "temperature 1")):
         kl = result.get(key)
         table.add_row(f"KL(policy‖baseline) {label}, nats/response",

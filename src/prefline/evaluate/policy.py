@@ -35,19 +35,18 @@ from prefline.base.stage import Ref
 from prefline.base.tracking import log_run
 from prefline.evaluate.kl import KLSums, kl_figures, response_kls
 from prefline.evaluate.policy_config import ARTIFACT, PolicyEvalConfig
+from prefline.evaluate.policy_judges import Judged, judges_of
 from prefline.evaluate.policy_metrics import (
     outcome_score,
     words,
 )
 from prefline.evaluate.policy_report import write_policy_report
 from prefline.evaluate.policy_result import (
-    JudgeOutcome,
     NamedInput,
     PolicyEvalResult,
     ProxyOutcome,
     examples,
-    lc_rate_with_ci,
-    per_category,
+    judge_outcome,
     rate_with_ci,
     side_stats,
     verdict,
@@ -59,7 +58,6 @@ from prefline.generate.best_of_n import BestOfNBackend, RewardScorer, parse_best
 from prefline.generate.hf_backend import HFBackend
 from prefline.generate.io import PromptRow, read_prompt_rows
 from prefline.generate.sampling import render_prompts
-from prefline.judges import make_judge
 from prefline.judges.base import Judge, judge_all
 from prefline.models.embedded import DEFAULT_POLICY
 from prefline.models.reward import Scorer, load_reward_model
@@ -89,7 +87,8 @@ def run(cfg: PolicyEvalConfig, ctx: Context) -> PolicyEvalResult:
     (policy, policy_ref, policy_named), (baseline, base_ref, base_named) = (
         _resolve(ctx, "policy", cfg.policy),
         _resolve(ctx, "reference_model", best_of[1] if best_of else cfg.baseline))
-    inputs = [policy_ref, base_ref, Ref("judge", ref=cfg.judge)]
+    judged = judges_of(cfg, ctx)  # the headline first; rm-hh is built (or cached) here
+    inputs = [policy_ref, base_ref, *(Ref("judge", ref=spec) for spec, _, _ in judged)]
     named = {"policy": policy_named, "baseline": base_named, "judge": NamedInput(cfg.judge),
              "prompts": NamedInput(cfg.prompts, content_hash=content_hash(
                  [[r.id, r.prompt] for r in rows]))}
@@ -100,13 +99,12 @@ def run(cfg: PolicyEvalConfig, ctx: Context) -> PolicyEvalResult:
             raise PreflineError("expected a reward model folder or artifact:ID", field="reward")
         proxy = load_reward_model(reward_path)
         inputs.append(reward_ref)
-    judge = make_judge(cfg.judge)
     try:
         b: Backend = _load(baseline, cfg, ctx)
         if best_of is not None and proxy is not None:  # the config requires reward for it
             b = BestOfNBackend(b, best_of[0], RewardScorer(f"reward:{reward_path}", proxy))
-        result = compare(_load(policy, cfg, ctx), b, rows, judge, cfg, proxy,
-                         progress=ctx.progress)
+        result = compare(_load(policy, cfg, ctx), b, rows, judged[0][2], cfg, proxy,
+                         progress=ctx.progress, others=judged[1:])
     except interrupts.INTERRUPTS:
         interrupts.keep(interrupts.Kept(
             "before the evaluation finished; nothing was written or registered (eval.json "
@@ -129,7 +127,7 @@ def run(cfg: PolicyEvalConfig, ctx: Context) -> PolicyEvalResult:
 def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], judge: Judge,
             cfg: PolicyEvalConfig, proxy: Scorer | None = None,
             on_stage: Callable[[str], None] | None = None,
-            progress: Reporter | None = None) -> PolicyEvalResult:
+            progress: Reporter | None = None, others: Sequence[Judged] = ()) -> PolicyEvalResult:
     """A (``a``) against B (``b``) on ``rows`` with loaded models or generation backends: the
     evaluation without lineage. ``proxy`` is anything with ``score(prompt, responses) ->
     list[float]`` (``score_items`` too: then scored in batches); ``on_stage`` is called with
@@ -137,7 +135,9 @@ def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], j
     sampling batch, log-prob batch, judged pair, scored prompt). The KL needs both models
     in-process (``hf``); with other backends it is not measured (``kl`` None). ``kl`` is
     KL(A‖B) of the sampling distributions (``cfg.temperature`` and ``cfg.top_p``), ``kl_t1``
-    the models' own (temperature 1): see :mod:`prefline.evaluate.kl`."""
+    the models' own (temperature 1): see :mod:`prefline.evaluate.kl`. ``judge`` is the
+    headline (``cfg.judge``, held out); ``others`` are the matrix's further ``(spec, role,
+    judge)`` rows, judged on the same pairs."""
     if not rows:
         raise PreflineError("the evaluation needs at least one prompt", field="prompts")
     bars = progress if progress is not None else Reporter(enabled=False)
@@ -166,16 +166,17 @@ def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], j
                 (a.lm, a.tokenizer), (b.lm, b.tokenizer), flat_prompts, flat_a,
                 cfg.temperature if cfg.temperature > 0 else 1.0,
                 cfg.top_p, on_batch=bar.advance), greedy=cfg.temperature <= 0)
-    with stage(3, len(flat_a)) as bar:
-        scores = _judge_pairs(judge, rows, resp_a, resp_b, cfg.seed, on_done=bar.advance)
     len_diff = [[float(len(words(x)) - len(words(y))) for x, y in zip(ra, rb, strict=True)]
                 for ra, rb in zip(resp_a, resp_b, strict=True)]
-    rate = rate_with_ci(scores, cfg.n_boot, cfg.seed)
-    lc_rate, lc_ci = lc_rate_with_ci(scores, len_diff, cfg.n_boot, cfg.seed)
-    outcome = JudgeOutcome(
-        spec=cfg.judge, win_rate=rate.win_rate, ci=rate.ci, n=rate.n,
-        length_controlled_win_rate=lc_rate, length_controlled_ci=lc_ci,
-        per_category=per_category(rows, scores), config=judge.config())
+    judged: list[Judged] = [(cfg.judge, "held-out", judge), *others]
+    matrix, headline_scores = [], None
+    with stage(3, len(flat_a) * len(judged)) as bar:
+        for spec, role, j in judged:
+            scores = _judge_pairs(j, rows, resp_a, resp_b, cfg.seed, on_done=bar.advance)
+            headline_scores = headline_scores or scores
+            matrix.append(judge_outcome(spec, role, j.config(), rows, scores, len_diff,
+                                        cfg.n_boot, cfg.seed))
+    outcome, scores = matrix[0], headline_scores or []
     proxy_outcome = None
     if proxy is not None:
         with stage(4, len(rows)) as bar:
@@ -183,13 +184,17 @@ def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], j
         p = rate_with_ci(proxy_scores, cfg.n_boot, cfg.seed)
         proxy_outcome = ProxyOutcome(p.win_rate, p.ci, p.n, float(np.mean(rew_a)),
                                      float(np.mean(rew_b)))
+        matrix.append(judge_outcome(cfg.reward or "reward model", "proxy",
+                                    {"reward": cfg.reward}, rows, proxy_scores, len_diff,
+                                    cfg.n_boot, cfg.seed))
     named = {"policy": NamedInput(cfg.policy), "baseline": NamedInput(cfg.baseline),
              "judge": NamedInput(cfg.judge), "prompts": NamedInput(cfg.prompts)}
     return PolicyEvalResult(
         judge=outcome, kl=kls["kl"], kl_t1=kls["kl_t1"], kl_nucleus_miss=kls["kl_nucleus_miss"],
         policy=side_stats(rows, resp_a), baseline=side_stats(rows, resp_b), n_prompts=len(rows), examples=examples(rows, resp_a, resp_b, scores, cfg.seed),
-        verdict=verdict(rate.win_rate, rate.ci), sampling={**gen, "n_boot": cfg.n_boot},
-        named_inputs=named, proxy=proxy_outcome)
+        verdict=verdict(outcome.win_rate, outcome.ci, cfg.judge),
+        sampling={**gen, "n_boot": cfg.n_boot}, named_inputs=named, proxy=proxy_outcome,
+        matrix=tuple(matrix))
 
 
 KINDS = {"policy": "policy", "reference_model": "policy", "reward_model": "reward_model"}

@@ -32,8 +32,15 @@ class PolicyEvalConfig:
     """Held-out prompts: JSONL (prompt, optional id and category), a text file with one prompt
     per line, or bundled:eval. Categories should_refuse / should_not_refuse get refusal rates."""
     judge: str = "rules"
-    """The headline judge: rules | rules:CONFIG.json | openai:URL[#model] | reward:DIR | lm:PATH.
-    It must not be the judge (or a reward model trained on the labels) that trained A."""
+    """The headline judge, a held-out one: rules | rules:CONFIG.json | rubric | rm-hh[:DATA] |
+    openai:URL[#model] | reward:DIR | lm:PATH. It must not be the judge that labelled A's
+    training data (labelling_judge) nor the proxy reward model."""
+    labelling_judge: str | None = None
+    """The judge that labelled A's training data (the annotator): scored in the matrix with
+    the role labelling, and refused as the headline."""
+    heldout_judges: tuple[str, ...] = ()
+    """More held-out judges scored beside the headline (e.g. rm-hh, openai:URL#model): every
+    one is a row of the judge matrix."""
     reward: str | None = None
     """Reward model folder or artifact:ID (a single model or an ensemble) for the proxy win
     rate beside the judge's: a gap between them shows over-optimisation of the proxy."""
@@ -66,7 +73,10 @@ class PolicyEvalConfig:
         for name in ("policy", "baseline", "prompts"):
             if not getattr(self, name).strip():
                 raise PreflineError("expected a non-empty value", field=name)
-        parse_spec(self.judge)
+        for spec in (self.judge, *self.heldout_judges,
+                     *((self.labelling_judge,) if self.labelling_judge else ())):
+            parse_spec(spec)
+        check_headline(self.judge, self.labelling_judge, self.reward, self.heldout_judges)
         if parse_best_of(self.baseline) is not None and self.reward is None:
             raise PreflineError("a best-of-N baseline needs --reward, the reward model that "
                                 "picks its responses", field="baseline")
@@ -80,3 +90,18 @@ class PolicyEvalConfig:
             value = getattr(self, name)
             if value and value.startswith(ARTIFACT) and not value[len(ARTIFACT):].isdigit():
                 raise PreflineError(f"expected artifact:<id>, got {value!r}", field=name)
+
+
+def check_headline(judge: str, labelling: str | None, reward: str | None,
+                   heldout: tuple[str, ...] = ()) -> None:
+    """The headline judge must be held out: not the labelling judge, not the proxy reward
+    model (``reward:`` of the same folder), and no judge is both held out and labelling."""
+    if labelling is not None and judge == labelling:
+        raise PreflineError(f"the headline judge {judge!r} labelled the policy's training data; "
+                            "use a held-out judge (e.g. rubric, rm-hh, openai:URL)", field="judge")
+    if reward is not None and judge in (f"reward:{reward}", reward):
+        raise PreflineError(f"the headline judge {judge!r} is the proxy reward model; use a "
+                            "held-out judge (e.g. rubric, rm-hh, openai:URL)", field="judge")
+    if labelling is not None and labelling in heldout:
+        raise PreflineError(f"{labelling!r} is the labelling judge, so it cannot be held out",
+                            field="heldout_judges")

@@ -19,30 +19,36 @@ def _ci_text(ci: list[float] | None) -> str:
     return f" [{pct(ci[0])}, {pct(ci[1])}]" if ci else ""
 
 
-def fig_win_rates(result: dict[str, Any]) -> bytes:
-    """Judge, length-controlled and proxy win rates with 95% CIs against the 50%/60% lines."""
-    j = result["judge"]
-    names, rates, lows, highs = ["judge"], [j["win_rate"]], [j["ci"][0]], [j["ci"][1]]
-    names.append("judge, length-\ncontrolled")
-    rates.append(j["length_controlled_win_rate"])
-    lc_ci = j.get("length_controlled_ci") or (rates[-1], rates[-1])  # older results: no CI
-    lows.append(lc_ci[0])
-    highs.append(lc_ci[1])
+def matrix_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The judge matrix of a result; results recorded before it existed give their headline
+    judge (role unknown: shown as recorded) and their proxy."""
+    if result.get("matrix"):
+        return list(result["matrix"])
+    rows = [{**result["judge"], "role": result["judge"].get("role", "not recorded")}]
     if result.get("proxy"):
-        p = result["proxy"]
-        names.append("proxy\n(reward model)")
-        rates += [p["win_rate"]]
-        lows += [p["ci"][0]]
-        highs += [p["ci"][1]]
-    fig, ax = new_figure()
-    err = [[r - lo for r, lo in zip(rates, lows, strict=True)],
-           [hi - r for r, hi in zip(rates, highs, strict=True)]]
-    ax.bar(names, rates, yerr=err, capsize=6, color=["#3b6ea8", "#7fa7d4", "#c77c2e"][:len(names)])
+        rows.append({"spec": "reward model", "role": "proxy", **result["proxy"]})
+    return rows
+
+
+ROLE_COLOURS = {"held-out": "#3b6ea8", "labelling": "#999999", "proxy": "#c77c2e"}
+
+
+def fig_win_rates(result: dict[str, Any]) -> bytes:
+    """Policy-vs-baseline win rate under every judge of the matrix, with 95% CIs, coloured by
+    role (held-out, labelling, proxy), against the 50%/60% lines."""
+    rows = matrix_rows(result)
+    names = [f"{r['spec'][:18]}\n({r['role']})" for r in rows]
+    rates = [r["win_rate"] for r in rows]
+    err = [[r["win_rate"] - r["ci"][0] for r in rows], [r["ci"][1] - r["win_rate"] for r in rows]]
+    fig, ax = new_figure(max(5.0, 1.3 * len(rows) + 1.5), 3.6)
+    ax.bar(names, rates, yerr=err, capsize=6,
+           color=[ROLE_COLOURS.get(r["role"], "#7fa7d4") for r in rows])
     ax.axhline(0.5, color="grey", lw=1, ls="--", label="no difference (50%)")
-    ax.axhline(0.6, color="green", lw=1, ls=":", label="target (60%)")
+    ax.axhline(0.6, color="green", lw=1, ls=":", label="target (60%, held-out judge)")
     ax.set_ylim(0, 1)
     ax.set_ylabel("win rate of policy over baseline")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(loc="lower right", fontsize=7)
     return png_bytes(fig)
 
 
@@ -75,14 +81,21 @@ def fig_refusals(result: dict[str, Any]) -> bytes:
     return png_bytes(fig)
 
 
+def category_rates(judge: dict[str, Any]) -> dict[str, tuple[float, int | None]]:
+    """``{category: (win rate, n)}`` of one matrix row (n None: recorded before it existed)."""
+    return {c: (v["win_rate"], v["n"]) if isinstance(v, dict) else (v, None)
+            for c, v in judge["per_category"].items()}
+
+
 def fig_categories(result: dict[str, Any]) -> bytes:
-    """Judge win rate per prompt category."""
-    cats = result["judge"]["per_category"]
+    """Headline judge's win rate per prompt category, each label with its n."""
+    cats = category_rates(result["judge"])
     fig, ax = new_figure(6.5, 3.4)
-    ax.barh(list(cats), list(cats.values()), color="#3b6ea8")
+    labels = [c if n is None else f"{c} (n={n})" for c, (_, n) in cats.items()]
+    ax.barh(labels, [r for r, _ in cats.values()], color="#3b6ea8")
     ax.axvline(0.5, color="grey", lw=1, ls="--")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("judge win rate")
+    ax.set_xlabel(f"win rate under {result['judge']['spec']} (held-out judge)")
     return png_bytes(fig)
 
 
@@ -160,22 +173,49 @@ def examples_section(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def policy_section(result: dict[str, Any], img: dict[str, str]) -> str:
-    """HTML fragment: inputs, verdict, win-rate table, figures, before/after table, examples."""
+def matrix_table(result: dict[str, Any]) -> str:
+    """HTML table: policy vs baseline under each judge, its role, win rate and length-
+    controlled rate with 95% CIs; the headline row is marked."""
     e = html.escape
-    j = result["judge"]
+    lines = ["<table><tr><th>judge</th><th>role</th><th>win rate (95% CI)</th>"
+             "<th>length-controlled (95% CI)</th><th>comparisons</th></tr>"]
+    for k, r in enumerate(matrix_rows(result)):
+        lc = r.get("length_controlled_win_rate")
+        lines.append(f"<tr><td><code>{e(r['spec'])}</code>{' <b>(headline)</b>' if k == 0 else ''}"
+                     f"</td><td>{e(r['role'])}</td><td>{pct(r['win_rate'])}{_ci_text(r['ci'])}</td>"
+                     f"<td>{pct(lc)}{_ci_text(r.get('length_controlled_ci'))}</td><td>{r['n']}</td></tr>")
+    return "".join(lines) + "</table>"
+
+
+def categories_table(result: dict[str, Any]) -> str:
+    """HTML table: win rate per prompt category under each judge, with each category's n."""
+    rows = [r for r in matrix_rows(result) if r.get("per_category")]
+    if not rows:
+        return ""
+    e = html.escape
+    per = [category_rates(r) for r in rows]
+    head = "".join(f"<th>{e(r['spec'])} ({e(r['role'])})</th>" for r in rows)
+    lines = [f"<table><tr><th>category</th><th>n</th>{head}</tr>"]
+    for cat, (_, n) in per[0].items():
+        cells = "".join(f"<td>{pct(p[cat][0]) if cat in p else 'n/a'}</td>" for p in per)
+        lines.append(f"<tr><td>{e(cat)}</td><td>{'n/a' if n is None else n}</td>{cells}</tr>")
+    return "".join(lines) + "</table>"
+
+
+def policy_section(result: dict[str, Any], img: dict[str, str]) -> str:
+    """HTML fragment: inputs, verdict, judge matrix, KL, figures, per-category table,
+    before/after table, examples."""
+    e = html.escape
     lines = [inputs_table(result),
              f"<p class='verdict {'ok' if result['verdict']['target_met'] else 'miss'}'>"
-             f"{e(result['verdict']['text'])}</p>", "<table><tr><th>measure</th><th>value</th></tr>",
-             f"<tr><td>judge win rate (95% CI)</td><td>{pct(j['win_rate'])} "
-             f"[{pct(j['ci'][0])}, {pct(j['ci'][1])}] over {j['n']} comparisons</td></tr>",
-             f"<tr><td>length-controlled judge win rate (95% CI)</td>"
-             f"<td>{pct(j['length_controlled_win_rate'])}{_ci_text(j.get('length_controlled_ci'))}"
-             "</td></tr>"]
-    if result.get("proxy"):
-        p = result["proxy"]
-        lines.append(f"<tr><td>proxy (reward model) win rate (95% CI)</td><td>{pct(p['win_rate'])} "
-                     f"[{pct(p['ci'][0])}, {pct(p['ci'][1])}]</td></tr>")
+             f"{e(result['verdict']['text'])}</p>", "<h3>Policy vs baseline under each judge</h3>",
+             matrix_table(result),
+             "<p class='note'>Roles: <b>held-out</b> judges produced no training label and were "
+             "not written with the labels in view (the headline is one of them); the "
+             "<b>labelling</b> judge labelled the policy's training data and the <b>proxy</b> "
+             "reward model was trained on those labels, so their win rates are not independent "
+             "evidence: a policy that gains only under them is gaming its labels.</p>",
+             "<table><tr><th>measure</th><th>value</th></tr>"]
     miss = result.get("kl_nucleus_miss")
     lines += ["<tr><td>KL(policy ‖ baseline) as sampled (temperature, top-p), nats per response"
               f"</td><td>{_kl(result['kl'])}"
@@ -184,10 +224,12 @@ def policy_section(result: dict[str, Any], img: dict[str, str]) -> str:
               "<tr><td>KL(policy ‖ baseline) at temperature 1, nats per response</td>"
               f"<td>{_kl(result.get('kl_t1'))}</td></tr></table>"]
     lines += [f"<figure><img src='{img[k]}' alt='{k}'><figcaption>{cap}</figcaption></figure>"
-              for k, cap in (("win_rates", "Win rates with 95% bootstrap CIs (over prompts)"),
-                             ("categories", "Judge win rate per prompt category"),
+              for k, cap in (("win_rates", "Win rate under each judge, 95% bootstrap CIs "
+                                           "(over prompts)"),
+                             ("categories", "Headline judge's win rate per prompt category"),
                              ("lengths", "Response lengths before and after"),
                              ("refusals", "Refusal rates per slice")) if k in img]
+    lines.append(categories_table(result))
     lines.append("<table><tr><th>metric</th><th>baseline</th><th>policy</th></tr>")
     lines += [f"<tr><td>{e(m)}</td><td>{e(b)}</td><td>{e(a)}</td></tr>" for m, b, a in metrics_rows(result)]
     lines.append("</table>")

@@ -40,9 +40,23 @@ class WinRate:
     n: int
 
 
+ROLES = ("held-out", "labelling", "proxy")
+"""A judge's relation to A's training: held-out (produced no training label and was not
+written with them in view), labelling (labelled A's training data: the annotator), proxy (the
+reward model trained on those labels). Only a held-out judge can be the headline."""
+
+
+@dataclass(frozen=True)
+class CategoryRate:
+    """A win rate within one prompt category, over ``n`` comparisons."""
+
+    win_rate: float
+    n: int
+
+
 @dataclass(frozen=True)
 class JudgeOutcome:
-    """The headline judge's verdicts on A vs B."""
+    """One judge's verdicts on A vs B (a row of the evaluation's judge matrix)."""
 
     spec: str
     win_rate: float
@@ -52,9 +66,11 @@ class JudgeOutcome:
     """The win rate A would have at equal response length (see policy_metrics)."""
     length_controlled_ci: tuple[float, float]
     """95% bootstrap CI of the length-controlled rate over prompts (refitted per resample)."""
-    per_category: dict[str, float]
+    per_category: dict[str, CategoryRate]
     config: dict[str, Any]
     """Everything that determines the judge's output."""
+    role: str = "held-out"
+    """held-out | labelling | proxy (see :data:`ROLES`)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,7 @@ class PolicyEvalResult(StageResult):
     artifact_kind: ClassVar[str] = "evaluation"
 
     judge: JudgeOutcome
+    """The headline: a held-out judge (never the labelling judge or the proxy)."""
     kl: float | None
     """KL(policy ‖ baseline) of the distributions actually sampled (the evaluation's
     temperature; top-p cut from the policy and applied to both, so a lower bound on the
@@ -135,6 +152,9 @@ class PolicyEvalResult(StageResult):
     kl_nucleus_miss: float | None = None
     """Fraction of the policy's response positions where the baseline's own nucleus drops a
     token the policy's keeps (there the both-truncated KL is infinite); None: not measured."""
+    matrix: tuple[JudgeOutcome, ...] = ()
+    """A vs B under every judge, each row naming its role: the headline first, then the other
+    held-out judges, the labelling judge and the proxy reward model (when given)."""
     inputs: tuple[Ref, ...] = ()
     """Policy, reference model (the baseline), judge and reward model."""
     path: Path | None = None
@@ -143,13 +163,16 @@ class PolicyEvalResult(StageResult):
     @property
     def metrics(self) -> dict[str, Any]:
         """The headline numbers recorded with the artifact; every figure names its judge."""
-        return {"judge": self.judge.spec, "judge_win_rate": self.judge.win_rate,
+        return {"judge": self.judge.spec, "judge_role": self.judge.role,
+                "judge_win_rate": self.judge.win_rate,
                 "judge_win_rate_ci": list(self.judge.ci),
                 "length_controlled_win_rate": self.judge.length_controlled_win_rate,
                 "length_controlled_ci": list(self.judge.length_controlled_ci),
                 "proxy_win_rate": self.proxy.win_rate if self.proxy else None, "kl": self.kl,
                 "kl_t1": self.kl_t1, "kl_nucleus_miss": self.kl_nucleus_miss,
-                "n_prompts": self.n_prompts, "target_met": self.verdict.target_met}
+                "n_prompts": self.n_prompts, "target_met": self.verdict.target_met,
+                "matrix": {f"{r.role}:{r.spec}": {"win_rate": r.win_rate, "ci": list(r.ci)}
+                           for r in self.matrix}}
 
 
 def rate_with_ci(per_prompt: list[list[float]], n_boot: int, seed: int) -> WinRate:
@@ -176,6 +199,17 @@ def lc_rate_with_ci(per_prompt: list[list[float]], len_diff: list[list[float]], 
     return fit(everything), bootstrap_ci(everything, stat=fit, n_boot=n_boot, seed=seed)
 
 
+def judge_outcome(spec: str, role: str, config: dict[str, Any], rows: Sequence[PromptRow],
+                  scores: list[list[float]], len_diff: list[list[float]], n_boot: int,
+                  seed: int) -> JudgeOutcome:
+    """One row of the judge matrix from A's per-prompt scores under that judge."""
+    rate = rate_with_ci(scores, n_boot, seed)
+    lc_rate, lc_ci = lc_rate_with_ci(scores, len_diff, n_boot, seed)
+    return JudgeOutcome(spec=spec, win_rate=rate.win_rate, ci=rate.ci, n=rate.n,
+                        length_controlled_win_rate=lc_rate, length_controlled_ci=lc_ci,
+                        per_category=per_category(rows, scores), config=config, role=role)
+
+
 def side_stats(rows: Sequence[PromptRow], responses: list[list[str]]) -> SideStats:
     """Length, diversity and per-slice refusal rates of one policy's responses."""
     flat = [r for rs in responses for r in rs]
@@ -187,12 +221,13 @@ def side_stats(rows: Sequence[PromptRow], responses: list[list[str]]) -> SideSta
                      tuple(len(words(t)) for t in flat))
 
 
-def per_category(rows: Sequence[PromptRow], scores: list[list[float]]) -> dict[str, float]:
-    """Judge win rate per prompt category (``None`` when the file has no categories)."""
+def per_category(rows: Sequence[PromptRow], scores: list[list[float]]) -> dict[str, CategoryRate]:
+    """Win rate and number of comparisons per prompt category (``None`` when the file has
+    no categories): a rate over 12 comparisons is shown as such, not as a bare percentage."""
     cats: dict[str, list[float]] = {}
     for row, s in zip(rows, scores, strict=True):
         cats.setdefault(str(row.category), []).extend(s)
-    return {c: win_rate(v) for c, v in sorted(cats.items())}
+    return {c: CategoryRate(win_rate(v), len(v)) for c, v in sorted(cats.items())}
 
 
 OUTCOMES = {1.0: "policy wins", 0.0: "baseline wins", 0.5: "tie"}
@@ -225,17 +260,19 @@ def examples(rows: Sequence[PromptRow], resp_a: list[list[str]], resp_b: list[li
                  for outcome, i, j in picked)
 
 
-def verdict(rate: float, ci: Sequence[float]) -> Outcome:
-    """Plain-language outcome against the target: win rate ≥ 60% with CI lower bound > 50%."""
+def verdict(rate: float, ci: Sequence[float], judge: str = "rules") -> Outcome:
+    """Plain-language outcome against the target: win rate ≥ 60% with CI lower bound > 50%,
+    naming the (held-out) ``judge`` whose verdicts it is."""
     met = rate >= TARGET_WIN_RATE and ci[0] > 0.5
     span = f"(95% CI {ci[0]:.1%}–{ci[1]:.1%})"
+    who = f"held-out judge {judge!r} win rate"
     if met:
-        text = (f"The policy beats the baseline: judge win rate {rate:.1%} {span} meets the "
+        text = (f"The policy beats the baseline: {who} {rate:.1%} {span} meets the "
                 "target of ≥ 60% with the CI above 50%.")
     elif ci[0] > 0.5:
-        text = (f"The policy is better than the baseline but misses the target: judge win rate "
+        text = (f"The policy is better than the baseline but misses the target: {who} "
                 f"{rate:.1%} {span} is below 60%.")
     else:
-        text = (f"No demonstrated improvement: judge win rate {rate:.1%} {span}; the CI does not "
+        text = (f"No demonstrated improvement: {who} {rate:.1%} {span}; the CI does not "
                 "exclude 50% (no better than the baseline).")
     return Outcome(met, text)

@@ -26,13 +26,15 @@ class RewardModelJudge:
     name = "reward"
     both_orders = False
 
-    def __init__(self, path: str | Path, tie_band: float = 0.0) -> None:
+    def __init__(self, path: str | Path, tie_band: float = 0.0,
+                 provenance: dict[str, Any] | None = None) -> None:
         self.path = Path(path).expanduser().resolve()
         if not self.path.is_dir():
             raise PreflineError("reward model folder does not exist", path=str(path))
         if not 0.0 <= tie_band < 0.5:
             raise PreflineError("tie_band must be in [0, 0.5)", field="tie_band")
         self.tie_band = tie_band
+        self.provenance = provenance  # how the model was built (rm-hh: its recipe)
         self._fingerprint = dir_fingerprint(self.path)
         self._model: Any = None
 
@@ -45,8 +47,9 @@ class RewardModelJudge:
         return self._model
 
     def config(self) -> dict[str, Any]:
-        return {"judge": "reward", "version": 1, "path": str(self.path),
-                "weights_sha256": self._fingerprint, "tie_band": self.tie_band}
+        cfg = {"judge": "reward", "version": 1, "path": str(self.path),
+               "weights_sha256": self._fingerprint, "tie_band": self.tie_band}
+        return {**cfg, "provenance": self.provenance} if self.provenance else cfg
 
     def rate(self, prompt: PromptLike, response: str) -> dict[str, float]:
         """The normalised reward (mean 0, std 1 on the model's reference set)."""
