@@ -42,6 +42,11 @@ def _import_body(cfg: ImportConfig, ctx: Context, *, as_json: bool) -> None:
         typer.echo(f"counted {len(summary.duplicates)} repeated records once: lines {shown}{more}")
     if summary.rejects_path is not None:
         typer.echo(f"rejected {summary.rejected} bad records, written to {summary.rejects_path}")
+    if summary.redaction is not None:
+        red = summary.redaction
+        found = ", ".join(f"{n} {e}" for e, n in red["entities"].items()) or "none"
+        typer.echo(f"personal data (policy {red['policy']}): {found} in {red['texts']} texts "
+                   f"scanned; {red['changed']} texts rewritten, {red['rejected']} refused")
 
 
 def _export_body(cfg: ExportConfig, ctx: Context, *, as_json: bool) -> None:

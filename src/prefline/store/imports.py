@@ -6,12 +6,14 @@ transaction, idempotent); this module is its typed, documented config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from prefline.base.errors import PreflineError
 from prefline.formats.load import ALL_FORMATS
+from prefline.pii.config import RedactionConfig
+from prefline.pii.redactor import redactor_for
 from prefline.store.context import Context
 from prefline.store.ingest import ImportSummary, import_file
 from prefline.store.models import ANNOTATOR_KINDS
@@ -43,6 +45,8 @@ class ImportConfig:
     ones (line, reason, record) to the rejects file."""
     rejects: str | None = None
     """Rejects file for on_bad=skip (default: <input name>.rejects.jsonl next to the input)."""
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
+    """Personal data in prompts and responses, by the source's policy (docs/privacy.md)."""
 
     def __post_init__(self) -> None:
         if self.format not in ALL_FORMATS:
@@ -57,9 +61,11 @@ class ImportConfig:
 def run(cfg: ImportConfig, ctx: Context, *, actor: str = "cli") -> ImportSummary:
     """Validate ``cfg.path`` whole, then store its records in one transaction."""
     path = Path(cfg.path)
+    redactor = redactor_for(cfg.redaction)
     with ctx.progress.bar(None, f"reading {path.name}", transient=True) as bar:
         return import_file(
             path, ctx.db, format=cfg.format, source=cfg.source, annotator=cfg.annotator,
             annotator_kind=cfg.annotator_kind, skip_identical=cfg.skip_identical or None,
             on_bad=cfg.on_bad, rejects=Path(cfg.rejects) if cfg.rejects else None, actor=actor,
-            progress=bar.set, stage=lambda s: bar.set(description=f"{s} {path.name}"))
+            progress=bar.set, stage=lambda s: bar.set(description=f"{s} {path.name}"),
+            redactor=redactor)

@@ -36,6 +36,8 @@ from prefline.formats.examples import (
 from prefline.formats.jsonl import stage_jsonl
 from prefline.formats.load import Rejected, check_on_bad, load_records
 from prefline.formats.records import BadRecord, Example, Record, messages_json
+from prefline.pii.records import clean_record
+from prefline.pii.redactor import Redactor
 from prefline.store.bulk import (
     bulk_session,
     driver_errors,
@@ -71,6 +73,9 @@ class ImportSummary(StageResult):
     rejected: int = 0
     rejects_path: str | None = None
     seconds: float = 0.0
+    redaction: dict[str, Any] | None = None
+    """Personal data found (``RedactionStats.to_json``: counts by entity type, no content) and
+    the policy applied; None when the source's policy is keep."""
 
     @property
     def records_per_s(self) -> float:
@@ -215,7 +220,8 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
                 progress: Callable[[int], None] | None = None,
                 skip_identical: bool | None = None,
                 stage: Callable[[str], None] | None = None,
-                on_bad: str = "fail", rejects: Path | None = None) -> ImportSummary:
+                on_bad: str = "fail", rejects: Path | None = None,
+                redactor: Redactor | None = None) -> ImportSummary:
     """Validate all of ``path``, then store its records in one transaction.
 
     ``source`` defaults to the file name and ``annotator`` to ``import:<source>``; records
@@ -225,7 +231,9 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
     and writes each bad one as ``{"line", "reason", "record"}`` to ``rejects`` (default
     ``<input name>.rejects.jsonl`` next to the input; written, possibly empty, on every
     successful skip import and never on a failed one). ``progress`` gets the records read
-    so far and ``stage`` is told "writing" once the file has validated. Returns counts.
+    so far and ``stage`` is told "writing" once the file has validated. ``redactor`` applies
+    the source's personal-data policy to prompts and responses (a record refused under
+    ``reject`` is a bad record like any other). Returns counts.
     """
     start = time.perf_counter()
     path = Path(path)
@@ -236,15 +244,25 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
     skipped: list[int] = []
     rejected: list[Rejected] = []
     duplicates: list[tuple[int, int]] = []
+    source = source or path.name
+    policy = "keep" if redactor is None else redactor.policy(source)
+
+    def check(rec: Record) -> None:
+        _check_kind(rec.annotator_kind or annotator_kind, str(path), rec.line)
+        if redactor is not None and policy == "reject":
+            clean_record(redactor, rec, policy, source, str(path))
+
     records = load_records(
         path, format, progress=progress, skip_identical=skip_identical, skipped=skipped,
-        on_bad=on_bad, rejected=rejected, duplicates=duplicates,
-        check=lambda rec: _check_kind(rec.annotator_kind or annotator_kind, str(path), rec.line))
-    source = source or path.name
+        on_bad=on_bad, rejected=rejected, duplicates=duplicates, check=check)
+    if redactor is not None and policy in ("redact", "hash"):
+        records = [clean_record(redactor, rec, policy, source, str(path)) for rec in records]
     summary = ImportSummary(path=str(path), source=source, records=len(records),
                             skipped_identical=skipped, duplicates=duplicates,
                             rejected=len(rejected),
-                            rejects_path=None if rejects_path is None else str(rejects_path))
+                            rejects_path=None if rejects_path is None else str(rejects_path),
+                            redaction=None if redactor is None or policy == "keep" else
+                            {"policy": policy, **redactor.stats.to_json()})
     # Staged before the store is touched, so an unwritable rejects location fails first;
     # published only after the commit, so a failed import leaves no rejects file either.
     staged = None if rejects_path is None else _stage_rejects(rejects_path, rejected)
@@ -314,7 +332,7 @@ def _write(engine: Engine, path: Path, records: list[Record], summary: ImportSum
                             "feedback_existing": summary.feedback_existing,
                             "skipped_identical": len(summary.skipped_identical),
                             "duplicates": len(summary.duplicates),
-                            "rejected": summary.rejected}}])
+                            "rejected": summary.rejected, "redaction": summary.redaction}}])
     except driver_errors() as exc:  # rows go straight to the driver, so its errors arrive raw
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PreflineError(f"the database refused the import, nothing was written: {reason}",
