@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from prefline.base.errors import PreflineError
-from prefline.data import CATEGORIES, load_prompts
+from prefline.data import CATEGORIES, load_manifest, load_prompts, split_manifest, split_rule
 
 
 def test_prompt_set_is_large_labelled_and_split_by_category() -> None:
@@ -24,9 +24,24 @@ def test_prompt_set_is_large_labelled_and_split_by_category() -> None:
 
 
 def test_splits_partition_the_set() -> None:
-    train, held = load_prompts("train"), load_prompts("eval")
-    assert len(train) + len(held) == len(load_prompts())
-    assert not {r["prompt"] for r in train} & {r["prompt"] for r in held}
+    parts = {s: {r["prompt"] for r in load_prompts(s)} for s in ("train", "dev", "eval")}
+    assert sum(map(len, parts.values())) == len(load_prompts())
+    assert not parts["train"] & parts["dev"] and not parts["train"] & parts["eval"]
+    assert not parts["dev"] & parts["eval"]
+    assert (len(parts["train"]), len(parts["dev"]), len(parts["eval"])) == (210, 42, 84)
+
+
+def test_the_split_is_the_recorded_rule_and_stable() -> None:
+    rows = load_prompts()
+    assert {r["id"]: r["split"] for r in rows} == split_rule(rows)
+    assert split_rule(list(reversed(rows))) == split_rule(rows)  # file order never matters
+    # the manifest's hashes pin every split: a moved or edited prompt changes one of them
+    assert load_manifest() == split_manifest(rows)
+    first_dev = next(r["id"] for r in rows if r["split"] == "dev")
+    edited = split_manifest([{**r, "prompt": r["prompt"] + "!"} if r["id"] == first_dev else r
+                             for r in rows])["splits"]
+    assert edited["dev"] != load_manifest()["splits"]["dev"]
+    assert edited["eval"] == load_manifest()["splits"]["eval"]
 
 
 def test_unknown_split_is_a_clear_error() -> None:

@@ -79,8 +79,8 @@ def test_one_prompt_reader_for_generate_and_eval(tmp_path: Path) -> None:
     assert (err.value.line, err.value.field) == (2, "prompt")
     with pytest.raises(PreflineError, match="prompt file not found"):
         read_prompt_rows(tmp_path / "missing.jsonl")
-    with pytest.raises(PreflineError, match="unknown prompt split 'dev'"):
-        read_prompt_rows("bundled:dev")
+    with pytest.raises(PreflineError, match="unknown prompt split 'test'"):
+        read_prompt_rows("bundled:test")
 
 
 def test_device_placement_follows_the_context(tiny) -> None:  # type: ignore[no-untyped-def]
