@@ -188,7 +188,9 @@ def test_cli_help_lists_every_setting(capsys: pytest.CaptureFixture[str],
     code, out, _ = cli(["snapshot", "create", "--help"], capsys)
     assert code == 0
     settings = config.settings(SnapshotConfig)
-    assert len(settings) == 24  # incl. replace (issue 16: unique snapshot names)
+    # incl. replace (issue 16: unique snapshot names); segment, purpose, require_consent and
+    # min_group_size (issue 14: personal data)
+    assert len(settings) == 28
     for s in settings:
         flag = "--kind" if s.name == "kinds" else "--" + s.name.replace("_", "-")
         assert flag in out, flag

@@ -1,24 +1,31 @@
 """``prefline snapshot create|list|show``: frozen, content-hashed training sets.
 
 ``create`` is derived from :class:`~prefline.store.snapshot_config.SnapshotConfig` (every
-setting is an option, documented once); ``--kind`` is the one hand-written option because
-it may be repeated (``--kind pairwise --kind rating``) as well as given as a comma list.
+setting is an option, documented once); ``--kind`` and ``--segment`` are hand-written
+because they may be repeated (``--kind pairwise --kind rating``, ``--segment style=concise
+--segment locale=de``); ``--kind`` also takes a comma list.
+
+Segment counts are printed k-anonymously: groups below ``min_group_size`` items are
+suppressed and counted (:mod:`prefline.base.privacy`); ``--json`` and the stored stats keep
+every count.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Annotated, Any
 
 import typer
 
 from prefline.base import config
+from prefline.base.privacy import DEFAULT_MIN_GROUP_SIZE, k_anonymous, suppressed_note
 from prefline.base.stage import jsonable
 from prefline.cli.common import DbOption, JsonOption, plain, print_json, snapshot_app
 from prefline.cli.options import stage_command
 from prefline.store.context import Context
 from prefline.store.models import FEEDBACK_KINDS
-from prefline.store.snapshot_config import DEFAULT_KINDS, SnapshotConfig
+from prefline.store.snapshot_config import DEFAULT_KINDS, Filters, SnapshotConfig
 
 
 def _describe(snap: Any, names: dict[int, list[str]]) -> dict[str, Any]:
@@ -56,12 +63,36 @@ def _by_kind(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _create(cfg: SnapshotConfig, ctx: Context, *, as_json: bool, kind: list[str] | None) -> None:
+def _personal(stats: dict[str, Any], k: int) -> list[str]:
+    """Purpose, what consent left out, and items per segment value (groups of at least
+    ``k`` items; the rest suppressed and counted). Older snapshots have none of these."""
+    lines = []
+    if "purpose" in stats:
+        lines.append(f"  {'purpose':<9} {stats['purpose']}")
+    excluded = stats.get("excluded") or {}
+    for why, n in (excluded.get("records") or {}).items():
+        users = (excluded.get("users") or {}).get(why)
+        who = f" of {users} users" if users else ""
+        lines.append(f"  {'consent':<9} left out {n} records{who}: {why}")
+    for key, counts in (stats.get("segments") or {}).items():
+        shown = k_anonymous(counts, k)
+        parts = [f"{value} {n}" for value, n in counts.items() if value in shown]
+        note = suppressed_note(counts, k)
+        lines.append(f"  {'segment':<9} {key}: " + ", ".join(parts + ([note] if note else [])))
+    return lines
+
+
+def _create(cfg: SnapshotConfig, ctx: Context, *, as_json: bool, kind: list[str] | None,
+            segment: list[str] | None) -> None:
     from prefline.store.snapshots import run
 
-    if kind:  # a flag wins over --config and key=value, like every other flag
+    # A flag wins over --config and key=value, like every other flag.
+    if kind:
         cfg = config.build(SnapshotConfig, {"kinds": ",".join(kind)}, base=cfg,
                            command="snapshot create")
+    if segment:
+        cfg = dataclasses.replace(cfg, filters=dataclasses.replace(cfg.filters,
+                                                                   segment=tuple(segment)))
     result = run(cfg, ctx)
     if as_json:
         print_json(result.to_json())
@@ -72,7 +103,7 @@ def _create(cfg: SnapshotConfig, ctx: Context, *, as_json: bool, kind: list[str]
     stats = result.stats
     typer.echo(f"snapshot {result.id} {result.content_hash[:12]} ({state}): {stats.items} "
                f"items on {stats.prompts} prompts from {stats.feedback} feedback records")
-    for line in _by_kind(jsonable(stats)):
+    for line in _by_kind(jsonable(stats)) + _personal(jsonable(stats), cfg.min_group_size):
         typer.echo(line)
 
 
@@ -83,10 +114,15 @@ stage_command(
     "snapshot", SnapshotConfig, _create, app=snapshot_app, command="snapshot create",
     help="Build a snapshot from the store: same content, same hash (no copy is stored). "
          "A name is unique (--replace moves it); naming stored content adds an alias.",
-    skip=("kinds",),
+    skip=("kinds", "filters.segment"),
     extra=[inspect.Parameter("kind", inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[list[str] | None, typer.Option(
-                                 "--kind", help=_KIND_HELP, metavar="KIND")])])
+                                 "--kind", help=_KIND_HELP, metavar="KIND")]),
+           inspect.Parameter("segment", inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[list[str] | None, typer.Option(
+                                 "--segment", metavar="KEY=VALUE",
+                                 help=config.field_docs(Filters)["segment"]
+                                 + " Repeat the option for several attributes.")])])
 
 
 @snapshot_app.command("list")
@@ -105,9 +141,13 @@ def list_cmd(db: DbOption = None, json: JsonOption = False) -> None:
 
 @snapshot_app.command("show")
 def show_cmd(ref: Annotated[str, typer.Argument(help="Id, name or content-hash prefix.")],
-             db: DbOption = None, json: JsonOption = False) -> None:
-    """One snapshot: hash, recipe (filters, kinds, aggregation, ties, split) and per-kind
-    counts (records in, items out per split, what was left out and why)."""
+             db: DbOption = None, json: JsonOption = False,
+             min_group_size: Annotated[int, typer.Option(
+                 help="Smallest segment group shown (k-anonymity); --json shows every count.")
+             ] = DEFAULT_MIN_GROUP_SIZE) -> None:
+    """One snapshot: hash, recipe (filters, kinds, aggregation, ties, split, purpose),
+    per-kind counts (records in, items out per split, what was left out and why), what
+    consent left out, and items per segment value."""
     from prefline.store.snapshots import get_snapshot, snapshot_names
 
     info = _describe(get_snapshot(ref, db), snapshot_names(db))
@@ -120,7 +160,7 @@ def show_cmd(ref: Annotated[str, typer.Argument(help="Id, name or content-hash p
     typer.echo(f"{'items':>12}: {stats.get('items', 0)} on {stats.get('prompts', '?')} prompts "
                f"from {stats.get('feedback', '?')} feedback records")
     typer.echo(f"{'by kind':>12}:")
-    for line in _by_kind(stats):
+    for line in _by_kind(stats) + _personal(stats, min_group_size):
         typer.echo(line)
 
 

@@ -50,7 +50,10 @@ class IngestError(ValueError):
 
 def body_hash(ev: AnyEvent) -> str:
     """sha256 of the event as sent, less its idempotency key (what a retry must repeat)."""
-    return content_hash(ev.model_dump(mode="json", exclude={"idempotency_key"}))
+    body = ev.model_dump(mode="json", exclude={"idempotency_key"})
+    if body.get("segment") is None:  # events sent before segments existed keep their hash
+        body.pop("segment", None)
+    return content_hash(body)
 
 
 def annotator_name(key_name: str, user: str | None) -> str:
@@ -215,6 +218,7 @@ class FeedbackWriter:
             "idempotency_key": None, "source": f"api:{job.key_name}", "created_at": utcnow(),
             "api_key_id": job.key_id, "api_idempotency_key": ev.idempotency_key,
             "body_hash": body_hash(ev) if ev.idempotency_key is not None else None,
+            "user_id": ev.user, "segment": ev.segment or None,
         }
         row.update(_kind_fields(ev))
         return row
@@ -297,6 +301,7 @@ _PG_COLUMNS = {
     "rationale": "text", "shown_left_id": "bigint", "time_spent_ms": "integer",
     "idempotency_key": "text", "source": "text", "created_at": "timestamp",
     "api_key_id": "bigint", "api_idempotency_key": "text", "body_hash": "text",
+    "user_id": "text", "segment": "json",
 }
 _KEY_COLUMNS = "api_key_id, api_idempotency_key"
 _PG_INSERT = text(

@@ -145,8 +145,12 @@ class EventBase(Strict):
         None, description="Retries with the same key and body never create a second row; the "
         "same key with another body is a 409. Keys are per API key (NFC-normalised).")
     user: Annotated[Name, Field(min_length=1, max_length=80)] | None = Field(
-        None, description="End-user id (NFC-normalised); explicit feedback is stored under one "
-        f"annotator per user. Reserved: {', '.join(RESERVED_USERS)}.")
+        None, description="Pseudonymous end-user id (NFC-normalised; never an e-mail address), "
+        "kept as the feedback's user_id; explicit feedback is stored under one annotator per "
+        f"user. Reserved: {', '.join(RESERVED_USERS)}.")
+    segment: Annotated[dict[ShortName, ShortText], Field(max_length=20)] | None = Field(
+        None, description="Declared segment attributes of the end user, e.g. "
+        '{"style": "concise"}: string keys to string values.')
     rationale: Annotated[Str, Field(max_length=20_000)] | None = None
     _clean = model_validator(mode="before")(_keys_and_tags)
     time_spent_ms: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
@@ -158,6 +162,8 @@ class EventBase(Strict):
     def _not_reserved(cls, user: str | None) -> str | None:
         if user is not None and user.casefold() in RESERVED_USERS:
             raise ValueError(f"user {user!r} is reserved for implicit signals; use another id")
+        if user is not None and "@" in user:  # the store keeps pseudonymous ids only
+            raise ValueError("user looks like an e-mail address; send a pseudonymous user id")
         return user
 
 

@@ -114,7 +114,8 @@ _PROMPT_COLS = ("content_hash", "text", "messages", "context", "tags", "created_
 _RESPONSE_COLS = ("content_hash", "prompt_id", "text", "model", "model_version", "gen_params",
                   "created_at")
 _FEEDBACK_COLS = ("kind", "annotator_id", "prompt_id", "response_a_id", "response_b_id",
-                  "response_id", "choice", "payload", "idempotency_key", "source", "created_at")
+                  "response_id", "choice", "payload", "idempotency_key", "source", "created_at",
+                  "user_id", "segment")
 
 
 def _prompt_rows(records: Sequence[Record], now: Any) -> dict[str, tuple[Any, ...]]:
@@ -154,6 +155,8 @@ def _feedback_key(annotator: str, ex: Example, response_hashes: list[str],
     extra = (f"{getattr(ex, 'tie', None)}|{getattr(ex, 'strength', None)}|"
              f"{getattr(ex, 'label', None)}|{canonical_json(scores) if scores else ''}")
     base = (annotator, type(ex).__name__, extra, *response_hashes)
+    if ex.user is not None or ex.segment:  # keys of records without a user stay as they were
+        base = (*base, f"user:{ex.user}|{canonical_json(ex.segment)}")
     seen[base] += 1
     return "import:" + _sha(*base, str(seen[base]))
 
@@ -207,7 +210,8 @@ def write_records(conn: Connection, records: Sequence[Record], *, source: str,
             if memo:
                 payloads[memo] = encoded
         feedback[key] = (kind, annotator_ids[name], prompt_ids[ex.prompt_key], a, b, r, choice,
-                         encoded, key, source, now)
+                         encoded, key, source, now, ex.user,
+                         dumps(ex.segment) if ex.segment else None)
     summary.feedback_added = insert_ignore(conn, "feedback", _FEEDBACK_COLS,
                                            list(feedback.values()), "idempotency_key")
     summary.feedback_existing = len(feedback) - summary.feedback_added

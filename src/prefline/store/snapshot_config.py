@@ -15,9 +15,12 @@ import math
 from typing import Literal
 
 from prefline.base.errors import PreflineError
+from prefline.base.privacy import DEFAULT_MIN_GROUP_SIZE, check_k
 from prefline.base.text import check_text, printable
 from prefline.store.consensus import AGGREGATES, TIES
+from prefline.store.consent import SNAPSHOT_PURPOSES, check_purpose
 from prefline.store.models import ANNOTATOR_KINDS, FEEDBACK_KINDS
+from prefline.store.segments import parse_segment_filter
 
 DEFAULT_KINDS = tuple(k for k in FEEDBACK_KINDS if k != "implicit")
 """Every kind but implicit: implicit signals are a weak, noisy label, so they are opt-in."""
@@ -54,8 +57,15 @@ class Filters:
     """Only feedback given at or after this time (ISO date or time; UTC unless it says)."""
     until: str | None = None
     """Only feedback given before this time (ISO date or time; UTC unless it says)."""
+    segment: tuple[str, ...] = ()
+    """Only feedback whose segment has each of these KEY=VALUE attributes (e.g.
+    style=concise); feedback without the key is left out."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.segment, str):  # one "k=v" would otherwise iterate letters
+            object.__setattr__(self, "segment", (self.segment,))
+        wanted = parse_segment_filter(self.segment)
+        object.__setattr__(self, "segment", tuple(f"{k}={v}" for k, v in sorted(wanted.items())))
         if self.annotator_kind is not None and self.annotator_kind not in ANNOTATOR_KINDS:
             raise PreflineError(f"unknown annotator kind {self.annotator_kind!r}; expected one "
                                 f"of {', '.join(ANNOTATOR_KINDS)}", field="annotator_kind")
@@ -63,6 +73,10 @@ class Filters:
         if since is not None and until is not None and since >= until:
             raise PreflineError(f"since ({self.since}) must be before until ({self.until})",
                                 field="until")
+
+    def segment_filter(self) -> dict[str, str]:
+        """``segment`` as ``{key: value}``."""
+        return parse_segment_filter(self.segment)
 
     def window(self) -> tuple[dt.datetime | None, dt.datetime | None]:
         """(since, until) as naive UTC datetimes."""
@@ -160,10 +174,21 @@ class SnapshotConfig:
     """Seed of the prompt-grouped train/test split."""
     filters: Filters = dataclasses.field(default_factory=Filters)
     implicit: ImplicitRule = dataclasses.field(default_factory=ImplicitRule)
+    purpose: Literal["training", "evaluation"] = "training"
+    """What the snapshot is for: only feedback of users whose latest consent covers it goes
+    in (training consent covers evaluation too); the exclusions are counted in its stats."""
+    require_consent: bool = False
+    """Also leave out feedback without a user id (by default it goes in: it is tied to no
+    person, so there is nobody whose consent it needs)."""
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE
+    """Smallest segment group the printed report shows (k-anonymity); the stored stats keep
+    every count."""
     actor: str = "cli"
     """Who asked for the snapshot, as written in the audit log."""
 
     def __post_init__(self) -> None:
+        check_purpose(self.purpose, SNAPSHOT_PURPOSES)
+        check_k(self.min_group_size)
         if self.name is not None:
             object.__setattr__(self, "name", snapshot_name(self.name))
         if self.aggregate not in AGGREGATES:

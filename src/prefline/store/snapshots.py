@@ -10,6 +10,11 @@ prompt is in both and adding data never moves a prompt), and stores the items. T
 hash covers the items only (split, kind, content; never database ids, names or the
 recipe), so it changes if and only if the training content changes, on SQLite and
 PostgreSQL alike.
+
+Personal data (issue 14): ``--segment KEY=VALUE`` keeps feedback of that segment; a
+snapshot's ``purpose`` (training or evaluation) keeps only feedback whose user consented
+to it (:mod:`prefline.store.consent`), and its stats count what consent left out (records
+and users, by reason) and the items per segment value.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from prefline.formats.examples import (
 )
 from prefline.formats.records import Example
 from prefline.store.bulk import dumps, insert_ignore
+from prefline.store.consent import screen
 from prefline.store.context import Context, Store
 from prefline.store.db import open_store, session_scope
 from prefline.store.feedback_items import (
@@ -57,6 +63,7 @@ from prefline.store.models import (
     SnapshotName,
     utcnow,
 )
+from prefline.store.segments import segment_counts, segment_matches
 from prefline.store.snapshot_config import DEFAULT_KINDS, Filters, SnapshotConfig
 
 __all__ = [
@@ -76,7 +83,7 @@ class SnapshotStats:
     """How a snapshot was made from the feedback, kind by kind (stored as its ``stats``)."""
 
     feedback: int
-    """Feedback records of the selected kinds that matched the filters."""
+    """Feedback records of the selected kinds that matched the filters (and consent allows)."""
     items: int
     prompts: int
     counts: dict[str, int]
@@ -91,6 +98,13 @@ class SnapshotStats:
     """Per feedback kind, what was left out and why (each reason names its unit)."""
     ties_dropped: int
     """Pairs left out because their consensus is a tie (``ties=drop``)."""
+    purpose: str = "training"
+    """What the snapshot is for (training or evaluation): consent was checked for it."""
+    excluded: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    """What consent left out: ``{"records": {reason: n}, "users": {reason: n}}``."""
+    segments: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    """Items per value of each segment key, ``{key: {value: n}}`` (every count; printed
+    reports suppress groups below ``min_group_size``)."""
 
     def by_split(self) -> dict[str, dict[str, int]]:
         """``counts`` as ``{stored kind: {split: items}}``."""
@@ -141,26 +155,32 @@ def _where(q: _Q, f: Filters) -> _Q:
     return q
 
 
+def _json_filtered(rows: list[Any], f: Filters) -> list[Any]:
+    """Rows whose prompt tags and segment match ``f``: both are JSON, so they are
+    filtered here, portable across backends."""
+    wanted = f.segment_filter()
+    return [r for r in rows if (not f.tag or f.tag in (r.tags or []))
+            and (not wanted or segment_matches(r.segment, wanted))]
+
+
 def _feedback_rows(conn: Connection, f: Filters, kinds: tuple[str, ...]) -> list[Any]:
     q = _where(select(Feedback.id, Feedback.kind, Feedback.annotator_id, Feedback.prompt_id,
                       Feedback.response_a_id, Feedback.response_b_id, Feedback.response_id,
-                      Feedback.choice, Feedback.payload, Prompt.content_hash, Prompt.messages,
-                      Prompt.text, Prompt.tags), f)
-    rows = list(conn.execute(q.where(Feedback.kind.in_(kinds)).order_by(Feedback.id)))
-    if f.tag:  # tags are a JSON list: filter here, portable across backends
-        rows = [r for r in rows if f.tag in (r.tags or [])]
-    return rows
+                      Feedback.choice, Feedback.payload, Feedback.user_id, Feedback.segment,
+                      Prompt.content_hash, Prompt.messages, Prompt.text, Prompt.tags), f)
+    return _json_filtered(list(conn.execute(q.where(Feedback.kind.in_(kinds))
+                                            .order_by(Feedback.id))), f)
 
 
 def _kind_counts(conn: Connection, f: Filters) -> dict[str, int]:
     """Records matching the filters per kind, selected or not (so a snapshot can say what
     it left out)."""
-    if not f.tag:
+    if not f.tag and not f.segment:
         q = _where(select(Feedback.kind, func.count(Feedback.id)), f).group_by(Feedback.kind)
         found: dict[str, int] = {str(k): int(n) for k, n in conn.execute(q).all()}
     else:
-        found = Counter(str(k) for k, tags in conn.execute(_where(select(Feedback.kind, Prompt.tags), f))
-                        if f.tag in (tags or []))
+        rows = list(conn.execute(_where(select(Feedback.kind, Prompt.tags, Feedback.segment), f)))
+        found = Counter(str(r.kind) for r in _json_filtered(rows, f))
     return {k: int(found.get(k, 0)) for k in FEEDBACK_KINDS}
 
 
@@ -216,7 +236,8 @@ def build_items(conn: Connection, cfg: SnapshotConfig) -> tuple[list[dict[str, A
     """The snapshot's items (``{"split", "kind", "data", "prompt_id", "hash"}``, in canonical
     order) and stats. ``hash`` covers kind and data; ``prompt_id`` links into this store."""
     matched = _kind_counts(conn, cfg.filters)
-    rows = _feedback_rows(conn, cfg.filters, cfg.kinds)
+    rows, excluded = screen(conn, _feedback_rows(conn, cfg.filters, cfg.kinds), cfg.purpose,
+                            cfg.require_consent)
     made, dropped = _kind_items(rows, _texts(conn, rows), cfg)
     for kind in FEEDBACK_KINDS:
         if kind not in cfg.kinds and matched[kind]:
@@ -236,7 +257,8 @@ def build_items(conn: Connection, cfg: SnapshotConfig) -> tuple[list[dict[str, A
         counts=dict(counts), feedback_by_kind=matched,
         items_by_kind={k: len(made.get(k, [])) for k in FEEDBACK_KINDS},
         dropped={k: dict(sorted(v.items())) for k, v in sorted(dropped.items()) if v},
-        ties_dropped=tied)
+        ties_dropped=tied, purpose=cfg.purpose, excluded=excluded,
+        segments=segment_counts(i["data"] for i in items))
     return items, stats
 
 
@@ -244,13 +266,20 @@ def _recipe(cfg: SnapshotConfig) -> dict[str, Any]:
     """How the snapshot was built (stored with it; not part of its hash)."""
     recipe = {"filters": config.to_dict(cfg.filters), "kinds": list(cfg.kinds),
               "aggregate": cfg.aggregate, "ties": cfg.ties,
-              "test_fraction": cfg.test_fraction, "seed": cfg.seed}
+              "test_fraction": cfg.test_fraction, "seed": cfg.seed, "purpose": cfg.purpose,
+              "require_consent": cfg.require_consent}
     if "implicit" in cfg.kinds:
         recipe["implicit"] = config.to_dict(cfg.implicit)
     return recipe
 
 
 def _nothing(stats: SnapshotStats, cfg: SnapshotConfig) -> PreflineError:
+    left_out = stats.excluded.get("records") or {}
+    if not stats.feedback and left_out:
+        return PreflineError(
+            f"consent leaves no feedback for a {cfg.purpose} snapshot (left out: "
+            f"{', '.join(f'{n} records: {why}' for why, n in left_out.items())}); record "
+            f"consent with `prefline users consent USER {cfg.purpose}`", field="purpose")
     if not stats.feedback:
         other = {k: n for k, n in stats.feedback_by_kind.items() if n}
         hint = (f"; records of other kinds match: {', '.join(f'{k} {n}' for k, n in other.items())}"
@@ -393,7 +422,8 @@ def snapshot_items(snapshot_id: int, split: str = "all", db: str | None = None) 
 
 def item_example(kind: str, d: dict[str, Any]) -> Example:
     """One stored item as the typed example trainers consume."""
-    common = {"prompt": d["prompt"], "tags": tuple(d.get("tags", ())), "prompt_key": d["prompt_key"]}
+    common = {"prompt": d["prompt"], "tags": tuple(d.get("tags", ())), "prompt_key": d["prompt_key"],
+              "user": d.get("user"), "segment": dict(d.get("segment") or {})}
     if kind == "pairwise":
         return PreferencePair(chosen=d["chosen"], rejected=d["rejected"], tie=d["tie"],
                               strength=d.get("strength"), meta={"votes": d.get("votes")}, **common)
