@@ -1,4 +1,4 @@
-"""k-anonymity for segment-level reports.
+"""k-anonymity for segment-level reports, and the pseudonym logs keep for a user id.
 
 A report that prints a count (or a metric) per segment value can single out a person when a
 group is tiny: "style=legal: 1 pair, 100% prefers the long answer" describes one user. Every
@@ -8,12 +8,18 @@ many it suppressed, so a reader knows the table is incomplete without learning w
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 from prefline.base.errors import PreflineError
 
 DEFAULT_MIN_GROUP_SIZE = 5
 """Default k: the smallest group a segment-level report may show (config ``min_group_size``)."""
+
+
+def pseudonym(user: str) -> str:
+    """What a log stores for a user id (rollout's served responses): its sha256, never the id."""
+    return hashlib.sha256(user.encode()).hexdigest()
 
 
 def check_k(k: int, *, field: str = "min_group_size") -> int:

@@ -90,6 +90,33 @@ def users_reset_password(username: str, password: PasswordOption = None,
     typer.echo(f"reset the password of {username}")
 
 
+@users_app.command("forget")
+def users_forget(
+    user: Annotated[str, typer.Argument(help="Pseudonymous user id (as feedback was stored "
+                                              "under) or app username.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Delete or irreversibly anonymise everything the store holds about USER: feedback,
+    prompts and responses only they used, served-response logs, consents, app account and
+    snapshot items. Snapshots and models built from the data are flagged
+    contains_forgotten_data; the audit log gets a tombstone without content."""
+    from prefline.store.forget import forget_user
+
+    if not yes:
+        typer.confirm(f"forget user {user}? This cannot be undone", abort=True)
+    result = forget_user(db, user, actor="cli")
+    if json_out:
+        print_json(result.to_json())
+        return
+    counts = ", ".join(f"{n} {table}" for table, n in result.counts.items() if n) or "no rows"
+    typer.echo(f"forgot the user: {counts}; tombstone audit_log #{result.tombstone_id}")
+    for what, ids in (("snapshots", result.snapshots), ("artifacts", result.artifacts)):
+        if ids:
+            typer.echo(f"{what} now contains_forgotten_data: {', '.join(map(str, ids))}")
+
+
 @keys_app.command("create")
 def keys_create(
     name: str,

@@ -1,28 +1,37 @@
-"""Admin pages: campaign progress, agreement so far, and label export."""
+"""Admin pages (campaign progress, agreement so far, label export) and the admin users API
+(``POST /api/admin/users/{user}/forget``: an admin's session cookie plus its CSRF token in
+``X-CSRF-Token``, like the rollout admin API)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from prefline.audit.agreement import raw_and_alpha
 from prefline.audit.stats import is_number
 from prefline.audit.tables import LabelTable, label_table
+from prefline.base.errors import PreflineError
 from prefline.collect.campaigns import campaign_labels, progress
 from prefline.collect.labels import describe, prompt_text
-from prefline.collect.schemas import RowId
-from prefline.collect.state import UiError
-from prefline.collect.web import Admin, Db, page
+from prefline.collect.schemas import ErrorBody, RowId, ShortText
+from prefline.collect.state import ApiError, UiError, state_of
+from prefline.collect.web import Admin, Db, admin_actor, page
 from prefline.store.collect_models import ApiKey, Campaign, User
+from prefline.store.forget import forget_user
 from prefline.store.models import PAIRWISE_CHOICES, Feedback, Prompt
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
+api = APIRouter(prefix="/api/admin/users", tags=["users admin"], responses={
+    code: {"model": ErrorBody, "description": text} for code, text in (
+        (401, "not logged in"), (403, "not an administrator, or a wrong CSRF token"),
+        (404, "the store holds nothing about this user"), (422, "a field is invalid"))})
 
 
 def _value(label: dict[str, Any], criterion: str | None) -> Any:
@@ -129,3 +138,19 @@ def _campaign(db: Session, campaign_id: int) -> Campaign:
     if campaign is None:
         raise UiError(404, "no such campaign")
     return campaign
+
+
+@api.post("/{user}/forget", response_model=dict[str, Any])
+async def forget(user: Annotated[ShortText, Path()], request: Request) -> JSONResponse:
+    """Delete or irreversibly anonymise everything the store holds about one user (their
+    feedback, prompts and responses only they used, served-response logs, consents, app
+    account, snapshot items), flag the snapshots and models built from it
+    ``contains_forgotten_data`` and write a content-free tombstone to the audit log. Answers
+    the tombstone id, counts per table and the flagged ids (``prefline users forget``)."""
+    actor = await run_in_threadpool(admin_actor, request, "forget a user")
+    try:
+        result = await run_in_threadpool(forget_user, state_of(request).engine, user,
+                                         actor=actor)
+    except PreflineError as exc:
+        raise ApiError(404, str(exc), field=exc.field) from None
+    return JSONResponse(result.to_json())

@@ -38,6 +38,7 @@ def create_app(db_url: str | None = None, *, secure_cookies: bool = False) -> Fa
     app.include_router(api.router)
     app.include_router(ui.router)
     app.include_router(admin.router)
+    app.include_router(admin.api)  # /api/admin/users: forget a user
     rollout_routes.install(app)  # /v1 chat API, rollout admin API and dashboard
     _handlers(app)
     api.document_security(app)

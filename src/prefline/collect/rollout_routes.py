@@ -35,14 +35,12 @@ from sqlalchemy import select
 
 from prefline.base.errors import PreflineError
 from prefline.collect.api import SECURITY_SCHEMES, Key, _spend
-from prefline.collect.auth import SESSION_COOKIE, csrf_ok, session_user
 from prefline.collect.schemas import ErrorBody, ShortText, Str
 from prefline.collect.state import ApiError, CollectState, UiError, field_path, state_of
-from prefline.collect.web import Admin, CsrfUser, Db, page
+from prefline.collect.web import Admin, CsrfUser, Db, admin_actor, page
 from prefline.rollout import actions
 from prefline.rollout.serving import ChatRequest, PolicyServer, Served
 from prefline.rollout.telemetry import arm_metrics
-from prefline.store.db import session_scope
 from prefline.store.models import AuditLog
 
 _LOCK = threading.Lock()
@@ -81,6 +79,9 @@ class ChatCompletionRequest(BaseModel):
                                    "sticky per user; the log keeps only its sha256.")
     segment: ShortText | None = Field(None, description="prefline: the user's segment, for "
                                       "allow/deny lists of the canary.")
+    segment_attrs: Annotated[dict[ShortText, ShortText], Field(max_length=20)] | None = Field(
+        None, description='prefline: declared segment attributes of the user, e.g. {"style": '
+        '"concise"}; logged with the served response.')
 
 
 class ChatMessageOut(BaseModel):
@@ -102,6 +103,9 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     response_id: int = Field(description="prefline: the id the feedback API takes.")
     arm: str = Field(description="prefline: production or candidate.")
+    adapter: str | None = Field(None, description="prefline: the adapter of a personal policy "
+                                "that served (global, or key=value of the request's segment); "
+                                "null for a plain policy.")
 
 
 class OpenAIError(BaseModel):
@@ -145,6 +149,7 @@ def chat_app(state: CollectState) -> FastAPI:
         _spend(request, key, 1)
         req = ChatRequest(flag=body.model, messages=[m.model_dump() for m in body.messages],
                           user=body.user or f"key:{key.name}", segment=body.segment,
+                          segment_attrs=body.segment_attrs,
                           max_tokens=body.max_tokens, temperature=body.temperature,
                           seed=body.seed or 0)
         server = policy_server(state)
@@ -183,7 +188,7 @@ def _completion(s: Served) -> dict[str, Any]:
             "created": int(time.time()), "model": s.model_version,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": s.text},
                          "finish_reason": "stop"}],
-            "response_id": s.response_id, "arm": s.arm}
+            "response_id": s.response_id, "arm": s.arm, "adapter": s.adapter}
 
 
 def _sse(request_id: str, arm: str, version: str,
@@ -205,7 +210,7 @@ def _sse(request_id: str, arm: str, version: str,
         if isinstance(piece, str):
             yield chunk({"content": piece})
         elif piece.error is None:
-            yield chunk({}, "stop", response_id=piece.response_id)
+            yield chunk({}, "stop", response_id=piece.response_id, adapter=piece.adapter)
         else:
             yield chunk({}, "error", error={"message": piece.error, "type": "server_error"})
     yield "data: [DONE]\n\n"
@@ -240,16 +245,7 @@ class FlagChange(BaseModel):
 
 def _admin_actor(request: Request) -> str:
     """``admin:<username>`` for a logged-in admin whose CSRF header matches, else 401/403."""
-    with session_scope(state_of(request).engine) as s:
-        found = session_user(s, request.cookies.get(SESSION_COOKIE))
-        if found is None:
-            raise ApiError(401, "log in as an administrator (session cookie) first")
-        user, login = found
-        if user.role != "admin":
-            raise ApiError(403, "only administrators may change a rollout")
-        if not csrf_ok(login.csrf_token, request.headers.get("x-csrf-token")):
-            raise ApiError(403, "the X-CSRF-Token header must carry this session's token")
-        return f"admin:{user.username}"
+    return admin_actor(request, "change a rollout")
 
 
 async def _act(request: Request, fn: Any, *args: Any, **kwargs: Any) -> JSONResponse:

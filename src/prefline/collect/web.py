@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from prefline.collect.auth import SESSION_COOKIE, csrf_ok, session_user
-from prefline.collect.state import LoginRequired, UiError, state_of
+from prefline.collect.state import ApiError, LoginRequired, UiError, state_of
 from prefline.store.collect_models import User, UserSession
 from prefline.store.db import session_scope
 
@@ -52,6 +52,22 @@ def admin_viewer(who: Annotated[Viewer, Depends(viewer)]) -> Viewer:
     if not who.is_admin:
         raise UiError(403, "this page is for administrators")
     return who
+
+
+def admin_actor(request: Request, doing: str) -> str:
+    """For JSON admin APIs: ``admin:<username>`` for a logged-in admin whose
+    ``X-CSRF-Token`` header carries the session's token; else ApiError 401/403 saying that
+    only administrators may do ``doing``."""
+    with session_scope(state_of(request).engine) as s:
+        found = session_user(s, request.cookies.get(SESSION_COOKIE))
+        if found is None:
+            raise ApiError(401, "log in as an administrator (session cookie) first")
+        user, login = found
+        if user.role != "admin":
+            raise ApiError(403, f"only administrators may {doing}")
+        if not csrf_ok(login.csrf_token, request.headers.get("x-csrf-token")):
+            raise ApiError(403, "the X-CSRF-Token header must carry this session's token")
+        return f"admin:{user.username}"
 
 
 CurrentUser = Annotated[Viewer, Depends(viewer)]

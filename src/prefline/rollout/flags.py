@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from prefline.base.errors import PreflineError
+from prefline.base.privacy import pseudonym  # re-exported: serving logs it
 from prefline.store.models import utcnow
 from prefline.store.rollout_models import RolloutFlag
 
@@ -41,11 +42,6 @@ def bucket(user: str, flag: str) -> float:
     so that two flags' canaries do not always pick the same users."""
     digest = hashlib.sha256(f"{flag}/{user}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 * 100.0
-
-
-def pseudonym(user: str) -> str:
-    """What the log stores for a user id: its sha256, never the id."""
-    return hashlib.sha256(user.encode()).hexdigest()
 
 
 def choose_arm(flag: FlagView, user: str, segment: str | None) -> tuple[str, int]:
