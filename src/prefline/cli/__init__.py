@@ -22,6 +22,7 @@ from prefline.cli import (
     cache,
     collect_admin,
     config,
+    consent,
     db,
     demo,
     disagree,
@@ -50,7 +51,7 @@ app = typer.Typer(
 )
 
 
-COMMAND_MODULES = (audit, bench, cache, collect_admin, config, db, demo, disagree, dpo, gate,
+COMMAND_MODULES = (audit, bench, cache, collect_admin, config, consent, db, demo, disagree, dpo, gate,
                    generate, io, judge, online_dpo, policy_eval, registry, reward, rl, serve, sft, snapshot)
 for _module in COMMAND_MODULES:
     _module.register(app)
