@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import run_cli
 
+from cli_runner import run_cli
 from prefline.base.errors import PreflineError
 from prefline.formats.jsonl import write_jsonl
 from prefline.store.consent import (
