@@ -6,7 +6,7 @@ limited per key (one token per event) and answers 4xx with ``{message, field, de
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from prefline.collect.auth import KeyInfo
 from prefline.collect.ingest import IngestError, log_interaction
+from prefline.collect.pii import clean_events, clean_log
 from prefline.collect.schemas import (
     BatchRequest,
     BatchResult,
@@ -76,12 +77,24 @@ def _spend(request: Request, key: KeyInfo, cost: int) -> None:
                        headers={"Retry-After": str(max(1, round(wait + 0.5)))})
 
 
+async def _cleaned(request: Request, events: list[Any], key: KeyInfo,
+                   prefix: str = "") -> list[Any]:
+    """``events`` with their rationales under the key's redaction policy (scanned off the
+    event loop: a few milliseconds per text)."""
+    redactor = state_of(request).redactor
+    if redactor is None or not any(ev.rationale for ev in events):
+        return events
+    return await run_in_threadpool(clean_events, redactor, events, key.name, prefix)
+
+
 @router.post("/log", response_model=LogResult, status_code=201,
              summary="Log a prompt and the responses a model gave to it")
 def log(body: LogRequest, request: Request, key: Key) -> LogResult:
     """Prompts and responses are deduplicated by content, so logging twice is harmless."""
     _spend(request, key, 1)
-    prompt_id, response_ids = log_interaction(state_of(request).engine, body)
+    state = state_of(request)
+    body = clean_log(state.redactor, body, key.name)
+    prompt_id, response_ids = log_interaction(state.engine, body)
     return LogResult(prompt_id=prompt_id, response_ids=response_ids)
 
 
@@ -93,8 +106,9 @@ async def feedback(body: Event, request: Request, key: Key) -> JSONResponse:
     """Answers 200 with the existing id when this API key sent the same event under the same
     idempotency key before, and 409 when that key came with a different body."""
     _spend(request, key, 1)
+    events = await _cleaned(request, [body], key)
     try:
-        fid, status = (await state_of(request).committer.write([body], key.name,
+        fid, status = (await state_of(request).committer.write(events, key.name,
                                                                key_id=key.id))[0]
     except IngestError as exc:
         raise ApiError(exc.status, str(exc), field=exc.field) from None
@@ -108,8 +122,9 @@ async def feedback(body: Event, request: Request, key: Key) -> JSONResponse:
 async def feedback_batch(body: BatchRequest, request: Request, key: Key) -> JSONResponse:
     """All or nothing: one bad event rejects the batch with its path (``events[3].choice``)."""
     _spend(request, key, len(body.events))
+    events = await _cleaned(request, body.events, key, "events")
     try:
-        results = await state_of(request).committer.write(body.events, key.name,
+        results = await state_of(request).committer.write(events, key.name,
                                                           field_prefix="events", key_id=key.id)
     except IngestError as exc:
         raise ApiError(exc.status, str(exc), field=exc.field) from None

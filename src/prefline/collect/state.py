@@ -16,6 +16,7 @@ from prefline.collect.committer import GroupCommitter
 from prefline.collect.ingest import FeedbackWriter
 from prefline.collect.render import render_markdown
 from prefline.collect.throttle import SingleUseTokens, Throttle
+from prefline.pii.redactor import Redactor
 from prefline.store.models import FEEDBACK_KINDS
 
 HERE = Path(__file__).parent
@@ -47,6 +48,8 @@ class CollectState:
     secure_cookies: bool = False
     brakes: Brakes = field(default_factory=Brakes)
     extra: dict[str, Any] = field(default_factory=dict)
+    redactor: Redactor | None = None
+    """Personal data in ingested prompts, responses and rationales (None: all kept as sent)."""
 
 
 def make_state(engine: Engine, secure_cookies: bool = False) -> CollectState:

@@ -98,6 +98,10 @@ class Redactor:
         self.cfg, self.detect, self.salt = cfg, detect, salt
         self.stats = RedactionStats()
 
+    def fresh(self) -> Redactor:
+        """The same policies and detector with its own counts (one per request)."""
+        return Redactor(self.cfg, self.detect, self.salt)
+
     def policy(self, source: str) -> str:
         """``source``'s policy; ``hash`` without a salt is an error, before anything is read."""
         policy = self.cfg.policy(source)
