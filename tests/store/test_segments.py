@@ -133,3 +133,36 @@ def test_api_feedback_takes_user_and_segment(db_url: str) -> None:
         assert row is not None and (row.user_id, row.segment) == ("u7", CONCISE)
         row = s.get(Feedback, plain.json()["id"])
         assert row is not None and (row.user_id, row.segment) == ("u8", DETAILED)
+
+
+def test_served_responses_log_user_and_segment(db_url: str, tiny_causal_dir: Path,
+                                               tmp_path: Path) -> None:
+    """The rollout server's log ("logged responses") keeps the pseudonymised user and the
+    request body's ``segment_attrs``; feedback on the served response carries them too."""
+    from tests.rollout.conftest import make_registry, start_canary
+
+    from prefline.rollout.flags import pseudonym
+    from prefline.store.rollout_models import ServedResponse
+
+    canary = start_canary(make_registry(db_url, tiny_causal_dir, tmp_path), percent=50.0)
+    auth = {"Authorization": f"Bearer {canary.key}"}
+    with TestClient(create_app(db_url)) as client:
+        chat = client.post("/v1/chat/completions", headers=auth, json={
+            "model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2,
+            "user": "u5", "segment_attrs": CONCISE})
+        assert chat.status_code == 200, chat.text
+        rid = chat.json()["response_id"]
+        bad = client.post("/v1/chat/completions", headers=auth, json={
+            "model": "chat", "messages": [{"role": "user", "content": "Hi"}],
+            "segment_attrs": ["concise"]})
+        assert bad.status_code == 422 and "segment_attrs" in bad.text
+        fb = client.post("/api/v1/feedback", headers=auth, json={
+            "kind": "binary", "response_id": rid, "value": True, "user": "u5",
+            "segment": CONCISE})
+        assert fb.status_code == 201, fb.text
+    with session_scope(db_url) as s:
+        row = s.scalar(select(ServedResponse).where(ServedResponse.response_id == rid))
+        assert row is not None and row.user_hash == pseudonym("u5")
+        assert row.segment_attrs == CONCISE
+        label = s.get(Feedback, fb.json()["id"])
+        assert label is not None and (label.user_id, label.segment) == ("u5", CONCISE)

@@ -51,6 +51,8 @@ class ChatRequest:
     messages: Messages
     user: str
     segment: str | None = None
+    segment_attrs: dict[str, str] | None = None
+    """Declared segment attributes (issue 14), logged with the response."""
     max_tokens: int = 64
     temperature: float = 0.7
     seed: int = 0
@@ -300,6 +302,7 @@ def log_served(engine: Engine, req: ChatRequest, text: str, error: str | None,
             "request_id": request_id, "response_id": response_id, "artifact_id": artifact_id,
             "model_version": version, "flag": req.flag, "arm": arm,
             "user_hash": pseudonym(req.user), "segment": req.segment,
+            "segment_attrs": req.segment_attrs or None,
             "latency_ms": latency_ms, "error": error, "created_at": now})
     return Served(request_id, response_id, text, artifact_id, version, arm, latency_ms, error)
 
