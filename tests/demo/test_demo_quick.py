@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from prefline.cli import main
 from prefline.demo.cache import StageCache
 from prefline.demo.pipeline import STAGES, demo_store
@@ -14,12 +16,18 @@ from prefline.registry import lineage_tree
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_demo_quick_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
+def test_demo_quick_runs_every_stage_then_reuses_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
     main(["demo", "--quick", "--out", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     for key in SUMMARY_KEYS:
         assert key in summary, key
+    # the headline is held out; the labelling judge and the proxy are rows named as such
+    assert (summary["judge"], summary["judge_role"], summary["eval_split"]) == ("rubric", "held-out", "eval")
+    assert [(r["judge"], r["role"]) for r in summary["matrix"]] == [
+        ("rubric", "held-out"), ("rules", "labelling"), (summary["matrix"][2]["judge"], "proxy")]
+    assert "Target NOT met: the policy did not show a held-out judge ('rubric')" in capsys.readouterr().err
     assert set(summary["stages_seconds"]) == set(STAGES)
     for stage in STAGES:
         manifest = json.loads((out / "stages" / f"{stage}.json").read_text())
@@ -54,6 +62,18 @@ def test_demo_quick_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
     again = json.loads((out / "summary.json").read_text())
     assert again["stages_reused"] == sorted(STAGES)
     assert again["judge_win_rate"] == summary["judge_win_rate"]
+
+    # --reproduce reruns the recorded configuration (not the defaults) and prints what differs
+    recorded = tmp_path / "recorded.json"
+    recorded.write_text(json.dumps({**summary, "judge_win_rate": 0.123}))
+    capsys.readouterr()
+    main(["demo", "--reproduce", str(recorded), "--out", str(tmp_path / "again")])
+    printed = capsys.readouterr().out
+    rerun = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert rerun["config_hash"] == summary["config_hash"] and rerun["quick"]
+    assert rerun["stages_reused"] == []  # a fresh folder: everything ran again
+    assert f"figure  judge_win_rate: 0.1230 → {rerun['judge_win_rate']:.4f}" in printed
+    assert "config_hash" not in printed and "seeds" not in printed
 
 
 def test_a_changed_setting_reruns_only_downstream_stages(tmp_path: Path) -> None:

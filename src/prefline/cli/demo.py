@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -15,27 +16,46 @@ from prefline.store.context import Context
 DEFAULT_OUT = "prefline-demo"
 
 
-def _body(cfg: DemoConfig, ctx: Context, *, as_json: bool) -> None:
+def _body(cfg: DemoConfig, ctx: Context, *, as_json: bool, reproduce: Path | None) -> None:
+    import dataclasses
+
     from rich.console import Console
 
     from prefline.demo.pipeline import run
     from prefline.demo.report import write_report
+    from prefline.demo.reproduce import differences, recorded_config, render
 
+    recorded = None
+    if reproduce is not None:  # the recorded configuration, not this command's settings
+        recorded, cfg = recorded_config(reproduce)
+        ctx = dataclasses.replace(ctx, seed=cfg.seed)
+        if ctx.run_dir is None or ctx.run_dir.resolve() == reproduce.resolve().parent:
+            raise typer.BadParameter("reproduce into a fresh folder: --out DIR (the recorded "
+                                     "run's own folder would reuse its stages)", param_hint="--out")
     if ctx.run_dir is None:
         ctx = ctx.with_run_dir(DEFAULT_OUT)
     console = Console(stderr=True)
     result = run(cfg, ctx, StageLines(console))
     summary = write_report(cfg, result)
+    diffs = differences(recorded, summary) if recorded is not None else None
     if as_json:
-        print_json(summary)
+        print_json(summary if diffs is None else {
+            **summary, "differences": [dataclasses.asdict(d) for d in diffs]})
         return
     _print(summary, result.out, console)
+    for line in render(diffs) if diffs is not None else ():
+        typer.echo(line)
 
 
 def register(app: typer.Typer) -> None:
     stage_command(
         "demo", DemoConfig, _body, app=app, command="demo", db_option=False,
         preset=lambda cfg: quick_config() if cfg.quick else None,
+        extra=[inspect.Parameter("reproduce", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=Annotated[Path | None, typer.Option(
+                                     "--reproduce", help="A demo's summary.json: rerun its "
+                                     "recorded configuration (other settings are ignored) into "
+                                     "--out and print what differs, figures and settings.")])],
         out_help=f"Folder for everything the demo writes, its own store too (default: "
                  f"./{DEFAULT_OUT}). Re-running with the same folder reuses finished stages.",
         help="Generate → judge → store → snapshot → audit → reward model → DPO → evaluate → "
@@ -58,12 +78,16 @@ class StageLines:
 
 
 def _print(summary: dict[str, Any], out: Path, console: Any) -> None:
-    ci = summary["judge_win_rate_ci"]
-    proxy = summary["proxy_win_rate"]
-    lines = [
-        f"judge win rate   {summary['judge_win_rate']:.1%}  (95% CI {ci[0]:.1%}–{ci[1]:.1%}, "
-        f"{summary['eval_prompts']} held-out prompts)",
-        f"proxy win rate   {proxy:.1%}" if proxy is not None else "proxy win rate   n/a",
+    judge = summary["judge"]
+    lines = [f"policy vs reference on {summary['eval_prompts']} held-out prompts "
+             f"({summary['eval_split']} split), under each judge:"]
+    for row in summary["matrix"]:
+        ci = row["ci"]
+        lines.append(f"  {row['judge'][:28]:<28} {row['role']:<9} {row['win_rate']:.1%}  "
+                     f"(95% CI {ci[0]:.1%}–{ci[1]:.1%})"
+                     + ("  <- headline" if row["judge"] == judge and row["role"] == "held-out"
+                        else ""))
+    lines += [
         f"KL(policy‖ref)   {summary['kl']:.3f} nats/response",
         "RM accuracy      " + (f"{summary['reward_model_accuracy']:.1%} (held-out pairs)"
                                 if summary["reward_model_accuracy"] is not None else "n/a"),
@@ -71,8 +95,10 @@ def _print(summary: dict[str, Any], out: Path, console: Any) -> None:
     for line in lines:
         console.print(line)
     if summary["target_met"]:
-        console.print("[green]Target met: judge win rate ≥ 60% with the CI's lower bound above 50%.")
+        console.print(f"[green]Target met: held-out judge {judge!r} win rate ≥ 60% with the CI's "
+                      "lower bound above 50% (not the labelling judge, not the proxy).")
     else:
-        console.print("[bold red]Target NOT met: the policy did not show a judge win rate ≥ 60% "
-                      "with the CI's lower bound above 50% on held-out prompts.")
+        console.print(f"[bold red]Target NOT met: the policy did not show a held-out judge "
+                      f"({judge!r}) win rate ≥ 60% with the CI's lower bound above 50% on "
+                      "held-out prompts.")
     console.print(f"report: {out / 'report' / 'index.html'}   summary: {out / 'summary.json'}")

@@ -10,14 +10,19 @@ by the pipeline, which passes each stage's typed result to the next.
 The full run is sized for ≤ 15 minutes on a 2-core CPU (``docs/demo.md`` has measured
 stage times); the quick run (``--quick``, ``configs/demo-quick.toml``) uses tiny random
 models built in code and a handful of prompts, so CI exercises every stage in seconds.
-Only the *training* side is tuned; the evaluation (held-out prompts, judge, sampling) is
-fixed up front and identical in both runs except for size.
+Only the *training* side is tuned, and only on the bundled ``dev`` prompts
+(``eval_split="dev"``); the ``eval`` split is scored once per released configuration. The
+evaluation (prompts, judges, sampling) is fixed up front and identical in both runs except
+for size. The labelling judge (``rules``) labels the training pairs; the headline is a judge
+that labelled nothing and was written independently of it (``rubric``); the labelling judge
+and the proxy reward model are reported beside it as what they are.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Literal
 
 from prefline.base.errors import PreflineError
 from prefline.evaluate.policy_config import PolicyEvalConfig
@@ -27,7 +32,9 @@ from prefline.train.reward_config import RewardConfig
 from prefline.train.train_config import TrainConfig
 
 JUDGE_SPEC = "rules"
-"""The principle judge labels the demo's training pairs."""
+"""The principle judge labels the demo's training pairs (the annotator)."""
+HEADLINE_JUDGE = "rubric"
+"""The demo's headline: the independent rubric, a judge that produced no training label."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +76,10 @@ def _dpo() -> DPOConfig:
 
 def _evaluate() -> PolicyEvalConfig:
     # policy/baseline/prompts/reward are filled in by the pipeline from earlier stages.
+    # The labelling judge is scored too, as "labelling": never the headline.
     return PolicyEvalConfig(policy="(trained policy)", baseline="(reference policy)",
-                            judge=JUDGE_SPEC, max_new_tokens=48, temperature=0.7, seed=1,
-                            batch_size=256)
+                            judge=HEADLINE_JUDGE, labelling_judge=JUDGE_SPEC,
+                            max_new_tokens=48, temperature=0.7, seed=1, batch_size=256)
 
 
 @dataclass(frozen=True)
@@ -85,10 +93,13 @@ class DemoConfig:
     reward_backbone: str | None = None
     """Reward-model encoder (None: the embedded all-MiniLM-L6-v2)."""
     train_prompts: int | None = None
-    """How many bundled train-split prompts to sample candidates for (None: all 252). Two
+    """How many bundled train-split prompts to sample candidates for (None: all 210). Two
     runs on 140 prompts gave 60.1% and 53.6%: too little DPO data for a stable result."""
+    eval_split: Literal["dev", "eval"] = "eval"
+    """Bundled split the evaluation scores: dev (42 prompts) while tuning training settings;
+    eval (84) once per released configuration."""
     eval_prompts: int | None = None
-    """How many bundled eval-split prompts to evaluate on (None: all)."""
+    """How many prompts of eval_split to evaluate on (None: all)."""
     seed: int = 0
     """Seed of candidate sampling and of the demo's tiny models."""
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
@@ -99,6 +110,10 @@ class DemoConfig:
     evaluate: PolicyEvalConfig = field(default_factory=_evaluate)
 
     def __post_init__(self) -> None:
+        if self.evaluate.judge == JUDGE_SPEC or self.evaluate.labelling_judge != JUDGE_SPEC:
+            raise PreflineError(f"the demo's training pairs are labelled by {JUDGE_SPEC!r}: it "
+                                "is the evaluation's labelling_judge, never its headline judge",
+                                field="evaluate.judge")
         for name in ("train_prompts", "eval_prompts"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -198,8 +198,10 @@ class _Loop:
                 [str(Path(res.path).relative_to(self.out))])
 
     def evaluate(self, work: Path) -> tuple[dict[str, Any], list[str]]:
-        """The new policy vs the reference on held-out eval prompts (never trained on)."""
-        rows = pick_prompts(load_prompts("eval"), self.cfg.eval_prompts)
+        """The new policy vs the reference on held-out prompts (never trained on) of
+        ``eval_split``, under every judge: the headline held-out one, the labelling judge and
+        the proxy reward model (see :mod:`prefline.evaluate.policy_judges`)."""
+        rows = pick_prompts(load_prompts(self.cfg.eval_split), self.cfg.eval_prompts)
         write_jsonl(work / "prompts.jsonl", rows)
         cfg = dataclasses.replace(
             self.cfg.evaluate, policy=f"artifact:{self.get('dpo')['artifact_id']}",
@@ -209,10 +211,14 @@ class _Loop:
         res = eval_policy(cfg, self.ctx.with_run_dir(work))
         art_id = record_result(self.ctx.store, res, cfg, name="demo-policy-eval", actor="demo")
         j = res.judge
-        return ({"judge_win_rate": j.win_rate, "judge_win_rate_ci": list(j.ci),
+        matrix = [{"judge": r.spec, "role": r.role, "win_rate": r.win_rate, "ci": list(r.ci),
+                   "n": r.n} for r in res.matrix]
+        return ({"judge": j.spec, "judge_role": j.role, "judge_win_rate": j.win_rate,
+                 "judge_win_rate_ci": list(j.ci), "matrix": matrix,
                  "proxy_win_rate": res.proxy.win_rate if res.proxy else None, "kl": res.kl,
-                 "prompts": len(rows), "target_met": res.verdict.target_met,
-                 "evaluation_id": art_id}, ["evaluate/prompts.jsonl", "evaluate/eval.json"])
+                 "prompts": len(rows), "split": self.cfg.eval_split,
+                 "target_met": res.verdict.target_met, "evaluation_id": art_id},
+                ["evaluate/prompts.jsonl", "evaluate/eval.json"])
 
     def register(self, work: Path) -> tuple[dict[str, Any], list[str]]:
         """The evaluation's lineage graph, flattened for the report."""
@@ -236,7 +242,8 @@ def _sections(cfg: DemoConfig) -> dict[str, dict[str, Any]]:
         "generate": {**top, "train_prompts": cfg.train_prompts, **to_dict(cfg.candidates)},
         "label": {}, "store": {}, "snapshot": to_dict(cfg.snapshot), "audit": {},
         "reward": to_dict(cfg.reward), "dpo": to_dict(cfg.dpo),
-        "evaluate": {"eval_prompts": cfg.eval_prompts, **to_dict(cfg.evaluate)},
+        "evaluate": {"eval_prompts": cfg.eval_prompts, "eval_split": cfg.eval_split,
+                     **to_dict(cfg.evaluate)},
         "register": {},
     }
 

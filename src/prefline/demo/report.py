@@ -1,7 +1,10 @@
 """The demo's report: ``report/index.html`` with PNG figures beside it, and ``summary.json``.
 
-The page leads with the verdict against the target (judge win rate ≥ 60% with the 95% CI's
-lower bound above 50%, on held-out prompts); when it is missed it says so in the first line.
+The page leads with the verdict against the target (the held-out judge's win rate ≥ 60% with
+the 95% CI's lower bound above 50%, on held-out prompts); when it is missed it says so in the
+first line. The headline is never the labelling judge or the proxy reward model: both are in
+the judge matrix, named as such. ``summary.json`` also records what makes the run
+reproducible (:mod:`prefline.demo.reproduce`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from prefline.base.plots import new_figure, png_bytes
 from prefline.demo.cache import CachedStage
 from prefline.demo.config import DemoConfig
 from prefline.demo.pipeline import DemoResult
+from prefline.demo.reproduce import provenance
 from prefline.evaluate.policy_report import (
     POLICY_FIGURES,
     image_sources,
@@ -22,8 +26,9 @@ from prefline.evaluate.policy_report import (
     policy_section,
 )
 
-SUMMARY_KEYS = ("judge_win_rate", "judge_win_rate_ci", "proxy_win_rate", "kl",
-                "reward_model_accuracy", "stages_seconds")
+SUMMARY_KEYS = ("judge", "judge_role", "judge_win_rate", "judge_win_rate_ci", "matrix",
+                "proxy_win_rate", "kl", "reward_model_accuracy", "stages_seconds",
+                "code_version", "code_dirty", "config_hash", "seeds", "config")
 
 
 def fig_calibration(bins: list[dict[str, Any]]) -> bytes:
@@ -58,7 +63,9 @@ def build_summary(cfg: DemoConfig, stages: dict[str, CachedStage]) -> dict[str, 
     train_m = rm.get("train_metrics") or {}
     snap, store = stages["snapshot"].outputs, stages["store"].outputs
     return {
+        "judge": ev.get("judge"), "judge_role": ev.get("judge_role"),
         "judge_win_rate": ev["judge_win_rate"], "judge_win_rate_ci": ev["judge_win_rate_ci"],
+        "matrix": ev.get("matrix"), "eval_split": ev.get("split"),
         "proxy_win_rate": ev["proxy_win_rate"], "kl": ev["kl"],
         "reward_model_accuracy": held.get("accuracy", train_m.get("test_accuracy")),
         "reward_model_accuracy_ci": held.get("accuracy_ci"), "reward_model_ece": held.get("ece"),
@@ -68,6 +75,7 @@ def build_summary(cfg: DemoConfig, stages: dict[str, CachedStage]) -> dict[str, 
         "stages_seconds": {n: round(s.seconds, 2) for n, s in stages.items()},
         "stages_cpu_seconds": {n: round(s.cpu_seconds, 2) for n, s in stages.items()},
         "stages_reused": sorted(n for n, s in stages.items() if s.reused),
+        **provenance(cfg),
     }
 
 
@@ -115,6 +123,17 @@ def _reward_html(stages: dict[str, CachedStage], img: dict[str, str]) -> str:
                if "calibration" in img else ""))
 
 
+def _provenance_html(summary: dict[str, Any]) -> str:
+    e = html.escape
+    dirty = " (uncommitted changes: the commit alone does not reproduce it)" \
+        if summary["code_dirty"] else ""
+    return (f"<p>code <code>{e(summary['code_version'])}</code>{e(dirty)}, config hash "
+            f"<code>{e(summary['config_hash'][:16])}</code>, seeds "
+            f"{e(', '.join(f'{k} {v}' for k, v in summary['seeds'].items()))}. "
+            "<code>prefline demo --reproduce summary.json --out DIR</code> reruns this "
+            "configuration and lists what differs.</p>")
+
+
 def write_report(cfg: DemoConfig, run: DemoResult) -> dict[str, Any]:
     """Write ``report/index.html`` (+ PNGs) and ``summary.json``; returns the summary."""
     stages, out = run.stages, run.out / "report"
@@ -130,10 +149,13 @@ def write_report(cfg: DemoConfig, run: DemoResult) -> dict[str, Any]:
              "This run only checks that every stage works; its numbers mean nothing.</p>"
              if cfg.quick else "")
     body = "\n".join([
-        quick, "<h2>Does the new policy beat the reference? (held-out prompts)</h2>",
+        quick, "<h2>Does the new policy beat the reference? (held-out prompts, "
+        f"{html.escape(str(summary['eval_split']))} split; headline judge "
+        f"<code>{html.escape(str(summary['judge']))}</code>, held out)</h2>",
         policy_section(result, img), "<h2>Lineage</h2>", _lineage_html(summary, stages),
         "<h2>Audit highlights</h2>", _audit_html(stages), "<h2>Reward model</h2>",
-        _reward_html(stages, img), "<h2>Stage timings</h2>",
+        _reward_html(stages, img), "<h2>Reproducibility</h2>", _provenance_html(summary),
+        "<h2>Stage timings</h2>",
         f"<figure><img src='{img['stage_times']}' alt='stage times'></figure>",
     ])
     out.mkdir(parents=True, exist_ok=True)
