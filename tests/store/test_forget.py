@@ -31,6 +31,7 @@ from prefline.collect import create_app
 from prefline.store.db import open_store, session_scope
 from prefline.store.forget import ACTION, api_escaped, forget_user, was_forgotten
 from prefline.store.models import Artifact, AuditLog, Feedback, Snapshot
+from prefline.store.rollout_models import RolloutFlag
 from prefline.store.snapshots import snapshot_items
 
 
@@ -54,6 +55,24 @@ def _forget_via(how: str, url: str, user: str, capsys: pytest.CaptureFixture[str
         resp = client.post(f"/api/admin/users/{user}/forget", headers={"X-CSRF-Token": csrf})
         assert resp.status_code == 200, resp.text
         return resp.json()
+
+
+def _listings_show_the_flag(data: Seeded, capsys: pytest.CaptureFixture[str]) -> None:
+    """``registry list|status``, ``snapshot list|show`` say which were built from it."""
+    with session_scope(data.url) as s:
+        s.add(RolloutFlag(name="chat", production_id=data.policy, candidate_id=data.unrelated))
+    mark = "contains_forgotten_data"
+    _, out, _ = run_cli(["registry", "list", "--db", data.url], capsys)
+    flagged = {int(line.split()[0]) for line in out.splitlines() if line.endswith(mark)}
+    assert flagged == {data.reward_model, data.policy}
+    _, out, _ = run_cli(["registry", "status", "--db", data.url], capsys)
+    arms = {line.split()[0]: line.endswith(mark) or f"){' ' * 2}{mark}" in line
+            for line in out.splitlines()[1:]}
+    assert arms == {"production": True, "candidate": False}
+    _, out, _ = run_cli(["snapshot", "list", "--db", data.url], capsys)
+    assert [line.endswith(mark) for line in out.splitlines()] == [True, False]
+    _, out, _ = run_cli(["snapshot", "show", "all", "--db", data.url], capsys)
+    assert f"{mark}: yes" in out
 
 
 @pytest.mark.parametrize("how", ["cli", "api"])
@@ -84,6 +103,8 @@ def test_forget_leaves_no_trace_of_the_user(db_url: str, tmp_path: Path, how: st
     assert counts["feedback"] == 4 and counts["campaign_items"] == 1
     assert counts["consents"] == 1 and counts["served_responses"] == 1
     assert counts["prompts"] == 2 and counts["responses"] == 4
+    if how == "cli":
+        _listings_show_the_flag(data, capsys)
     # The tombstone: who and when, a salted hash and counts, no content (searched above).
     with session_scope(db_url) as s:
         tomb = s.get(AuditLog, result["tombstone_id"])

@@ -13,7 +13,12 @@ from prefline.cli.common import DbOption, JsonOption, plain, print_json, registr
 def _describe(a: Any) -> dict[str, Any]:
     return {"id": a.id, "kind": a.kind, "name": a.name, "path": a.path, "status": a.status,
             "snapshot_hash": a.snapshot_hash, "code_version": a.code_version,
-            "config": a.config, "metrics": a.metrics, "created_at": a.created_at}
+            "config": a.config, "metrics": a.metrics, "created_at": a.created_at,
+            "contains_forgotten_data": a.contains_forgotten_data}
+
+
+FORGOTTEN_MARK = "  contains_forgotten_data"
+"""Appended to a listing line whose artifact or snapshot was built from since-deleted data."""
 
 
 def _compact(ref: Any) -> str:
@@ -41,7 +46,8 @@ def list_cmd(kind: Annotated[str | None, typer.Option(help="Only this artifact k
     for a in arts:
         data = (a.snapshot_hash or "-")[:12]
         refs = " ".join(_compact(r) for r in inputs[a.id]) or "-"
-        typer.echo(f"{a.id:>4}  {a.kind:<12} {a.status:<11} data={data:<12} {a.path}  [{refs}]")
+        typer.echo(f"{a.id:>4}  {a.kind:<12} {a.status:<11} data={data:<12} {a.path}  [{refs}]"
+                   + (FORGOTTEN_MARK if a.contains_forgotten_data else ""))
 
 
 @registry_app.command("show")
@@ -178,7 +184,8 @@ def status_cmd(db: DbOption = None, json: JsonOption = False) -> None:
         for arm in ("production", "candidate"):
             a = f[arm]
             tel = f["telemetry"].get(arm) or {}
-            desc = "-" if a is None else f"artifact {a['id']} ({a['status']})"
+            desc = "-" if a is None else f"artifact {a['id']} ({a['status']})" + (
+                FORGOTTEN_MARK if a.get("contains_forgotten_data") else "")
             typer.echo(f"  {arm:<10} {desc}  served={tel.get('served', 0)} "
                        f"thumbs_up={_fmt(tel.get('thumbs_up'))}")
 

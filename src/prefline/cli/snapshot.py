@@ -32,7 +32,8 @@ def _describe(snap: Any, names: dict[int, list[str]]) -> dict[str, Any]:
     """``name`` is the name it was created under; ``names`` every name that finds it now."""
     return {"id": snap.id, "name": snap.name, "names": names.get(snap.id, []),
             "content_hash": snap.content_hash, "created_at": snap.created_at,
-            "recipe": snap.recipe, "stats": snap.stats}
+            "recipe": snap.recipe, "stats": snap.stats,
+            "contains_forgotten_data": snap.contains_forgotten_data}
 
 
 def _by_kind(stats: dict[str, Any]) -> list[str]:
@@ -136,7 +137,8 @@ def list_cmd(db: DbOption = None, json: JsonOption = False) -> None:
         return
     for s in snaps:
         typer.echo(f"{s.id:>4}  {s.content_hash[:12]}  {s.stats.get('items', 0):>7} items  "
-                   f"{s.created_at:%Y-%m-%d %H:%M}  {', '.join(names.get(s.id, []))}")
+                   f"{s.created_at:%Y-%m-%d %H:%M}  {', '.join(names.get(s.id, []))}"
+                   + ("  contains_forgotten_data" if s.contains_forgotten_data else ""))
 
 
 @snapshot_app.command("show")

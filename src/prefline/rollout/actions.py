@@ -149,7 +149,8 @@ def status(db: str | Engine | None) -> list[dict[str, Any]]:
                              ("candidate", row.candidate_id)):
                 art = s.get(Artifact, aid) if aid is not None else None
                 arms[arm] = None if art is None else {
-                    "id": art.id, "status": lifecycle.status_of(art), "path": art.path}
+                    "id": art.id, "status": lifecycle.status_of(art), "path": art.path,
+                    "contains_forgotten_data": art.contains_forgotten_data}
             out.append({"flag": row.name, "percent": row.percent, **arms,
                         "previous_id": row.previous_id,
                         "allow_segments": list(row.allow_segments or []),
