@@ -147,3 +147,27 @@ def test_cli_records_shows_and_applies_consent(db_url: str, tmp_path: Path,
     assert "purpose   evaluation" in out
     assert "consent   left out 1 records of 1 users: consent none" in out
     assert _users(url, int(out.split()[1])) == ["-", "u1", "u1", "u2", "u3"]
+
+
+def test_admin_api_records_and_shows_consent(db_url: str, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+    from tests.collect.conftest import _login, seed
+
+    from prefline.collect import create_app
+
+    url = _fill(seed(db_url, n_prompts=1).url, tmp_path)
+    with TestClient(create_app(url)) as client:
+        anonymous = client.post("/api/admin/users/u1/consent", json={"purpose": "none"})
+        assert anonymous.status_code == 401
+        csrf = {"X-CSRF-Token": _login(client, "root")}
+        done = client.post("/api/admin/users/u1/consent", json={"purpose": "none"},
+                           headers=csrf)
+        assert done.status_code == 200, done.text
+        assert done.json()["purpose"] == "none" and done.json()["actor"] == "admin:root"
+        bad = client.post("/api/admin/users/u1/consent", json={"purpose": "marketing"},
+                          headers=csrf)
+        assert bad.status_code == 422 and bad.json()["field"] == "purpose"
+        log = client.get("/api/admin/users/u1/consent", headers=csrf)
+        assert [e["purpose"] for e in log.json()] == ["training", "none"]
+    result = _snap(url)  # the API's revocation keeps u1 out of the next snapshot
+    assert "u1" not in _users(url, result.id)

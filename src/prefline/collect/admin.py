@@ -1,16 +1,18 @@
 """Admin pages (campaign progress, agreement so far, label export) and the admin users API
-(``POST /api/admin/users/{user}/forget``: an admin's session cookie plus its CSRF token in
-``X-CSRF-Token``, like the rollout admin API)."""
+(``POST /api/admin/users/{user}/forget``, ``GET|POST /api/admin/users/{user}/consent``: an
+admin's session cookie plus its CSRF token in ``X-CSRF-Token``, like the rollout admin API)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -20,10 +22,11 @@ from prefline.audit.tables import LabelTable, label_table
 from prefline.base.errors import PreflineError
 from prefline.collect.campaigns import campaign_labels, progress
 from prefline.collect.labels import describe, prompt_text
-from prefline.collect.schemas import ErrorBody, RowId, ShortText
+from prefline.collect.schemas import ErrorBody, RowId, ShortText, Strict
 from prefline.collect.state import ApiError, UiError, state_of
 from prefline.collect.web import Admin, Db, admin_actor, page
 from prefline.store.collect_models import ApiKey, Campaign, User
+from prefline.store.consent import consent_history, set_consent
 from prefline.store.forget import forget_user
 from prefline.store.models import PAIRWISE_CHOICES, Feedback, Prompt
 
@@ -154,3 +157,32 @@ async def forget(user: Annotated[ShortText, Path()], request: Request) -> JSONRe
     except PreflineError as exc:
         raise ApiError(404, str(exc), field=exc.field) from None
     return JSONResponse(result.to_json())
+
+
+class ConsentIn(Strict):
+    purpose: Literal["training", "evaluation", "none"] = Field(
+        description="training (training and evaluation), evaluation (evaluation only) or "
+        "none (revoke).")
+
+
+@api.post("/{user}/consent", response_model=dict[str, Any])
+async def consent(user: Annotated[ShortText, Path()], body: ConsentIn,
+                  request: Request) -> JSONResponse:
+    """Record the user's consent now (``prefline users consent``): the next snapshot of each
+    purpose follows it; stored snapshots stay as they are. Answers the recorded entry."""
+    actor = await run_in_threadpool(admin_actor, request, "record consent")
+    try:
+        entry = await run_in_threadpool(set_consent, state_of(request).engine, user,
+                                        body.purpose, actor=actor)
+    except PreflineError as exc:
+        raise ApiError(422, str(exc), field=exc.field) from None
+    return JSONResponse(json.loads(json.dumps(dataclasses.asdict(entry), default=str)))
+
+
+@api.get("/{user}/consent", response_model=list[dict[str, Any]])
+async def consent_log(user: Annotated[ShortText, Path()], request: Request) -> JSONResponse:
+    """The user's consent history, oldest first (the last entry is in force)."""
+    await run_in_threadpool(admin_actor, request, "read consent")
+    history = await run_in_threadpool(consent_history, state_of(request).engine, user)
+    return JSONResponse(json.loads(json.dumps([dataclasses.asdict(e) for e in history],
+                                              default=str)))
