@@ -81,13 +81,13 @@ EOF
   sft) step sft "$PREFLINE" train sft --data "$WORK/best-of-4.jsonl" --val-fraction 0 --test-fraction 0 \
         --max-steps 8 --batch-size 4 --lr 2e-5 --max-length 256 --out "$WORK/sft" ;;
   odpo) step odpo "$PREFLINE" train online-dpo --prompts "$TRAIN" --reward "$RM" "${MON[@]}" \
-        --rounds 3 --prompts-per-round 16 --k 4 --max-new-tokens $NEW --max-steps 4 --batch-size 4 \
+        --rounds 2 --prompts-per-round 16 --k 4 --max-new-tokens $NEW --max-steps 4 --batch-size 4 \
         --beta 0.1 --lr 5e-5 --out "$WORK/odpo" ;;
   rloo|grpo) step "$1" "$PREFLINE" train "$1" --prompts "$TRAIN" --reward-model "$RM" "${MON[@]}" \
-        --monitor-every 2 --k 4 --max-new-tokens $NEW --max-steps 8 --batch-size 4 --lr 2e-5 \
+        --monitor-every 2 --k 4 --max-new-tokens $NEW --max-steps 6 --batch-size 4 --lr 2e-5 \
         --out "$WORK/$1" ;;
   ppo) step ppo "$PREFLINE" train ppo --prompts "$TRAIN" --reward-model "$RM" "${MON[@]}" \
-        --monitor-every 2 --k 1 --max-new-tokens $NEW --max-steps 8 --batch-size 8 --lr 2e-5 \
+        --monitor-every 2 --k 1 --max-new-tokens $NEW --max-steps 6 --batch-size 8 --lr 2e-5 \
         --out "$WORK/ppo" ;;
   eval-bon) step eval-bon "$PREFLINE" eval policy --policy default --baseline best-of-4:default \
         --prompts "$EVAL" --judge "$GOLD" --reward "$RM" --max-new-tokens $NEW --n-samples 1 --seed 0 \
@@ -143,5 +143,17 @@ EOF
 }
 
 echo "commit $(git -C "$ROOT" rev-parse --short HEAD) dirty=$(git -C "$ROOT" status --porcelain -uno | wc -l)"
-for s in $STEPS; do run_step "$s" || echo "step $s FAILED (see $WORK/logs/$s.log)"; done
+# PARALLEL=1 runs two chains at once (odpo, ppo | rloo, grpo, each with its eval): on a shared
+# machine two processes get about twice the CPU share of one.
+chain() { for s in "$@"; do run_step "$s" || echo "step $s FAILED (see $WORK/logs/$s.log)"; done; }
+if [ "${PARALLEL:-0}" = 1 ] && [ -z "${*:-}" ]; then
+  chain prompts rm bon eval-bon sft eval-sft
+  chain odpo eval-odpo ppo eval-ppo > "$WORK/logs/chain-a.out" 2>&1 &
+  chain rloo eval-rloo grpo eval-grpo
+  wait
+  cat "$WORK/logs/chain-a.out"
+  chain report
+else
+  chain $STEPS
+fi
 echo "$(date -u +%H:%M:%S) all done"
