@@ -39,6 +39,7 @@ from prefline.cli import (
     serve,
     sft,
     snapshot,
+    store,
 )
 from prefline.cli.common import bench_app, eval_app, registry_app, snapshot_app, train_app
 
@@ -52,7 +53,8 @@ app = typer.Typer(
 
 
 COMMAND_MODULES = (audit, bench, cache, collect_admin, config, consent, db, demo, disagree, dpo, gate,
-                   generate, io, judge, online_dpo, policy_eval, registry, reward, rl, serve, sft, snapshot)
+                   generate, io, judge, online_dpo, policy_eval, registry, reward, rl, serve, sft, snapshot,
+                   store)
 for _module in COMMAND_MODULES:
     _module.register(app)
 

@@ -3,7 +3,8 @@
 
 :func:`purge` removes the given feedback rows (and served-response log rows), then
 
-- assignments that produced that feedback (the campaign item becomes open again);
+- assignments that produced that feedback (deleted, the campaign item open again; or,
+  for retention, kept done without their label);
 - snapshot items copied from it: an item is matched by its prompt and the exact set of
   response texts the feedback judged (a pair, a ranking, one rated response), or by the
   ``user`` recorded in it. A consensus item that also holds another user's vote goes too:
@@ -144,10 +145,18 @@ def _drop_items(conn: Connection, prompts: set[int], signatures: Signatures,
     out.snapshots.update(int(r.snapshot_id) for r in gone)
 
 
-def _drop_assignments(conn: Connection, feedback_ids: Collection[int], out: Purged) -> None:
-    """Assignments that produced the feedback: gone, and their items open again."""
+def _drop_assignments(conn: Connection, feedback_ids: Collection[int], reopen: bool,
+                      out: Purged) -> None:
+    """Assignments that produced the feedback: deleted with their items open again
+    (``reopen``: someone else may label it), or kept done with no label (retention: the
+    work was done, its label expired)."""
     rows = _rows(conn, select(Assignment.id, Assignment.item_id, Assignment.status),
                  Assignment.feedback_id, feedback_ids)
+    if not reopen:
+        for part in chunks(r.id for r in rows):
+            conn.execute(update(Assignment).where(Assignment.id.in_(part))
+                         .values(feedback_id=None))
+        return
     for item_id, n in Counter(r.item_id for r in rows if r.status == "done").items():
         conn.execute(update(CampaignItem).where(CampaignItem.id == item_id)
                      .values(done_count=CampaignItem.done_count - n))
@@ -224,12 +233,13 @@ def flag_lineage(conn: Connection, snapshot_ids: set[int]) -> set[int]:
 
 
 def purge(conn: Connection, feedback_ids: Collection[int], served_ids: Collection[int] = (),
-          users: Collection[str] = (), campaign_items: Collection[int] = ()) -> Purged:
+          users: Collection[str] = (), campaign_items: Collection[int] = (),
+          reopen: bool = True) -> Purged:
     """Delete the feedback and served-response rows and what only they kept (module doc).
 
     ``users``: user ids whose snapshot items go whatever they hold; ``campaign_items``:
     items (with their assignments) to delete too (``users forget``: items made from the
-    user's prompts).
+    user's prompts); ``reopen``: see :func:`_drop_assignments`.
     """
     out = Purged()
     rows = _rows(conn, _feedback_query(), Feedback.id, feedback_ids)
@@ -239,7 +249,7 @@ def purge(conn: Connection, feedback_ids: Collection[int], served_ids: Collectio
                                                              if s.response_id is not None})
     prompts = {int(r.prompt_id) for r in rows}
     signatures = _signatures(conn, rows)
-    _drop_assignments(conn, feedback_ids, out)
+    _drop_assignments(conn, feedback_ids, reopen, out)
     for part in chunks(feedback_ids):  # links first: chunked deletes must not break them
         conn.execute(update(Feedback).where(Feedback.supersedes_id.in_(part))
                      .values(supersedes_id=None))
