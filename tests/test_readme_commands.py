@@ -71,6 +71,13 @@ RUN: dict[str, Block] = {
         setup=("prefline import mixed.jsonl",), files=("mixed.jsonl", "snapshot.toml")),
     "runs-caches": Block("docs/runs.md", "Caches and disk"),
     "formats-try": Block("docs/formats.md", "Try it", files=("shapes.jsonl",)),
+    "privacy-segments": Block("docs/privacy.md", "Personal data and segments",
+                              files=("people.jsonl",)),
+    "privacy-consent": Block("docs/privacy.md", "Consent", files=("people.jsonl",),
+                             setup=("prefline import people.jsonl",
+                                    "prefline users consent u1 training")),
+    "privacy-forget": Block("docs/privacy.md", "Forgetting and retention",
+                            files=("people.jsonl", "retention.toml")),
 }
 """Sections whose command blocks run, by test id."""
 
@@ -197,6 +204,8 @@ def _mixed() -> str:
 
 
 FILES = {
+    # The records docs/privacy.md shows; its Consent section runs on them too.
+    "people.jsonl": lambda: _section_file("people.jsonl", RUN["privacy-segments"]) or "",
     "my_prefs.jsonl": _prefs,
     "my_prompts.jsonl": lambda: _prompts(8, 0),
     "my_heldout_prompts.jsonl": lambda: _prompts(6, 8),

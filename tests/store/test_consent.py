@@ -67,6 +67,8 @@ def test_training_snapshot_keeps_consented_users_and_counts_the_rest(db_url: str
         "records": {EVALUATION_ONLY: 1, NO_CONSENT: 1, REVOKED: 1},
         "users": {EVALUATION_ONLY: 1, NO_CONSENT: 1, REVOKED: 1}}
     assert result.stats.feedback == 3
+    # the per-kind line adds up: 6 records = 3 items + 3 left out by consent
+    assert result.stats.dropped["pairwise"] == {"records without training consent": 3}
 
 
 def test_evaluation_snapshot_also_takes_evaluation_only_consent(db_url: str,

@@ -236,9 +236,13 @@ def build_items(conn: Connection, cfg: SnapshotConfig) -> tuple[list[dict[str, A
     """The snapshot's items (``{"split", "kind", "data", "prompt_id", "hash"}``, in canonical
     order) and stats. ``hash`` covers kind and data; ``prompt_id`` links into this store."""
     matched = _kind_counts(conn, cfg.filters)
-    rows, excluded = screen(conn, _feedback_rows(conn, cfg.filters, cfg.kinds), cfg.purpose,
-                            cfg.require_consent)
+    matching = _feedback_rows(conn, cfg.filters, cfg.kinds)
+    rows, excluded = screen(conn, matching, cfg.purpose, cfg.require_consent)
     made, dropped = _kind_items(rows, _texts(conn, rows), cfg)
+    kept = {r.id for r in rows}
+    for r in matching:  # each kind's line then adds up: records in = items + left out
+        if r.id not in kept:
+            dropped[r.kind][f"records without {cfg.purpose} consent"] += 1
     for kind in FEEDBACK_KINDS:
         if kind not in cfg.kinds and matched[kind]:
             dropped[kind][UNSELECTED] = matched[kind]
