@@ -32,6 +32,7 @@ from prefline.cli import (
     io,
     judge,
     online_dpo,
+    personal_dpo,
     policy_eval,
     registry,
     reward,
@@ -53,7 +54,7 @@ app = typer.Typer(
 
 
 COMMAND_MODULES = (audit, bench, cache, collect_admin, config, consent, db, demo, disagree, dpo, gate,
-                   generate, io, judge, online_dpo, policy_eval, registry, reward, rl, serve, sft, snapshot,
+                   generate, io, judge, online_dpo, personal_dpo, policy_eval, registry, reward, rl, serve, sft, snapshot,
                    store)
 for _module in COMMAND_MODULES:
     _module.register(app)

@@ -78,7 +78,8 @@ class ChatCompletionRequest(BaseModel):
     user: ShortText | None = Field(None, description="End-user id: the canary split is "
                                    "sticky per user; the log keeps only its sha256.")
     segment: ShortText | None = Field(None, description="prefline: the user's segment, for "
-                                      "allow/deny lists of the canary.")
+                                      "allow/deny lists of the canary and, as a value or "
+                                      "key=value pairs, a personal policy's routing.")
     segment_attrs: Annotated[dict[ShortText, ShortText], Field(max_length=20)] | None = Field(
         None, description='prefline: declared segment attributes of the user, e.g. {"style": '
         '"concise"}; logged with the served response.')

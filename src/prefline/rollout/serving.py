@@ -5,7 +5,10 @@ A request names a flag (the OpenAI ``model`` field); the flag's canary split pic
 for small models, or on an upstream OpenAI-compatible server (vLLM, ...) named per
 artifact — and the response is logged before it is acknowledged: its text as a
 ``responses`` row (the id the feedback API takes) and a ``served_responses`` row with the
-model version, request id, latency, pseudonymous user, segment and arm. Every
+model version, request id, latency, pseudonymous user, segment and arm. A personal policy
+(``prefline train personal-dpo``: one base, a global adapter and per-segment adapters) is
+served by :class:`PersonalBackend`, which runs each request with the adapter its segment
+routes to; the response names that adapter. Every
 ``Guardrails.every`` requests of a flag its canary is evaluated (and rolled back or
 promoted) in a background thread.
 """
@@ -18,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -38,11 +42,13 @@ from prefline.generate.sampling import (
     render_prompts,
     stop_token_ids,
 )
+from prefline.models.hub import load_causal_lm
 from prefline.rollout.flags import FlagCache, choose_arm, pseudonym
 from prefline.rollout.telemetry import Guardrails, guard
 from prefline.store.ingest import response_hash
 from prefline.store.models import Artifact, Prompt, Response, utcnow
 from prefline.store.rollout_models import ServedResponse
+from prefline.train.personal_manifest import GLOBAL, adapters, is_personal, read_manifest, route
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class Served:
     arm: str
     latency_ms: float
     error: str | None = None
+    adapter: str | None = None
+    """The personal policy's adapter that served (``global`` or ``key=value``); None for a
+    plain policy."""
 
 
 class Backend(Protocol):
@@ -92,8 +101,16 @@ class LocalBackend:
         self.model.eval()
         self._lock = threading.Lock()
 
+    def adapter_for(self, req: ChatRequest) -> str | None:
+        """The adapter that serves ``req``: None, a plain policy has none."""
+        return None
+
+    def _prepare(self, req: ChatRequest) -> None:
+        """Set the model up for ``req`` (called holding the lock): nothing to do here."""
+
     def complete(self, req: ChatRequest) -> str:
         with self._lock:
+            self._prepare(req)
             return generate(self.model, self.tokenizer, [req.messages], n=1,
                             max_new_tokens=req.max_tokens, temperature=req.temperature,
                             seed=req.seed, batch_size=1, threads=self.threads)[0][0]
@@ -118,11 +135,40 @@ class LocalBackend:
 
         def run() -> None:
             with self._lock, cpu_threads(self.threads), torch.inference_mode():
+                self._prepare(req)
                 torch.manual_seed(req.seed)
                 self.model.generate(**kwargs)
 
         threading.Thread(target=run, daemon=True).start()
         yield from streamer
+
+
+class PersonalBackend(LocalBackend):
+    """A personal policy folder (:mod:`prefline.train.personal_manifest`): the base model
+    loaded once with every adapter; each request switches to the adapter its segment routes
+    to (the segment's own, else the global one) while it holds the model's lock."""
+
+    def __init__(self, path: str, threads: int | None = 1) -> None:
+        self.threads = threads
+        self.manifest = read_manifest(path)
+        folders = adapters(self.manifest)
+        # peft names the first adapter "default"; internal names avoid the characters a
+        # segment value may hold and a module name may not (".").
+        self._names = {name: "default" if name == GLOBAL else f"segment{i}"
+                       for i, name in enumerate(folders)}
+        self.model, self.tokenizer = load_causal_lm(Path(path) / folders[GLOBAL],
+                                                    merge_adapter=False)
+        for name, folder in folders.items():
+            if name != GLOBAL:
+                self.model.load_adapter(str(Path(path) / folder), adapter_name=self._names[name])
+        self.model.eval()
+        self._lock = threading.Lock()
+
+    def adapter_for(self, req: ChatRequest) -> str:
+        return route(self.manifest, req.segment, req.segment_attrs)
+
+    def _prepare(self, req: ChatRequest) -> None:
+        self.model.set_adapter(self._names[self.adapter_for(req)])
 
 
 class UpstreamBackend:
@@ -188,6 +234,8 @@ class PolicyServer:
             backend: Backend = self._loader(art)
         elif artifact_id in self.upstreams:
             backend = UpstreamBackend(self.upstreams[artifact_id], art.path)
+        elif is_personal(art.path):
+            backend = PersonalBackend(art.path)
         else:
             backend = LocalBackend(art.path)
         with self._lock:
@@ -207,6 +255,7 @@ class PolicyServer:
     def chat(self, req: ChatRequest) -> Served:
         """Route, generate, log (committed before returning), and watch the canary."""
         arm, artifact_id, backend, version, rails = self.route(req)
+        adapter = served_adapter(backend, req)
         start = time.perf_counter()
         text, error = "", None
         try:
@@ -214,7 +263,8 @@ class PolicyServer:
         except Exception as exc:  # noqa: BLE001 - an arm's failure is telemetry, not a crash
             error = f"{type(exc).__name__}: {exc}"[:2000]
         latency = (time.perf_counter() - start) * 1000
-        served = log_served(self.engine, req, text, error, artifact_id, version, arm, latency)
+        served = log_served(self.engine, req, text, error, artifact_id, version, arm, latency,
+                            adapter=adapter)
         self._maybe_guard(req.flag, rails)
         return served
 
@@ -224,6 +274,7 @@ class PolicyServer:
         as generated and, last, the :class:`Served` record, logged once the reply is
         complete (latency = time to the last token)."""
         arm, artifact_id, backend, version, rails = self.route(req)
+        adapter = served_adapter(backend, req)
         request_id = uuid.uuid4().hex
 
         def pieces() -> Iterator[str | Served]:
@@ -237,7 +288,7 @@ class PolicyServer:
                 error = f"{type(exc).__name__}: {exc}"[:2000]
             latency = (time.perf_counter() - start) * 1000
             yield log_served(self.engine, req, "".join(text), error, artifact_id, version,
-                             arm, latency, request_id=request_id)
+                             arm, latency, request_id=request_id, adapter=adapter)
             self._maybe_guard(req.flag, rails)
 
         return request_id, arm, version, pieces()
@@ -267,9 +318,15 @@ class PolicyServer:
                 self._guarding.discard(flag)
 
 
+def served_adapter(backend: Backend, req: ChatRequest) -> str | None:
+    """The adapter of a personal policy that serves ``req``; None for any other backend."""
+    pick = getattr(backend, "adapter_for", None)
+    return pick(req) if pick is not None else None
+
+
 def log_served(engine: Engine, req: ChatRequest, text: str, error: str | None,
                artifact_id: int, version: str, arm: str, latency_ms: float,
-               request_id: str | None = None) -> Served:
+               request_id: str | None = None, adapter: str | None = None) -> Served:
     """Write the prompt, the response and the served row in one transaction.
 
     The response's identity includes the request id: two users who get the same text got
@@ -297,15 +354,17 @@ def log_served(engine: Engine, req: ChatRequest, text: str, error: str | None,
                 "prompt_id": prompt_id, "text": text, "model": req.flag,
                 "model_version": version, "created_at": now,
                 "gen_params": {"max_tokens": req.max_tokens, "temperature": req.temperature,
-                               "seed": req.seed, "request_id": request_id}})
+                               "seed": req.seed, "request_id": request_id,
+                               **({"adapter": adapter} if adapter else {})}})
         conn.execute(insert(ServedResponse), {
             "request_id": request_id, "response_id": response_id, "artifact_id": artifact_id,
             "model_version": version, "flag": req.flag, "arm": arm,
             "user_hash": pseudonym(req.user), "segment": req.segment,
             "segment_attrs": req.segment_attrs or None,
             "latency_ms": latency_ms, "error": error, "created_at": now})
-    return Served(request_id, response_id, text, artifact_id, version, arm, latency_ms, error)
+    return Served(request_id, response_id, text, artifact_id, version, arm, latency_ms, error,
+                  adapter)
 
 
-__all__ = ["Backend", "ChatRequest", "LocalBackend", "PolicyServer", "Served",
-           "UpstreamBackend", "log_served", "model_version"]
+__all__ = ["Backend", "ChatRequest", "LocalBackend", "PersonalBackend", "PolicyServer", "Served",
+           "UpstreamBackend", "log_served", "model_version", "served_adapter"]
