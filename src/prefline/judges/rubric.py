@@ -120,7 +120,7 @@ class RubricConfig:
 
     weights: dict[str, float] = field(default_factory=lambda: dict(RUBRIC_WEIGHTS))
     tie_margin: float = 0.03
-    substance_words: int = 12
+    substance_words: int = 8
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.weights) - set(CRITERIA))
