@@ -84,6 +84,9 @@ def test_forget_leaves_no_trace_of_the_user(db_url: str, tmp_path: Path, how: st
     before_b = len(snapshot_items(data.snapshot_bravo, db=db_url))
     result = _forget_via(how, db_url, A, capsys)
     assert search_everywhere(engine, _traces(A, A_TEXTS)) == []
+    if db_url.startswith("sqlite"):  # not even in the file's free pages or its WAL
+        raw = b"".join(p.read_bytes() for p in tmp_path.glob("store.db*"))
+        assert [t for t in A_TEXTS if t.encode() in raw] == []
     # The other user's data is intact, and so is the prompt both users judged.
     needles = _traces(B, B_TEXTS) | {SHARED["prompt"], SHARED["chosen"], SHARED["rejected"]}
     assert {n for _, _, n in search_everywhere(engine, needles)} == needles

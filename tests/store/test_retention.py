@@ -81,6 +81,9 @@ def test_prune_deletes_expired_feedback_and_what_only_it_kept(
     assert "pruning feedback" in err  # the progress bar's line (stderr is not a terminal)
     gone = set(OLD) | set(API) | {"then a", "then b"}
     assert search_everywhere(engine, gone) == []
+    if db_url.startswith("sqlite"):  # not even in the file's free pages or its WAL
+        raw = b"".join(p.read_bytes() for p in tmp_path.glob("store.db*"))
+        assert [t for t in gone if t.encode() in raw] == []
     kept = set(FRESH) | {SHARED_PROMPT, "now a", "now b"}
     assert {n for _, _, n in search_everywhere(engine, kept)} == kept
     with session_scope(db_url) as s:

@@ -52,7 +52,7 @@ from prefline.store.collect_models import ApiKey, Assignment, CampaignItem, User
 from prefline.store.consent_models import Consent
 from prefline.store.db import open_store
 from prefline.store.models import Annotator, AuditLog, Feedback, Response, utcnow
-from prefline.store.purge import Purged, chunks, purge
+from prefline.store.purge import Purged, chunks, fold_wal, purge, zero_deleted
 from prefline.store.rollout_models import RolloutFlag, ServedResponse
 
 FORGOTTEN = "[forgotten]"
@@ -154,10 +154,11 @@ def _derived(conn: Connection, found: _Found) -> tuple[set[int], set[int]]:
         .where(Feedback.prompt_id.in_(part))) if int(r.id) not in found.feedback]
     kept = {int(r.prompt_id) for r in rows
             if r.user_id is not None or not (r.source or "").startswith(DERIVED_SOURCES)}
-    for part in chunks(prompts):
-        kept |= _ids(conn, select(Response.prompt_id).join(
-            ServedResponse, ServedResponse.response_id == Response.id).where(
-            Response.prompt_id.in_(part), ServedResponse.id.not_in(list(found.served))))
+    for part in chunks(prompts):  # chats served to someone else
+        kept |= {int(p) for p, sid in conn.execute(
+            select(Response.prompt_id, ServedResponse.id).join(
+                ServedResponse, ServedResponse.response_id == Response.id)
+            .where(Response.prompt_id.in_(part))) if int(sid) not in found.served}
     orphaned = prompts - kept
     feedback = {int(r.id) for r in rows if int(r.prompt_id) in orphaned}
     items: set[int] = set()
@@ -249,6 +250,7 @@ def forget_user(db: str | Engine | None, user: str, *, actor: str = "cli") -> Fo
                             "under, or an app username)", field="user")
     engine = db if isinstance(db, Engine) else open_store(db)
     with engine.begin() as conn:
+        zero_deleted(conn)
         found = _find(conn, user)
         if found.empty():
             raise PreflineError(
@@ -269,6 +271,7 @@ def forget_user(db: str | Engine | None, user: str, *, actor: str = "cli") -> Fo
                 "iterations": HASH_ITERATIONS, "counts": counts,
                 "snapshots": sorted(out.snapshots), "artifacts": sorted(out.artifacts)},
         ).returning(AuditLog.id)).scalar_one()
+    fold_wal(engine)
     return ForgetResult(tombstone_id=int(tomb), counts=counts, snapshots=tuple(sorted(out.snapshots)),
                         artifacts=tuple(sorted(out.artifacts)))
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from prefline.store.collect_models import Assignment, CampaignItem
 from prefline.store.models import (
@@ -55,6 +55,23 @@ class Purged:
     counts: Counter[str] = field(default_factory=Counter)
     snapshots: set[int] = field(default_factory=set)
     artifacts: set[int] = field(default_factory=set)
+
+
+def zero_deleted(conn: Connection) -> None:
+    """SQLite keeps a deleted row's bytes in free pages until they are reused: on this
+    connection, make it overwrite them with zeros (``secure_delete``). PostgreSQL keeps
+    dead tuples until VACUUM (docs/privacy.md)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA secure_delete = ON")
+
+
+def fold_wal(engine: Engine) -> None:
+    """After the deleting transaction committed: SQLite's write-ahead log still holds the
+    old pages; copy the new ones into the database file and truncate the log (best effort:
+    a reader in another process can keep part of it until its next checkpoint)."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def chunks(ids: Iterable[int]) -> Iterator[list[int]]:

@@ -36,7 +36,7 @@ from prefline.base.errors import PreflineError
 from prefline.base.stage import StageResult
 from prefline.store.context import Context
 from prefline.store.models import AuditLog, Feedback, utcnow
-from prefline.store.purge import Purged, chunks, purge
+from prefline.store.purge import Purged, chunks, fold_wal, purge, zero_deleted
 
 BATCH = 2000
 """Feedback rows deleted per transaction."""
@@ -143,6 +143,8 @@ def run(cfg: PruneConfig, ctx: Context) -> PruneResult:
     # A dry run is one transaction, rolled back (no savepoints: pysqlite's are unreliable);
     # a real one commits batch by batch.
     with engine.connect() as conn, ctx.progress.bar(len(expired), "pruning feedback") as bar:
+        zero_deleted(conn)
+        conn.commit()  # the pragma began a transaction; each batch begins its own
         outer = conn.begin() if cfg.dry_run else None
         for batch in chunks(expired):
             with conn.begin() if outer is None else nullcontext():
@@ -154,6 +156,8 @@ def run(cfg: PruneConfig, ctx: Context) -> PruneResult:
         elif expired:
             with conn.begin():
                 _audit(conn, cfg, result)
+    if expired and not cfg.dry_run:
+        fold_wal(engine)
     return result
 
 
