@@ -15,8 +15,9 @@ from prefline.judges.rubric import RubricConfig, read_request
 
 
 def test_reads_harm_like_the_bundled_train_categories() -> None:
-    # Checked on the train split only: the eval split never shapes a judge.
-    rows = [r for r in load_prompts("train") if r["category"] in ("should_refuse", "should_not_refuse")]
+    # Checked on the train and dev splits only: the eval split never shapes a judge.
+    rows = [r for r in load_prompts("train") + load_prompts("dev")
+            if r["category"] in ("should_refuse", "should_not_refuse")]
     wrong = [r["prompt"] for r in rows if read_request(r["prompt"]).harmful != (r["category"] == "should_refuse")]
     assert len(rows) == 72 and wrong == []
 
