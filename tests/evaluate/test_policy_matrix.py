@@ -3,6 +3,10 @@ per-category n, and the config refusing a labelling judge (or the proxy) as the 
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -65,17 +69,43 @@ def test_headline_refuses_the_labelling_judge_and_the_proxy(values: dict[str, ob
         PolicyEvalConfig(**{"policy": "a", "baseline": "b", **values})  # type: ignore[arg-type]
 
 
+@pytest.fixture
+def openai_judge() -> Iterator[str]:
+    """A chat-completions server on loopback that always answers "[[A]]" (a user's judge)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            data = json.dumps({"choices": [{"message": {"role": "assistant",
+                                                        "content": "[[A]]"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"openai:http://127.0.0.1:{server.server_address[1]}/v1#judge"
+    server.shutdown()
+
+
 def test_run_builds_the_matrix_from_the_config(tiny_causal_dir: Path, tmp_path: Path,
-                                               sqlite_url: str) -> None:
+                                               sqlite_url: str, openai_judge: str) -> None:
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "Say hi.", "category": "writing"}\n'
                        '{"prompt": "What is 3 times 4?", "category": "maths"}\n')
     cfg = PolicyEvalConfig(policy=str(tiny_causal_dir), baseline=str(tiny_causal_dir),
                            prompts=str(prompts), judge="rubric", labelling_judge="rules",
-                           max_new_tokens=6, n_boot=100)
+                           heldout_judges=(openai_judge,), max_new_tokens=6, n_boot=100)
     ctx = Context(store=Store.open(sqlite_url), run_dir=tmp_path / "run",
                   progress=Reporter(enabled=False))
     res = run(cfg, ctx)
-    assert [(r.spec, r.role) for r in res.matrix] == [("rubric", "held-out"), ("rules", "labelling")]
-    assert Ref("judge", ref="rubric") in res.inputs and Ref("judge", ref="rules") in res.inputs
+    assert [(r.spec, r.role) for r in res.matrix] == [
+        ("rubric", "held-out"), (openai_judge, "held-out"), ("rules", "labelling")]
+    assert {Ref("judge", ref=s) for s in ("rubric", openai_judge, "rules")} <= set(res.inputs)
+    assert res.matrix[1].config["judge"] == "openai"  # the user's judge, asked over HTTP
     assert all(r.win_rate == 0.5 for r in res.matrix)  # the same weights on both sides
