@@ -61,8 +61,9 @@ class OnlineDPOConfig:
     monitor_every: int = 1
     """Measure the over-optimisation monitor every N rounds (and before the first; 0 =
     off)."""
-    monitor_prompts: str = "bundled:eval"
-    """Fixed prompts of the monitor (held out from training)."""
+    monitor_prompts: str = "bundled:dev"
+    """Fixed prompts of the monitor (held out from training). The monitor can stop training
+    (kl_budget, gold_patience), so it reads the dev split, never eval."""
     monitor_limit: int = 16
     """Monitor prompts used (the first N)."""
     kl_budget: float | None = None
