@@ -28,6 +28,7 @@ from tests.store.forget_seed import (
 
 from prefline.base.privacy import pseudonym
 from prefline.collect import create_app
+from prefline.collect.auth import create_api_key
 from prefline.store.db import open_store, session_scope
 from prefline.store.forget import ACTION, api_escaped, forget_user, was_forgotten
 from prefline.store.models import Artifact, AuditLog, Feedback, Snapshot
@@ -151,3 +152,22 @@ def test_forgetting_an_unknown_user_fails_clearly(sqlite_url: str, tmp_path: Pat
         assert client.post(f"/api/admin/users/{A}/forget").status_code == 403  # no CSRF token
     with session_scope(sqlite_url) as s:  # nothing changed, no tombstone
         assert s.scalar(select(func.count()).select_from(AuditLog)) == audit_rows
+
+
+def test_a_running_ingest_server_refuses_feedback_on_forgotten_responses(db_url: str) -> None:
+    """The ingest API caches response ids; after a forget, feedback naming one of the
+    deleted responses is a 422 naming the field (not a 500 from the foreign key)."""
+    open_store(db_url)
+    with session_scope(db_url) as s:
+        key = create_api_key(s, "prod")
+    auth = {"Authorization": f"Bearer {key}"}
+    with TestClient(create_app(db_url), raise_server_exceptions=False) as client:
+        ids = client.post("/api/v1/log", headers=auth, json={"prompt": {"text": "hi there"},
+                          "responses": [{"text": "a1"}, {"text": "b1"}]}).json()["response_ids"]
+        event = {"kind": "pairwise", "response_a_id": ids[0], "response_b_id": ids[1],
+                 "choice": "a", "user": "u-gone"}
+        assert client.post("/api/v1/feedback", headers=auth, json=event).status_code == 201
+        assert forget_user(db_url, "u-gone").counts["responses"] == 2
+        resp = client.post("/api/v1/feedback", headers=auth, json={**event, "choice": "b"})
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["field"] == "response_a_id"

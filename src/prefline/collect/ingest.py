@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, insert, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from prefline.base.hashing import content_hash
 from prefline.base.text import printable
@@ -112,7 +113,8 @@ class FeedbackWriter:
     """Writes validated events for one server process; caches immutable lookups.
 
     Responses never change their prompt and annotators are never deleted, so both maps
-    are cached (bounded) to keep the hot path at a handful of statements per batch.
+    are cached (bounded) to keep the hot path at a handful of statements per batch; a
+    response deleted since (forget, prune) makes the insert fail, and the retry re-reads.
     """
 
     CACHE_MAX = 200_000
@@ -141,6 +143,16 @@ class FeedbackWriter:
         A job with an unknown reference gets its IngestError and contributes no rows; the
         others are still written.
         """
+        try:
+            return self._write_group(jobs)
+        except IntegrityError:
+            # A cached response was deleted since (``users forget``, ``store prune``): drop
+            # the cache and validate again, which now finds it missing (a 422, not a 500).
+            with self._lock:
+                self._prompt_of.clear()
+            return self._write_group(jobs)
+
+    def _write_group(self, jobs: Sequence[Job]) -> list[list[tuple[int, str]] | IngestError]:
         new_annotators: dict[str, int] = {}
         prepared: list[list[dict[str, Any]] | IngestError] = []
         with self.engine.begin() as conn:
