@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from policy_fixtures import context, write_jsonl
 from sqlalchemy import select
@@ -32,7 +33,7 @@ from prefline.base.errors import PreflineError
 from prefline.cli import app
 from prefline.collect import create_app
 from prefline.collect.auth import create_api_key
-from prefline.formats.examples import as_messages
+from prefline.formats.examples import PreferencePair, RankingExample, as_messages
 from prefline.generate.io import generation_record
 from prefline.generate.sampling import generate
 from prefline.generate.store import Generation
@@ -45,8 +46,11 @@ from prefline.rollout import actions, gates
 from prefline.store.db import session_scope
 from prefline.store.models import Artifact, Response
 from prefline.train.personal_config import PersonalDPOConfig
+from prefline.train.personal_dpo import partition
 from prefline.train.personal_manifest import read_manifest, route, segment_value
 from prefline.train.policy_config import DPOConfig
+from prefline.train.policy_data import FeedbackUse, PolicyData
+from prefline.train.policy_data import select as policy_select
 from prefline.train.sft import run as sft_run
 from prefline.train.sft_config import SFTConfig
 from prefline.train.train_config import TrainConfig
@@ -109,6 +113,15 @@ def _disagreement(tmp: Path, reference: Path) -> Path:
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_causal_dir: Path) -> Trained:
     tmp = tmp_path_factory.mktemp("personal")
     url = f"sqlite:///{tmp / 'store.db'}"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # set up before conftest's per-test single thread applies
+    try:
+        return _train(tmp, url, tiny_causal_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(tmp: Path, url: str, tiny_causal_dir: Path) -> Trained:
     reference = _reference(tmp, tiny_causal_dir)
     data = _disagreement(tmp, reference)
     args = ["train", "personal-dpo", "--data", str(data), "--model", str(reference),
@@ -172,6 +185,23 @@ def test_routing_rule() -> None:
     assert route(m, None, {"style": "concise"}) == "style=concise"
     assert route(m, "formal") == route(m, "unknown") == route(m, None) == "global"
     assert route(m, "region=eu") == "global" and segment_value("region=eu", "style") is None
+
+
+def test_partition_keeps_each_split_and_a_rankings_segment() -> None:
+    concise = {"style": "concise"}
+    pairs = [PreferencePair(as_messages(f"q{i}"), "a", "bb", prompt_key=f"p{i}",
+                            segment=concise) for i in range(3)]
+    plain = PreferencePair(as_messages("q"), "a", "bb", prompt_key="q")
+    ranking = RankingExample(as_messages("r"), ("x", "yy", "zzz"), prompt_key="r",
+                             segment={"style": "detailed", "region": "eu"})
+    train, _ = policy_select([*pairs[:2], plain, ranking], kto=False)
+    data = PolicyData(train, [], [pairs[2]], FeedbackUse(), Ref("data", ref="f"), "h")
+    parts = partition(data, "style")
+    assert set(parts) == {"concise", "detailed"}
+    assert len(parts["concise"].train) == 2 and parts["concise"].heldout == [pairs[2]]
+    assert len(parts["detailed"].train) == 3  # the ranking's 3 implied pairs keep its segment
+    assert parts["concise"].use.used == {"pairs": 2}
+    assert parts["concise"].source_hash != parts["detailed"].source_hash != "h"
 
 
 def test_config_refuses_what_cannot_be_personalised() -> None:

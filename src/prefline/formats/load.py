@@ -218,11 +218,13 @@ def load_examples(path: str | Path, format: str = "auto") -> list[Example]:
 
 
 def ranking_pairs(ranking: RankingExample) -> list[PreferencePair]:
-    """All ``n*(n-1)/2`` pairs implied by a best-first ranking (better response chosen)."""
+    """All ``n*(n-1)/2`` pairs implied by a best-first ranking (better response chosen),
+    each keeping the ranking's user and segment."""
     r = ranking.responses
     return [
         PreferencePair(prompt=ranking.prompt, chosen=r[i], rejected=r[j], tags=ranking.tags,
-                       prompt_key=ranking.prompt_key)
+                       prompt_key=ranking.prompt_key, user=ranking.user,
+                       segment=dict(ranking.segment))
         for i in range(len(r)) for j in range(i + 1, len(r))
     ]
 
