@@ -23,12 +23,15 @@ from prefline.store.db import open_store, session_scope, store_stats
 from prefline.store.ingest import import_file
 from prefline.store.models import Artifact, AuditLog, Feedback, Snapshot, utcnow
 from prefline.store.retention import PruneConfig, period
+from prefline.store.rollout_models import ServedResponse
 from prefline.store.snapshots import create_snapshot
 
 OLD = ("Old prompt about lighthouses", "Old chosen lantern", "Old rejected fogbank")
 FRESH = ("Fresh prompt about orchards", "Fresh chosen pippin", "Fresh rejected bramley")
 SHARED_PROMPT = "Prompt asked long ago and again today"
 API = ("Chat prompt about kestrels", "Chat answer hover", "Chat answer stoop")
+SERVED_OLD = ("Served question about herons", "Served answer about herons")
+SERVED_NEW = ("Served question about wrens", "Served answer about wrens")
 
 
 def _pair(prompt: str, chosen: str, rejected: str) -> dict[str, str]:
@@ -52,6 +55,9 @@ def _seed(url: str, tmp: Path) -> tuple[int, int]:
         assert client.post("/api/v1/feedback", headers=auth, json={
             "kind": "pairwise", "response_a_id": ids[0], "response_b_id": ids[1],
             "choice": "a"}).status_code == 201
+        served = [client.post("/api/v1/log", headers=auth, json={
+            "prompt": {"text": prompt}, "responses": [{"text": answer, "model": "m"}]},
+        ).json()["response_ids"][0] for prompt, answer in (SERVED_OLD, SERVED_NEW)]
     snap = create_snapshot(url, "before-prune").id
     art = record(url, "reward_model", tmp / "rm", config=None, metrics=None,
                  inputs=[Ref("snapshot", snapshot_id=snap)])
@@ -60,6 +66,11 @@ def _seed(url: str, tmp: Path) -> tuple[int, int]:
         for source, days in (("old-import", 400), ("fresh-import", 10), ("api:prod", 40)):
             s.execute(update(Feedback).where(Feedback.source == source)
                       .values(created_at=now - dt.timedelta(days=days)))
+        for rid, days in zip(served, (40, 2), strict=True):  # chats served by rollout
+            s.add(ServedResponse(request_id=f"r{rid}", response_id=rid, artifact_id=art,
+                                 model_version="v1", flag="chat", arm="production",
+                                 user_hash="ab" * 32, latency_ms=1.0,
+                                 created_at=now - dt.timedelta(days=days)))
     return snap, art
 
 
@@ -68,7 +79,8 @@ def test_prune_deletes_expired_feedback_and_what_only_it_kept(
     snap, art = _seed(db_url, tmp_path)
     engine = open_store(db_url)
     config = tmp_path / "retention.toml"
-    config.write_text('default_days = 3650\n[retention_days]\n"old-import" = 365\n"api:*" = 30\n')
+    config.write_text('default_days = 3650\n[retention_days]\n"old-import" = 365\n"api:*" = 30\n'
+                      '"served:*" = 30\n')
     before = store_stats(db_url)
     code, out, err = run_cli(["store", "prune", "--config", str(config), "--dry-run",
                               "--db", db_url, "--json"], capsys)
@@ -79,12 +91,12 @@ def test_prune_deletes_expired_feedback_and_what_only_it_kept(
     assert code == 0, err
     assert "deleted: " in out and "old-import: 2 feedback rows older than" in out
     assert "pruning feedback" in err  # the progress bar's line (stderr is not a terminal)
-    gone = set(OLD) | set(API) | {"then a", "then b"}
+    gone = set(OLD) | set(API) | set(SERVED_OLD) | {"then a", "then b"}
     assert search_everywhere(engine, gone) == []
     if db_url.startswith("sqlite"):  # not even in the file's free pages or its WAL
         raw = b"".join(p.read_bytes() for p in tmp_path.glob("store.db*"))
         assert [t for t in gone if t.encode() in raw] == []
-    kept = set(FRESH) | {SHARED_PROMPT, "now a", "now b"}
+    kept = set(FRESH) | set(SERVED_NEW) | {SHARED_PROMPT, "now a", "now b"}
     assert {n for _, _, n in search_everywhere(engine, kept)} == kept
     with session_scope(db_url) as s:
         assert s.scalar(select(func.count()).select_from(Feedback)) == 2
@@ -93,9 +105,10 @@ def test_prune_deletes_expired_feedback_and_what_only_it_kept(
         entry = s.scalars(select(AuditLog).where(AuditLog.action == "store.prune")).one()
     counts = entry.details["counts"]
     assert counts == dry["counts"]  # the dry run's counts were exact
-    assert counts["feedback"] == 3 and counts["prompts"] == 2 and counts["responses"] == 6
-    assert counts["snapshot_items"] == 3
-    assert entry.details["feedback_by_source"] == {"api:prod": 1, "old-import": 2}
+    assert counts["feedback"] == 3 and counts["served_responses"] == 1
+    assert counts["prompts"] == 3 and counts["responses"] == 7 and counts["snapshot_items"] == 3
+    assert entry.details["expired_by_source"] == {"api:prod": 1, "old-import": 2,
+                                                  "served:chat": 1}
     # Nothing is past its period any more: a second prune deletes nothing.
     code, out, _ = run_cli(["store", "prune", "--config", str(config), "--db", db_url], capsys)
     assert code == 0 and "deleted: nothing" in out

@@ -24,8 +24,9 @@ def _prune(cfg: PruneConfig, ctx: Context, *, as_json: bool) -> None:
     verb = "would delete" if result.dry_run else "deleted"
     counts = ", ".join(f"{n} {table}" for table, n in result.counts.items()) or "nothing"
     typer.echo(f"{verb}: {counts}" + (" (dry run: nothing was changed)" if result.dry_run else ""))
-    for source, n in result.feedback_by_source.items():
-        typer.echo(f"  {source}: {n} feedback rows older than {result.cutoffs[source]}")
+    for source, n in result.expired_by_source.items():
+        rows = "served chats" if source.startswith("served:") else "feedback rows"
+        typer.echo(f"  {source}: {n} {rows} older than {result.cutoffs[source]}")
     for what, ids in (("snapshots", result.snapshots), ("artifacts", result.artifacts)):
         if ids:
             typer.echo(f"{what} {'would be' if result.dry_run else 'now'} contains_forgotten_data: "

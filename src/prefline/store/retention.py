@@ -12,11 +12,14 @@ table: the policy is a reviewed file in version control, and the command that en
     "api:*" = 30                # production feedback, by ingest key
     "campaign:*" = 730
     "hh.jsonl" = 3650           # an import, by its source name
+    "served:*" = 14             # chats served by `prefline serve`, by flag
 
-A source's period is the one of its exact name, else of the longest glob pattern that
-matches it (``fnmatch``, case-sensitive), else ``default_days``. Rows without a source get
-``default_days``. Work runs in batches of :data:`BATCH` feedback rows, one transaction each
-(a stopped prune leaves whole batches done; run it again to finish), under a progress bar.
+Rollout's log of served chats (``served_responses``: the user's prompt and the model's
+answer) is pruned too, as source ``served:<flag>``. A source's period is the one of its
+exact name, else of the longest glob pattern that matches it (``fnmatch``,
+case-sensitive), else ``default_days``. Rows without a source get ``default_days``. Work
+runs in batches of :data:`prefline.store.purge.CHUNK` rows, one transaction each (a stopped
+prune leaves whole batches done; run it again to finish), under a progress bar.
 ``dry_run`` runs the same deletions and rolls them back, so its counts are exact.
 """
 
@@ -37,10 +40,11 @@ from prefline.base.stage import StageResult
 from prefline.store.context import Context
 from prefline.store.models import AuditLog, Feedback, utcnow
 from prefline.store.purge import Purged, chunks, fold_wal, purge, zero_deleted
+from prefline.store.rollout_models import ServedResponse
 
-BATCH = 2000
-"""Feedback rows deleted per transaction."""
 ACTION = "store.prune"
+SERVED = "served:"
+"""Served chats (rollout's log) are a source ``served:<flag>`` of their own."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,8 @@ class PruneResult(StageResult):
     dry_run: bool
     cutoffs: dict[str, str | None]
     """Per source in the store: rows created before this UTC time expire (None: kept)."""
-    feedback_by_source: dict[str, int]
-    """Expired feedback rows per source."""
+    expired_by_source: dict[str, int]
+    """Expired rows per source: feedback rows, or served chats (``served:<flag>``)."""
     counts: dict[str, int]
     """Rows deleted per table (feedback, snapshot_items, prompts, responses, ...)."""
     snapshots: tuple[int, ...]
@@ -96,25 +100,36 @@ def period(cfg: PruneConfig, source: str | None) -> float | None:
     return cfg.retention_days[max(matches, key=len)] if matches else cfg.default_days
 
 
-def _cutoffs(conn: Connection, cfg: PruneConfig, now: dt.datetime) -> dict[str | None, dt.datetime | None]:
+Cutoffs = dict[str | None, dt.datetime | None]
+
+
+def _cutoffs(conn: Connection, cfg: PruneConfig, now: dt.datetime) -> Cutoffs:
+    """Per source in the store (feedback sources, and ``served:<flag>`` for served chats):
+    rows created before this time expire (None: kept forever)."""
     sources = [s for (s,) in conn.execute(select(Feedback.source).distinct())]
-    out: dict[str | None, dt.datetime | None] = {}
+    sources += [SERVED + f for (f,) in conn.execute(select(ServedResponse.flag).distinct())]
+    out: Cutoffs = {}
     for source in sources:
         days = period(cfg, source)
         out[source] = None if days is None else now - dt.timedelta(days=days)
     return out
 
 
-def _expired(conn: Connection, cutoffs: dict[str | None, dt.datetime | None]) -> dict[int, str]:
-    """``{feedback id: source}`` of every expired row."""
-    out: dict[int, str] = {}
+def _expired(conn: Connection, cutoffs: Cutoffs) -> tuple[dict[int, str], dict[int, str]]:
+    """``{row id: source}`` of every expired feedback row and served chat."""
+    feedback: dict[int, str] = {}
+    served: dict[int, str] = {}
     for source, cutoff in cutoffs.items():
         if cutoff is None:
             continue
+        if source is not None and source.startswith(SERVED):
+            served.update({int(i): source for (i,) in conn.execute(select(ServedResponse.id).where(
+                ServedResponse.flag == source[len(SERVED):], ServedResponse.created_at < cutoff))})
+            continue
         same = Feedback.source.is_(None) if source is None else Feedback.source == source
-        out.update({int(i): source or "-" for (i,) in conn.execute(
+        feedback.update({int(i): source or "-" for (i,) in conn.execute(
             select(Feedback.id).where(same, Feedback.created_at < cutoff))})
-    return out
+    return feedback, served
 
 
 def _merge(total: Purged, part: Purged) -> None:
@@ -128,7 +143,7 @@ def _audit(conn: Connection, cfg: PruneConfig, result: PruneResult) -> None:
         actor=cfg.actor, action=ACTION, target=None, created_at=utcnow(), details={
             "retention_days": cfg.retention_days, "default_days": cfg.default_days,
             "cutoffs": result.cutoffs, "counts": result.counts,
-            "feedback_by_source": result.feedback_by_source,
+            "expired_by_source": result.expired_by_source,
             "snapshots": list(result.snapshots), "artifacts": list(result.artifacts)}))
 
 
@@ -138,35 +153,38 @@ def run(cfg: PruneConfig, ctx: Context) -> PruneResult:
     engine = ctx.store.engine
     with engine.connect() as conn:
         cutoffs = _cutoffs(conn, cfg, utcnow())
-        expired = _expired(conn, cutoffs)
+        feedback, served = _expired(conn, cutoffs)
     total = Purged()
     # A dry run is one transaction, rolled back (no savepoints: pysqlite's are unreliable);
     # a real one commits batch by batch.
-    with engine.connect() as conn, ctx.progress.bar(len(expired), "pruning feedback") as bar:
+    with engine.connect() as conn, \
+            ctx.progress.bar(len(feedback) + len(served), "pruning feedback") as bar:
         zero_deleted(conn)
         conn.commit()  # the pragma began a transaction; each batch begins its own
         outer = conn.begin() if cfg.dry_run else None
-        for batch in chunks(expired):
+        batches: list[tuple[list[int], list[int]]] = [
+            *((b, []) for b in chunks(feedback)), *(([], b) for b in chunks(served))]
+        for fb_ids, served_ids in batches:
             with conn.begin() if outer is None else nullcontext():
-                _merge(total, purge(conn, batch, reopen=False))
-            bar.advance(len(batch))
-        result = _result(cfg, cutoffs, expired, total)
+                _merge(total, purge(conn, fb_ids, served_ids, reopen=False))
+            bar.advance(len(fb_ids) + len(served_ids))
+        result = _result(cfg, cutoffs, [*feedback.values(), *served.values()], total)
         if outer is not None:
             outer.rollback()
-        elif expired:
+        elif batches:
             with conn.begin():
                 _audit(conn, cfg, result)
-    if expired and not cfg.dry_run:
+    if batches and not cfg.dry_run:
         fold_wal(engine)
     return result
 
 
-def _result(cfg: PruneConfig, cutoffs: dict[str | None, dt.datetime | None],
-            expired: dict[int, str], total: Purged) -> PruneResult:
+def _result(cfg: PruneConfig, cutoffs: Cutoffs, expired: list[str],
+            total: Purged) -> PruneResult:
     stamp: dict[str, Any] = {source or "-": None if c is None else c.isoformat(timespec="seconds")
                              for source, c in sorted(cutoffs.items(), key=lambda kv: kv[0] or "")}
     return PruneResult(
         dry_run=cfg.dry_run, cutoffs=stamp,
-        feedback_by_source=dict(sorted(Counter(expired.values()).items())),
+        expired_by_source=dict(sorted(Counter(expired).items())),
         counts={k: int(v) for k, v in sorted(total.counts.items()) if v},
         snapshots=tuple(sorted(total.snapshots)), artifacts=tuple(sorted(total.artifacts)))
