@@ -126,3 +126,14 @@ def test_nothing_is_downloaded_at_import_or_run_time() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "mail <EMAIL_ADDRESS>, call <PHONE_NUMBER>"
     assert "network use attempted" not in out.stderr
+
+
+def test_query_strings_and_2_series_cards(detector: Detector) -> None:
+    """Two gaps of Presidio's stock recognisers that the labelled set found: its e-mail pattern
+    swallows ``phone=...&email=`` (leaving half the number in the text), and its card patterns
+    miss Mastercard's 2-series."""
+    r = redactor(detector)
+    assert r.clean("GET /c?phone=0044 20 7946 0958&email=ana@example.com HTTP/1.1", "redact", "s",
+                   field="f") == "GET /c?phone=<PHONE_NUMBER>&email=<EMAIL_ADDRESS> HTTP/1.1"
+    assert r.clean("card 2223 0031 2200 3222 declined", "redact", "s", field="f") == \
+        "card <CREDIT_CARD> declined"

@@ -69,6 +69,28 @@ class OfflineEmailRecognizer(EmailRecognizer):
     def validate_result(self, pattern_text: str) -> bool:
         return bool(_OFFLINE_TLD(pattern_text).fqdn)
 
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None,
+                regex_flags: int | None = None) -> list[Any]:
+        """As Presidio's, but a local part is cut after its last ``=``, ``&`` or ``?``: RFC 5322
+        allows them, and so the pattern swallows ``phone=...&email=`` of a query string
+        (hiding half a phone number behind an e-mail placeholder and leaving the rest)."""
+        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        for r in results:
+            local = text[r.start:r.end].split("@")[0]
+            cut = max(local.rfind(c) for c in "=&?")
+            if cut >= 0:
+                r.start += cut + 1
+        return [r for r in results if text[r.start] != "@"]
+
+
+class CardRecognizer(CreditCardRecognizer):
+    """Presidio's card patterns (Luhn-checked) plus Mastercard's 2-series (2221-2720, issued
+    since 2017), which its patterns miss."""
+
+    PATTERNS = [*CreditCardRecognizer.PATTERNS,
+                Pattern("Mastercard 2-series", r"\b2(?:2[2-9]|[3-6]\d|7[0-2])\d(?:[- ]?\d{4}){3}\b",
+                        0.3)]
+
 
 class RandomTokenRecognizer(PatternRecognizer):
     """Long random-looking tokens (32+ characters of upper, lower case and digits with high
@@ -115,7 +137,7 @@ def recognizers(cfg: RedactionConfig) -> list[EntityRecognizer]:
                             "codes such as US, GB, DE", field="pii_phone_regions")
     out: list[EntityRecognizer] = [
         OfflineEmailRecognizer(), PhoneRecognizer(supported_regions=cfg.pii_phone_regions),
-        CreditCardRecognizer(), IbanRecognizer(), IpRecognizer(), UsSsnRecognizer()]
+        CardRecognizer(), IbanRecognizer(), IpRecognizer(), UsSsnRecognizer()]
     if cfg.pii_secrets:
         out.append(PatternRecognizer(
             supported_entity="SECRET", name="KnownSecretRecognizer",
