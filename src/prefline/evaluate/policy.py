@@ -42,6 +42,7 @@ from prefline.evaluate.policy_metrics import (
 )
 from prefline.evaluate.policy_report import write_policy_report
 from prefline.evaluate.policy_result import (
+    JudgeOutcome,
     NamedInput,
     PolicyEvalResult,
     ProxyOutcome,
@@ -169,15 +170,9 @@ def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], j
     len_diff = [[float(len(words(x)) - len(words(y))) for x, y in zip(ra, rb, strict=True)]
                 for ra, rb in zip(resp_a, resp_b, strict=True)]
     judged: list[Judged] = [(cfg.judge, "held-out", judge), *others]
-    matrix, headline_scores = [], None
     with stage(3, len(flat_a) * len(judged)) as bar:
-        for spec, role, j in judged:
-            scores = _judge_pairs(j, rows, resp_a, resp_b, cfg.seed, on_done=bar.advance)
-            headline_scores = headline_scores or scores
-            matrix.append(judge_outcome(spec, role, j.config(), rows, scores, len_diff,
-                                        cfg.n_boot, cfg.seed))
-    outcome, scores = matrix[0], headline_scores or []
-    proxy_outcome = None
+        matrix, scores = _judge_rows(judged, rows, resp_a, resp_b, len_diff, cfg, bar.advance)
+    outcome, proxy_outcome = matrix[0], None
     if proxy is not None:
         with stage(4, len(rows)) as bar:
             proxy_scores, rew_a, rew_b = _proxy_pairs(proxy, rows, resp_a, resp_b, bar.advance)
@@ -195,6 +190,21 @@ def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], j
         verdict=verdict(outcome.win_rate, outcome.ci, cfg.judge),
         sampling={**gen, "n_boot": cfg.n_boot}, named_inputs=named, proxy=proxy_outcome,
         matrix=tuple(matrix))
+
+
+def _judge_rows(judged: Sequence[Judged], rows: Sequence[PromptRow], resp_a: list[list[str]],
+                resp_b: list[list[str]], len_diff: list[list[float]], cfg: PolicyEvalConfig,
+                on_done: Callable[[int], None]) -> tuple[list[JudgeOutcome], list[list[float]]]:
+    """A matrix row per judge (same pairs, same seeded sides), and the first (headline)
+    judge's per-prompt scores, which pick the side-by-side examples."""
+    matrix: list[JudgeOutcome] = []
+    headline: list[list[float]] = []
+    for k, (spec, role, j) in enumerate(judged):
+        scores = _judge_pairs(j, rows, resp_a, resp_b, cfg.seed, on_done=on_done)
+        headline = scores if k == 0 else headline
+        matrix.append(judge_outcome(spec, role, j.config(), rows, scores, len_diff,
+                                    cfg.n_boot, cfg.seed))
+    return matrix, headline
 
 
 KINDS = {"policy": "policy", "reference_model": "policy", "reward_model": "reward_model"}
