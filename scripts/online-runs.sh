@@ -83,11 +83,12 @@ EOF
   odpo) step odpo "$PREFLINE" train online-dpo --prompts "$TRAIN" --reward "$RM" "${MON[@]}" \
         --rounds 2 --prompts-per-round 16 --k 4 --max-new-tokens $NEW --max-steps 4 --batch-size 4 \
         --beta 0.1 --lr 5e-5 --out "$WORK/odpo" ;;
-  rloo|grpo) step "$1" "$PREFLINE" train "$1" --prompts "$TRAIN" --reward-model "$RM" "${MON[@]}" \
-        --monitor-every 2 --k 4 --max-new-tokens $NEW --max-steps 6 --batch-size 4 --lr 2e-5 \
+  rloo|grpo) local steps=6; [ "$1" = grpo ] && steps=4
+      step "$1" "$PREFLINE" train "$1" --prompts "$TRAIN" --reward-model "$RM" "${MON[@]}" \
+        --monitor-every 2 --k 4 --max-new-tokens $NEW --max-steps $steps --batch-size 4 --lr 2e-5 \
         --out "$WORK/$1" ;;
   ppo) step ppo "$PREFLINE" train ppo --prompts "$TRAIN" --reward-model "$RM" "${MON[@]}" \
-        --monitor-every 2 --k 1 --max-new-tokens $NEW --max-steps 6 --batch-size 8 --lr 2e-5 \
+        --monitor-every 2 --k 1 --max-new-tokens $NEW --max-steps 4 --batch-size 8 --lr 2e-5 \
         --out "$WORK/ppo" ;;
   eval-bon) step eval-bon "$PREFLINE" eval policy --policy default --baseline best-of-4:default \
         --prompts "$EVAL" --judge "$GOLD" --reward "$RM" --max-new-tokens $NEW --n-samples 1 --seed 0 \
@@ -143,15 +144,14 @@ EOF
 }
 
 echo "commit $(git -C "$ROOT" rev-parse --short HEAD) dirty=$(git -C "$ROOT" status --porcelain -uno | wc -l)"
-# PARALLEL=1 runs two chains at once (odpo, ppo | rloo, grpo, each with its eval): on a shared
-# machine two processes get about twice the CPU share of one.
+# PARALLEL=1 runs the four online methods (each followed by its eval) at once: on a shared
+# machine four processes get about four times the CPU share of one.
 chain() { for s in "$@"; do run_step "$s" || echo "step $s FAILED (see $WORK/logs/$s.log)"; done; }
 if [ "${PARALLEL:-0}" = 1 ] && [ -z "${*:-}" ]; then
   chain prompts rm bon eval-bon sft eval-sft
-  chain odpo eval-odpo ppo eval-ppo > "$WORK/logs/chain-a.out" 2>&1 &
-  chain rloo eval-rloo grpo eval-grpo
+  for m in odpo rloo grpo ppo; do chain "$m" "eval-$m" > "$WORK/logs/chain-$m.out" 2>&1 & done
   wait
-  cat "$WORK/logs/chain-a.out"
+  cat "$WORK"/logs/chain-*.out
   chain report
 else
   chain $STEPS
