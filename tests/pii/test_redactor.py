@@ -66,11 +66,13 @@ def test_secrets_are_found_unless_switched_off(detector: Detector) -> None:
     assert not [f for f in plain(text) if f.entity == "SECRET"]
 
 
-def test_policy_per_source_exact_then_glob_then_default() -> None:
+def test_policy_per_source_exact_then_longest_glob_then_default() -> None:
     cfg = RedactionConfig(pii_default="redact", pii_policies={
-        "api:trusted": "keep", "api:*": "reject", "vendor-*.jsonl": "hash"})
+        "api:trusted": "keep", "api:*": "reject", "api:team-*": "redact",
+        "vendor-*.jsonl": "hash"})
     assert cfg.policy("api:trusted") == "keep"
     assert cfg.policy("api:prod") == "reject"
+    assert cfg.policy("api:team-7") == "redact"  # the longest matching glob wins
     assert cfg.policy("vendor-7.jsonl") == "hash"
     assert cfg.policy("notes.jsonl") == "redact"
     assert cfg.active and not RedactionConfig().active

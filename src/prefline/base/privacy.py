@@ -8,13 +8,27 @@ many it suppressed, so a reader knows the table is incomplete without learning w
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from collections.abc import Mapping
+from typing import TypeVar
 
 from prefline.base.errors import PreflineError
 
 DEFAULT_MIN_GROUP_SIZE = 5
 """Default k: the smallest group a segment-level report may show (config ``min_group_size``)."""
+
+
+V = TypeVar("V")
+
+
+def by_source(settings: Mapping[str, V], source: str) -> V | None:
+    """The setting for ``source`` in a per-source map (retention periods, redaction policies):
+    its exact name, else the longest glob pattern that matches it (``api:*``), else None."""
+    if source in settings:
+        return settings[source]
+    matches = [p for p in settings if fnmatch.fnmatchcase(source, p)]
+    return settings[max(matches, key=len)] if matches else None
 
 
 def pseudonym(user: str) -> str:

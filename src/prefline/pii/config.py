@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 
 from prefline.base.errors import PreflineError
+from prefline.base.privacy import by_source
 
 POLICIES = ("redact", "hash", "reject", "keep")
 """What happens to a text holding personal data: replace each entity by ``<TYPE>``, by a
@@ -34,9 +34,9 @@ class RedactionConfig:
     pii_default: str = "keep"
     """Policy for sources that pii_policies does not name: redact | hash | reject | keep."""
     pii_policies: dict[str, str] = field(default_factory=dict)
-    """Source name (or glob, e.g. "api:*") -> policy, as a JSON object; the first exact name,
-    else the first matching glob in the order given, decides. Imports are named by --source
-    (default: the file name), ingest-API events by api:<key name>."""
+    """Source name (or glob, e.g. "api:*") -> policy, as a JSON object; the exact name, else
+    the longest matching glob, decides. Imports are named by --source (default: the file
+    name), ingest-API events by api:<key name>."""
     pii_patterns: dict[str, str] = field(default_factory=dict)
     """Extra entity types: NAME -> regular expression, as a JSON object, e.g.
     {"ACCOUNT_ID": "ACC-[0-9]{8}"}; NAME is upper case (it becomes the placeholder <NAME>)."""
@@ -70,14 +70,9 @@ class RedactionConfig:
             raise PreflineError("name at least one region", field="pii_phone_regions")
 
     def policy(self, source: str) -> str:
-        """The policy for ``source``: its exact entry, else its first matching glob, else the
-        default."""
-        if source in self.pii_policies:
-            return self.pii_policies[source]
-        for pattern, policy in self.pii_policies.items():
-            if fnmatchcase(source, pattern):
-                return policy
-        return self.pii_default
+        """The policy for ``source``: its exact entry, else its longest matching glob, else the
+        default (the rule of retention periods too)."""
+        return by_source(self.pii_policies, source) or self.pii_default
 
     @property
     def active(self) -> bool:

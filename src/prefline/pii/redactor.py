@@ -13,10 +13,10 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
 from prefline.base.errors import PreflineError
+from prefline.base.privacy import by_source
 from prefline.formats.records import BadRecord
 from prefline.pii.config import RedactionConfig, check_policy
 
@@ -106,8 +106,7 @@ class Redactor:
         """``source``'s policy; ``hash`` without a salt is an error, before anything is read."""
         policy = self.cfg.policy(source)
         if policy == "hash" and not self.salt:
-            named = source in self.cfg.pii_policies or any(
-                fnmatchcase(source, p) for p in self.cfg.pii_policies)
+            named = by_source(self.cfg.pii_policies, source) is not None
             raise PreflineError(f"source {source!r} uses policy hash, which needs a secret salt "
                                 f"in ${self.cfg.pii_salt_env} (unset or empty)",
                                 field="pii_policies" if named else "pii_default")

@@ -26,7 +26,6 @@ prune leaves whole batches done; run it again to finish), under a progress bar.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from prefline.base.errors import PreflineError
+from prefline.base.privacy import by_source
 from prefline.base.stage import StageResult
 from prefline.store.context import Context
 from prefline.store.models import AuditLog, Feedback, utcnow
@@ -94,10 +94,8 @@ def period(cfg: PruneConfig, source: str | None) -> float | None:
     """Days ``source`` is kept under ``cfg`` (None: forever)."""
     if source is None:
         return cfg.default_days
-    if source in cfg.retention_days:
-        return cfg.retention_days[source]
-    matches = [p for p in cfg.retention_days if fnmatch.fnmatchcase(source, p)]
-    return cfg.retention_days[max(matches, key=len)] if matches else cfg.default_days
+    days = by_source(cfg.retention_days, source)
+    return cfg.default_days if days is None else days
 
 
 Cutoffs = dict[str | None, dt.datetime | None]
