@@ -52,8 +52,9 @@ class PruneConfig:
     """How long each feedback source is kept."""
 
     retention_days: dict[str, float] = field(default_factory=dict)
-    """Days each source's feedback is kept, by source name or glob pattern, e.g.
-    {"api:*": 30, "campaign:*": 730} (a JSON object on the command line, a table in a file)."""
+    """Days each source's rows are kept, by source name or glob pattern, e.g. {"api:*": 30,
+    "served:*": 14} (a JSON object on the command line, a table in a file). Sources are
+    feedback sources and served:<flag> for chats served by rollout."""
     default_days: float | None = None
     """Days for sources no name or pattern matches, and rows without a source (none: kept
     forever)."""
