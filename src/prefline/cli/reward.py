@@ -45,6 +45,11 @@ def _train_body(cfg: RewardConfig, ctx: Context, *, as_json: bool) -> None:
                    f"{m.val_ece_after:.3f}")
     if heldout is not None:
         typer.echo(f"held-out (test split): {_accuracy(heldout)}  (evaluation {eval_id})")
+        _print_segments(heldout)
+    if result.card.get("differential_privacy"):
+        dp = result.card["differential_privacy"]
+        typer.echo(f"differential privacy: epsilon {dp['epsilon']:.3g} (target "
+                   f"{dp['target_epsilon']:g}), delta {dp['delta']:g}, {dp['scope']}")
     typer.echo(f"model: {result.path}  (artifact {art_id})")
 
 
@@ -62,6 +67,14 @@ def _heldout(cfg: RewardConfig, result: RewardResult,
         typer.echo(f"no held-out evaluation: {why}", err=True)
         return None, None
     return heldout, record_result(ctx.store, heldout, ev)
+
+
+def _print_segments(result: RewardEvalResult) -> None:
+    from prefline.evaluate.reward_segments import table_lines
+
+    if result.segments:
+        for line in table_lines(result.segments):
+            typer.echo(line)
 
 
 def _accuracy(result: RewardEvalResult) -> str:
@@ -90,6 +103,7 @@ def _eval_body(cfg: RewardEvalConfig, ctx: Context, *, as_json: bool) -> None:
                f"{lb['accuracy_chosen_shorter']:.3f}")
     for name, probe in m.robustness.items():
         typer.echo(f"probe {name}: score rose for {probe['rose_fraction']:.0%}")
+    _print_segments(result)
     if result.report is not None:
         typer.echo(f"report: {result.report}")
     typer.echo(f"evaluation: {result.path}  (artifact {art_id})")

@@ -26,9 +26,10 @@ from prefline.base.tracking import log_run
 from prefline.evaluate.reward_config import RewardEvalConfig
 from prefline.evaluate.reward_metrics import RewardEvalMetrics, evaluate_reward, load_rewardbench
 from prefline.evaluate.reward_report import write_report
+from prefline.evaluate.reward_segments import personal_key, segment_table
 from prefline.formats.examples import PreferencePair, RankingExample, RatingExample
 from prefline.formats.load import load_examples, ranking_pairs
-from prefline.models.reward import load_reward_model, place_reward_model
+from prefline.models.reward import Scorer, load_reward_model, place_reward_model
 from prefline.store.context import Context
 from prefline.store.models import Artifact
 from prefline.store.snapshots import get_snapshot, snapshot_examples
@@ -50,7 +51,7 @@ class RewardEvalResult(StageResult):
     """Records of the evaluated split by kind, used or ignored, and why."""
     inputs: tuple[Ref, ...]
     """The reward model (its artifact id when registered, else its path) and the snapshot or
-    data file."""
+    data file; with compare, the global reward model last."""
     snapshot_hash: str
     """Content hash of the evaluated data (the snapshot's, or the file's SHA-256)."""
     path: Path | None = None
@@ -61,6 +62,9 @@ class RewardEvalResult(StageResult):
     data: str = ""
     """The evaluated data as the user named it: a snapshot (id, name or hash prefix) or a
     file path."""
+    segments: dict[str, Any] | None = None
+    """Accuracy per segment value for this model (and its fallback, and the compared global
+    model), k-anonymous (:mod:`prefline.evaluate.reward_segments`); None without a key."""
 
     def to_json(self) -> dict[str, Any]:
         """The metrics at the top level (``accuracy``, ``n_pairs``, ...), then the rest."""
@@ -85,10 +89,13 @@ def run(cfg: RewardEvalConfig, ctx: Context) -> RewardEvalResult:
     ratings = [ex for ex in examples if isinstance(ex, RatingExample)]
     metrics, plots = evaluate_reward(scorer, pairs, ratings, cfg.probes, bench=cfg.rewardbench)
     path = ctx.run_dir / RESULT_FILE if ctx.run_dir is not None else None
-    result = RewardEvalResult(cfg.model, split, metrics, count_kinds(examples),
-                              (_model_ref(ctx, cfg.model), source), source_hash, path,
-                              cfg.report, list(plots.get("reliability", [])),
-                              str(cfg.snapshot if cfg.snapshot is not None else cfg.data))
+    refs: tuple[Ref, ...] = (_model_ref(ctx, cfg.model), source)
+    if cfg.compare is not None:
+        refs = (*refs, _model_ref(ctx, cfg.compare))  # the global model it is compared with
+    result = RewardEvalResult(cfg.model, split, metrics, count_kinds(examples), refs,
+                              source_hash, path, cfg.report, list(plots.get("reliability", [])),
+                              str(cfg.snapshot if cfg.snapshot is not None else cfg.data),
+                              _segments(cfg, scorer, pairs, ctx))
     if path is not None:
         ctx.require_run_dir()
         path.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True))
@@ -99,6 +106,18 @@ def run(cfg: RewardEvalConfig, ctx: Context) -> RewardEvalResult:
         log_run(cfg.report_to, ctx.require_run_dir(), dataclasses.asdict(cfg),
                 dataclasses.asdict(metrics), {"result": path, "report": cfg.report})
     return result
+
+
+def _segments(cfg: RewardEvalConfig, scorer: Scorer, pairs: list[PreferencePair],
+              ctx: Context) -> dict[str, Any] | None:
+    """The per-segment table, when there is a key (given, or the model's own)."""
+    key = cfg.segment_key or personal_key(scorer)
+    if key is None:
+        return None
+    compare = (place_reward_model(load_reward_model(cfg.compare), ctx.torch_device)
+               if cfg.compare is not None else None)
+    return segment_table(scorer, pairs, key, min_group_size=cfg.min_group_size,
+                         compare=compare)
 
 
 def evaluate_heldout(model: Path, *, snapshot: str | None, data: str | None, ctx: Context,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prefline.base.errors import PreflineError
+from prefline.base.privacy import DEFAULT_MIN_GROUP_SIZE, check_k
 from prefline.base.tracking import check_report_to
 
 
@@ -33,6 +34,15 @@ class RewardEvalConfig:
     """Pairs used by the robustness probes (filler, confident tone, typos); 0 skips them."""
     report: str | None = None
     """Also write an HTML report (tables and plots) to this file."""
+    segment_key: str | None = None
+    """Report accuracy per value of this segment attribute (or user); none: a personalised
+    model's own key, no per-segment table for other models."""
+    compare: str | None = None
+    """A global reward model folder to set beside the evaluated one in the per-segment
+    table (e.g. one trained on the same data without --personal)."""
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE
+    """k-anonymity: the per-segment table shows only groups with at least this many pairs
+    (and says how many it suppressed)."""
     report_to: Literal["none", "tensorboard", "mlflow"] = "none"
     """Also send the metrics, settings and output paths to TensorBoard (<run>/tensorboard) or
     MLflow (MLFLOW_TRACKING_URI; mlflow's default store when unset)."""
@@ -44,5 +54,9 @@ class RewardEvalConfig:
         if self.rewardbench and (self.data is None or self.split not in ("auto", "all")):
             raise PreflineError("rewardbench reads a data file as a whole (split all)",
                                 field="rewardbench")
+        check_k(self.min_group_size)
+        if self.segment_key is not None and not self.segment_key.strip():
+            raise PreflineError("segment_key must name a segment attribute or user",
+                                field="segment_key")
         if self.probes < 0:
             raise PreflineError(f"probes must be 0 or more, got {self.probes}", field="probes")

@@ -21,13 +21,21 @@ from prefline.evaluate.stats import bootstrap_ci, rank_correlations
 from prefline.formats.examples import PreferencePair, RatingExample, as_messages
 from prefline.formats.jsonl import read_jsonl
 from prefline.models.calibration import pairwise_ece, reliability_bins, symmetric_pairs
-from prefline.models.reward import Scorer
+from prefline.models.reward import RewardModel, Scorer
 
 
-def score_pairs(scorer: Scorer, pairs: Sequence[PreferencePair]) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised (chosen, rejected) scores ``[P]`` each, all in one bucketed pass."""
+def score_pairs(scorer: Scorer, pairs: Sequence[PreferencePair],
+                personal: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised (chosen, rejected) scores ``[P]`` each, all in one bucketed pass. A
+    personalised model scores each pair for its user/segment (``personal`` False: with the
+    shared fallback, as for a user it does not know)."""
     items = [(p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)]
-    s = np.asarray(scorer.score_items(items), dtype=np.float64)
+    if personal and isinstance(scorer, RewardModel) and scorer.spec.personal is not None:
+        spec = scorer.spec.personal
+        values = [spec.value_of(p.segment, p.user) for p in pairs for _ in range(2)]
+        s = np.asarray(scorer.score_items(items, values), dtype=np.float64)
+    else:
+        s = np.asarray(scorer.score_items(items), dtype=np.float64)
     return s[0::2], s[1::2]
 
 

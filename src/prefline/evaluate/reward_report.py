@@ -112,6 +112,23 @@ def _inputs(result: dict[str, Any]) -> str:
     return f"<h2>Inputs</h2>{_table(rows)}"
 
 
+def _segments(table: dict[str, Any]) -> str:
+    """The per-segment table (:mod:`prefline.evaluate.reward_segments`)."""
+    models = table["models"]
+    head = "".join(f"<th>{html.escape(m)}: accuracy [95% CI]</th><th>{html.escape(m)}: "
+                   "expected accuracy</th>" for m in models)
+    body = ""
+    for row in table["rows"]:
+        cells = "".join(f"<td>{_fmt(row[m]['accuracy'])} {_fmt(row[m]['accuracy_ci'])}</td>"
+                        f"<td>{_fmt(row[m]['expected_accuracy'])}</td>" for m in models)
+        body += f"<tr><td>{html.escape(row['segment'])}</td><td>{row['n']}</td>{cells}</tr>"
+    note = (f"<p>Groups with fewer than {table['min_group_size']} pairs are not shown"
+            + (f"; {html.escape(table['suppressed'])}" if table.get("suppressed") else "")
+            + ".</p>")
+    return (f"<h2>Per segment ({html.escape(table['key'])})</h2><table><tr><th>segment</th>"
+            f"<th>n</th>{head}</tr>{body}</table>{note}")
+
+
 def render_report(result: dict[str, Any], plots: dict[str, Any],
                   title: str = "Reward model evaluation") -> str:
     """The HTML text of a report: ``result`` is a ``RewardEvalResult.to_json()`` and ``plots``
@@ -135,6 +152,8 @@ def render_report(result: dict[str, Any], plots: dict[str, Any],
         sections.append("<h2>Robustness probes</h2>" + _table(
             {k: f"mean Δ {v['mean_delta']:.3f}, rose for {v['rose_fraction']:.0%} of {v['n']}"
              for k, v in result["robustness"].items()}))
+    if result.get("segments"):
+        sections.append(_segments(result["segments"]))
     for key, label in (("per_tag", "Per tag"), ("ratings", "Agreement with ratings"),
                        ("rewardbench", "RewardBench")):
         if result.get(key):

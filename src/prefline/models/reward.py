@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from prefline.models.export import HF_DIR, export_reward
 from prefline.models.heads import HeadSpec
 from prefline.models.hub import make_adapter_portable, resolve_adapter_base
 from prefline.models.packing import Packed, pack, pool_packed
+from prefline.models.personal import PersonalHead, PersonalSpec
 
 CARD = "model_card.json"
 SINGLE_FORMAT = "prefline-reward/1"
@@ -56,6 +57,8 @@ class ModelSpec:
     heads: HeadSpec = field(default_factory=HeadSpec)
     lora: dict[str, Any] | None = None
     """peft LoRA settings (r, alpha, dropout) or None for full fine-tuning."""
+    personal: PersonalSpec | None = None
+    """Per-user/segment conditioning (:mod:`prefline.models.personal`); None: one reward."""
 
 
 class PairwiseScoring:
@@ -92,6 +95,8 @@ class RewardModel(nn.Module, PairwiseScoring):
         nn.init.zeros_(self.head.bias)
         weights = [float(spec.heads.weights.get(n, 1.0)) for n in spec.heads.names]
         self.register_buffer("weights", torch.tensor(weights), persistent=False)
+        self.personal = (PersonalHead(spec.personal, hidden, len(spec.heads.names))
+                         if spec.personal else None)
         self.builder = InputBuilder(tokenizer, spec.kind, spec.max_length)
         self.norm_mean, self.norm_std, self.temperature = 0.0, 1.0, 1.0
         self.precision = "auto"
@@ -105,7 +110,8 @@ class RewardModel(nn.Module, PairwiseScoring):
                max_length: int = 512, heads: HeadSpec | None = None,
                lora: dict[str, Any] | None = None, dropout: float | None = None,
                head_dropout: float = 0.1, seed: int = 0,
-               train_embeddings: bool = False) -> RewardModel:
+               train_embeddings: bool = False,
+               personal: PersonalSpec | None = None) -> RewardModel:
         """A fresh model on ``backbone`` (default: embedded all-MiniLM-L6-v2).
 
         The token-embedding table stays frozen unless ``train_embeddings``: it is half of
@@ -123,7 +129,8 @@ class RewardModel(nn.Module, PairwiseScoring):
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit and max_length > limit:
             max_length = int(limit)  # positions beyond the table would crash the forward
-        spec = ModelSpec(name, kind, pooling, max_length, head_dropout, heads or HeadSpec(), lora)
+        spec = ModelSpec(name, kind, pooling, max_length, head_dropout, heads or HeadSpec(), lora,
+                         personal)
         if not train_embeddings:
             model.get_input_embeddings().weight.requires_grad_(False)
         if lora:
@@ -163,8 +170,14 @@ class RewardModel(nn.Module, PairwiseScoring):
         return (self.packs and self.spec.kind == "encoder"
                 and self.spec.pooling not in ("cls", "pooler"))
 
-    def forward(self, batch: Packed | Buckets) -> Tensor:
-        """Raw head scores ``[N, H]`` (fp32) in the order the sequences were given."""
+    def forward(self, batch: Packed | Buckets, groups: Tensor | None = None) -> Tensor:
+        """Raw head scores ``[N, H]`` (fp32) in the order the sequences were given;
+        ``groups`` ``[N]``: each sequence's group index for a personalised model (None: the
+        fallback)."""
+        return self._head(self.features(batch), groups)
+
+    def features(self, batch: Packed | Buckets) -> Tensor:
+        """Pooled vectors ``[N, D]`` the heads read, in the order the sequences were given."""
         use_types = self.spec.kind == "encoder" and _takes_token_types(self.backbone)
         how = "cls" if self.spec.pooling == "pooler" else self.spec.pooling
         if isinstance(batch, Packed):
@@ -172,18 +185,17 @@ class RewardModel(nn.Module, PairwiseScoring):
                       "position_ids": batch.position_ids}
             if use_types:
                 packed["token_type_ids"] = batch.token_type_ids
-            pooled = pool_packed(self.backbone(**packed).last_hidden_state, batch, how)
-            return self._head(self._pooler(pooled))
+            return self._pooler(pool_packed(self.backbone(**packed).last_hidden_state, batch, how))
         out = None
         for b in batch.buckets:
             kwargs: dict[str, Tensor] = {"input_ids": b.input_ids, "attention_mask": b.attention_mask}
             if use_types:
                 kwargs["token_type_ids"] = b.token_type_ids
             hidden = self.backbone(**kwargs).last_hidden_state
-            scores = self._head(self._pooler(pool(hidden, b.attention_mask, how)))
+            pooled = self._pooler(pool(hidden, b.attention_mask, how))
             if out is None:
-                out = scores.new_zeros((batch.n, scores.size(-1)))
-            out = out.index_copy(0, b.index, scores)
+                out = pooled.new_zeros((batch.n, pooled.size(-1)))
+            out = out.index_copy(0, b.index, pooled)
         assert out is not None, "empty batch"
         return out
 
@@ -195,11 +207,17 @@ class RewardModel(nn.Module, PairwiseScoring):
         base = self.backbone.get_base_model() if self.spec.lora else self.backbone
         return base.pooler(first.unsqueeze(1))  # type: ignore[no-any-return]
 
-    def _head(self, pooled: Tensor) -> Tensor:
+    def _head(self, pooled: Tensor, groups: Tensor | None = None) -> Tensor:
         # The head runs in fp32 even under bf16 autocast: bf16 keeps ~3 significant
         # digits, enough for hidden states but too coarse to order close rewards.
         with torch.autocast(pooled.device.type, enabled=False):
-            return self.head(self.dropout(pooled.float()))
+            h = self.dropout(pooled.float())
+            base = self.head(h)
+            if self.personal is None:
+                return base  # type: ignore[no-any-return]
+            if groups is None:
+                groups = torch.zeros(h.shape[:-1], dtype=torch.long)
+            return self.personal(h, base, groups)  # type: ignore[no-any-return]
 
     def combine(self, heads: Tensor) -> Tensor:
         """Weighted sum of head scores ``[N, H] -> [N]`` (raw, not normalised)."""
@@ -208,14 +226,18 @@ class RewardModel(nn.Module, PairwiseScoring):
 
     # ----- scoring API ------------------------------------------------------------------------
     @torch.no_grad()
-    def head_scores(self, items: Sequence[tuple[Messages | str, str]]) -> Tensor:
-        """Raw ``[N, H]`` scores of (prompt, response) items, in bucketed passes."""
+    def head_scores(self, items: Sequence[tuple[Messages | str, str]],
+                    groups: Sequence[str | None] | None = None) -> Tensor:
+        """Raw ``[N, H]`` scores of (prompt, response) items, in bucketed passes; ``groups``:
+        each item's value of the personalised key (None or unseen: the fallback)."""
         self.eval()
         encoded: list[tuple[list[int], int]] = []
         for prompt, response in items:
             encoded.extend(self.encode(as_messages(prompt), [response]))
+        index = (self.spec.personal.index(groups)
+                 if self.spec.personal is not None and groups is not None else None)
         with autocast_context(resolve_precision(self.precision)):
-            return self(self.make_batch(encoded))
+            return self(self.make_batch(encoded), index)
 
     def normalised(self, heads: Tensor) -> Tensor:
         """Combined, normalised scores ``[N]`` with guardrail vetoes applied."""
@@ -226,8 +248,19 @@ class RewardModel(nn.Module, PairwiseScoring):
                 z = torch.where(heads[:, i] < t, torch.full_like(z, VETO), z)
         return z
 
-    def score_items(self, items: Sequence[tuple[Messages | str, str]]) -> list[float]:
-        return [float(x) for x in self.normalised(self.head_scores(items))] if items else []
+    def score_items(self, items: Sequence[tuple[Messages | str, str]],
+                    groups: Sequence[str | None] | None = None) -> list[float]:
+        if not items:
+            return []
+        return [float(x) for x in self.normalised(self.head_scores(items, groups))]
+
+    def score(self, prompt: Messages | str, responses: Sequence[str], *,
+              segment: Mapping[str, str] | None = None, user: str | None = None) -> list[float]:
+        """Normalised rewards of ``responses`` for a user of ``segment`` (a personalised model
+        reads its key from them; without it, or for a value unseen in training, the shared
+        fallback scores)."""
+        value = self.spec.personal.value_of(segment, user) if self.spec.personal else None
+        return self.score_items([(prompt, r) for r in responses], [value] * len(responses))
 
     # ----- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path, card: dict[str, Any] | None = None,
@@ -244,15 +277,22 @@ class RewardModel(nn.Module, PairwiseScoring):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         extra: dict[str, Any] = {}
+        why = "not asked for"
         if self.spec.lora:
             self.backbone.save_pretrained(path / "adapter")
             # peft records the folder the base was loaded from (for the default, a path
             # inside the virtualenv); an embedded base is named by its Hub id instead.
             extra["base_model"] = make_adapter_portable(path / "adapter", self.spec.backbone)
         heads = {k: v.detach().contiguous() for k, v in self.head.state_dict().items()}
+        if self.personal is not None:
+            heads.update({f"personal.{k}": v.detach().contiguous()
+                          for k, v in self.personal.state_dict().items()})
         save_file(heads, str(path / "head.safetensors"))
+        if self.personal is not None:  # a stock classifier has no input for the segment
+            export = False
+            why = "personalised: a stock classifier cannot take the segment"
         extra["hf_export"] = export_reward(self, path) if export else {"path": None,
-                                                                       "why": "not asked for"}
+                                                                       "why": why}
         if not self.spec.lora:
             shutil.rmtree(path / "backbone", ignore_errors=True)  # no stale copy to prefer
             if not extra["hf_export"]["path"]:
@@ -362,6 +402,9 @@ def _load_single(path: Path, card: dict[str, Any] | None = None) -> RewardModel:
                             f"{SINGLE_FORMAT} or {ENSEMBLE_FORMAT}", path=str(path))
     raw = dict(card["spec"])
     raw["heads"] = HeadSpec(**{**raw["heads"], "names": tuple(raw["heads"]["names"])})
+    if raw.get("personal"):
+        raw["personal"] = PersonalSpec(**{**raw["personal"],
+                                          "groups": tuple(raw["personal"]["groups"])})
     spec = ModelSpec(**raw)
     if spec.lora:
         from peft import PeftModel
@@ -379,7 +422,12 @@ def _load_single(path: Path, card: dict[str, Any] | None = None) -> RewardModel:
             # inputs itself (InputBuilder) and would only get warnings from it
             tok.model_max_length = VERY_LARGE_LENGTH
     model = RewardModel(backbone, tok, spec)
-    model.head.load_state_dict(load_file(str(path / "head.safetensors")))
+    weights = load_file(str(path / "head.safetensors"))
+    model.head.load_state_dict({k: v for k, v in weights.items()
+                                if not k.startswith("personal.")})
+    if model.personal is not None:
+        model.personal.load_state_dict({k[len("personal."):]: v for k, v in weights.items()
+                                        if k.startswith("personal.")})
     model.norm_mean = float(card["normalisation"]["mean"])
     model.norm_std = float(card["normalisation"]["std"])
     model.temperature = float(card["temperature"])

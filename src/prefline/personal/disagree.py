@@ -44,11 +44,11 @@ STYLE_RULES: dict[str, dict[str, Any]] = {
     # Opposite length rules of the principle judge (`rules`), and nothing else that could
     # separate the candidates: a response is judged on length alone.
     "concise": {"weights": {"non_empty": 1.0, "length_budget": 4.0},
-                "min_words": 1, "max_words": 20, "brief_max_words": 20},
+                "min_words": 1, "max_words": 10, "brief_max_words": 10},
     "detailed": {"weights": {"non_empty": 1.0, "length_budget": 4.0},
                  "min_words": 40, "max_words": 400, "brief_max_words": 400},
 }
-"""``rules`` judge options per segment value: concise answers lose points above 20 words,
+"""``rules`` judge options per segment value: concise answers lose points above 10 words,
 detailed ones below 40."""
 
 _OPENERS = ["Short answer: {t}.", "It depends on {t}.", "Use {t}.", "Mostly {t}."]
@@ -123,14 +123,14 @@ def style_judges() -> dict[str, Judge]:
 
 
 def templated_candidates(prompt: Messages, rng: random.Random) -> list[str]:
-    """A short (~5 words), a middle (~25) and a long (~65) answer to ``prompt``."""
+    """A short (~5 words), a middle (~15) and a long (~35) answer to ``prompt``."""
     words = [w for w in WORD.findall(prompt[-1]["content"].lower()) if len(w) > 3]
     topic = " ".join(words[-2:]) or "this"
     short = rng.choice(_OPENERS).format(t=topic)
     pool = [s.format(t=topic) for s in _SENTENCES]
     rng.shuffle(pool)
-    middle = " ".join([short, *pool[:2]])
-    long = " ".join([short, *pool[:7]])
+    middle = " ".join([short, *pool[:1]])
+    long = " ".join([short, *pool[:3]])
     return [short, middle, long]
 
 

@@ -27,11 +27,13 @@ from prefline.base import config
 from prefline.base.distributed import place, rank
 from prefline.base.errors import PreflineError
 from prefline.base.precision import autocast_context, resolve_precision
+from prefline.base.privacy import k_anonymous, suppressed_note
 from prefline.base.stage import Ref, StageResult
 from prefline.base.tracking import log_paths
 from prefline.formats.examples import PreferencePair, RankingExample
 from prefline.formats.load import ranking_pairs
 from prefline.models.calibration import fit_temperature, pairwise_ece
+from prefline.models.personal import PersonalSpec, group_counts
 from prefline.models.reward import RewardEnsemble, RewardModel
 from prefline.store.context import Context
 from prefline.train.engine import Trainer, TrainResult
@@ -43,6 +45,7 @@ from prefline.train.reward_data import (
     load_reward_data,
     rating_stats,
 )
+from prefline.train.reward_dp import fit_dp
 from prefline.train.reward_task import Item, RewardTask, tokenize
 from prefline.train.train_config import TrainConfig
 
@@ -88,6 +91,7 @@ def run(cfg: RewardConfig, ctx: Context) -> RewardResult:
                             val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
                             seed=cfg.train.seed)
     _check_usable(data.train)
+    personal, personal_note = personal_spec(cfg, data.train)
     stats = rating_stats(data.train)
     val_pairs = [p for ex in data.val for p in _as_pairs(ex)]
     members: list[RewardModel] = []
@@ -95,22 +99,31 @@ def run(cfg: RewardConfig, ctx: Context) -> RewardResult:
     items_train: list[Item] = []
     items_val: list[Item] = []
     truncation: dict[str, int] = {}
+    dp: dict[str, Any] = {}
     for k in range(cfg.ensemble):
-        model = place(_new_model(cfg, seed=cfg.train.seed + k), ctx.torch_device)
+        model = place(_new_model(cfg, cfg.train.seed + k, personal), ctx.torch_device)
         if k == 0:  # tokenisation does not depend on the weights: do it once
             check_token_room(model.builder, data.train)
             items_train, items_val = tokenize(model, data.train, stats), tokenize(model, val_pairs)
             truncation = dict(model.builder.counts)
         run_dir = (out / f"member-{k}" if cfg.ensemble > 1 else out) / "run"
-        fit, model = _fit(model, _member_data(items_train, cfg, k), items_val, cfg, k, run_dir,
-                          ctx, resume_fingerprint(cfg, data.source_hash, model))
+        if cfg.dp_epsilon is not None:
+            fit, dp = fit_dp(model, items_train, cfg, ctx)
+        else:
+            fit, model = _fit(model, _member_data(items_train, cfg, k), items_val, cfg, k,
+                              run_dir, ctx, resume_fingerprint(cfg, data.source_hash, model))
+            normalise(model, items_train)  # (DP: not fitted on the private data)
         histories.append({"steps": fit.steps, "best": fit.best})
-        normalise(model, items_train)
         members.append(model)
-    metrics = _calibrate(members, items_val)
+    metrics = _calibrate(members, items_val, fit=cfg.dp_epsilon is None)
     card = {"config": config.to_dict(cfg), "snapshot_hash": data.source_hash,
             "metrics": config.to_dict(metrics), "training": histories, "truncation": truncation,
             "splits": _splits(data), "feedback": config.to_dict(data.counts)}
+    if personal is not None:
+        card["personal"] = {"key": personal.key, "mode": personal.mode,
+                            "groups": len(personal.groups), "suppressed": personal_note}
+    if cfg.dp_epsilon is not None:
+        card["differential_privacy"] = dp
     # Every rank holds the same trained model; one writes it (the others' result is unused).
     saved = _save(members, out, card).card if rank() == 0 else card
     if rank() == 0:
@@ -136,12 +149,24 @@ def _as_pairs(example: Any) -> list[Any]:
     return []
 
 
-def _new_model(cfg: RewardConfig, seed: int) -> RewardModel:
+def personal_spec(cfg: RewardConfig, train: list[Any]) -> tuple[PersonalSpec | None, str | None]:
+    """The conditioning of a personalised model: the values of ``segment_key`` with at least
+    ``min_group_size`` training examples (k-anonymity: smaller ones use the fallback and go
+    unnamed), and the note on how many were suppressed."""
+    if cfg.personal == "none":
+        return None, None
+    counts = group_counts(train, cfg.segment_key)
+    groups = tuple(sorted(k_anonymous(counts, cfg.min_group_size)))
+    return (PersonalSpec(cfg.personal, cfg.segment_key, groups, cfg.personal_dim),
+            suppressed_note(counts, cfg.min_group_size))
+
+
+def _new_model(cfg: RewardConfig, seed: int, personal: PersonalSpec | None) -> RewardModel:
     lora = {"r": cfg.lora_r, "alpha": cfg.lora_alpha} if cfg.lora else None
     return RewardModel.create(cfg.model, pooling=cfg.pooling, max_length=cfg.max_length,
                               heads=cfg.head_spec(), lora=lora, dropout=cfg.dropout,
                               head_dropout=cfg.head_dropout, seed=seed,
-                              train_embeddings=cfg.train_embeddings)
+                              train_embeddings=cfg.train_embeddings, personal=personal)
 
 
 def _check_usable(train: list[Any]) -> None:
@@ -183,7 +208,8 @@ def _fit(model: RewardModel, items: list[Item], val: list[Item], cfg: RewardConf
     """The engine's result and the trained model (outside DDP/FSDP)."""
     task = RewardTask(model.make_batch, tie_loss=cfg.tie_loss,
                       label_smoothing=cfg.label_smoothing, use_margin=cfg.use_margin,
-                      center_coef=cfg.center_coef)
+                      center_coef=cfg.center_coef, personal=model.personal is not None,
+                      fallback_drop=cfg.fallback_drop, seed=cfg.train.seed + member)
     strict_val = [it for it in val if it.kind == "pair"]
     per_epoch = max(1, len(items) // (cfg.train.batch_size * cfg.train.grad_accum))
 
@@ -206,8 +232,9 @@ def pair_deltas(model: RewardModel, items: list[Item], chunk: int = 64) -> torch
     model.eval()
     out = []
     for i in range(0, len(items), chunk):
-        seqs = [s for it in items[i:i + chunk] for s in it.seqs[:2]]
-        scores = model.combine(model(model.make_batch(seqs)))
+        part = items[i:i + chunk]
+        seqs = [s for it in part for s in it.seqs[:2]]
+        scores = model.combine(model(model.make_batch(seqs), _groups(model, part, 2)))
         out.append(scores[0::2] - scores[1::2])
     model.train(was_training)
     return torch.cat(out).cpu() if out else torch.zeros(0)
@@ -216,26 +243,37 @@ def pair_deltas(model: RewardModel, items: list[Item], chunk: int = 64) -> torch
 def normalise(model: RewardModel, items: list[Item], max_seqs: int = 2000) -> None:
     """Set the model's reward mean/std from the responses of ``items`` (mean 0, std 1)."""
     seqs = [s for it in items for s in it.seqs][:max_seqs]
+    groups = [it.group for it in items for _ in it.seqs][:max_seqs]
     model.eval()
     raw = []
     device = next(model.parameters()).device
     with torch.no_grad(), autocast_context(resolve_precision("auto", device), device):
         for i in range(0, len(seqs), 128):
             part = seqs[i:i + 128]
-            raw.append(model.combine(model(model.make_batch(part))))
+            index = torch.tensor(groups[i:i + 128]) if model.personal is not None else None
+            raw.append(model.combine(model(model.make_batch(part), index)))
     r = torch.cat(raw).double().cpu()
     model.norm_mean = float(r.mean())
     model.norm_std = float(r.std()) if r.numel() > 1 and float(r.std()) > 1e-6 else 1.0
 
 
-def _calibrate(members: list[RewardModel], val: list[Item]) -> RewardMetrics:
-    """Fit one temperature for the (averaged) normalised margins on strict val pairs."""
+def _groups(model: RewardModel, items: list[Item], per_item: int) -> torch.Tensor | None:
+    """Each sequence's group index (``per_item`` sequences per item); None when the model is
+    not personalised."""
+    if model.personal is None:
+        return None
+    return torch.tensor([it.group for it in items for _ in range(per_item)], dtype=torch.long)
+
+
+def _calibrate(members: list[RewardModel], val: list[Item], fit: bool = True) -> RewardMetrics:
+    """Fit one temperature for the (averaged) normalised margins on strict val pairs (not
+    with ``fit`` False: a DP model keeps T = 1, as the val pairs are private too)."""
     strict = [it for it in val if it.kind == "pair"]
     device = next(members[0].parameters()).device
     with autocast_context(resolve_precision("auto", device), device):
         deltas = np.mean([(pair_deltas(m, strict) / m.norm_std).numpy() for m in members], 0) \
             if strict else np.zeros(0)
-    temperature = fit_temperature(deltas) if deltas.size else 1.0
+    temperature = fit_temperature(deltas) if deltas.size and fit else 1.0
     for m in members:
         m.temperature = temperature
     some = bool(deltas.size)

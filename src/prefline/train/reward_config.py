@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from prefline.base.errors import PreflineError
+from prefline.base.privacy import DEFAULT_MIN_GROUP_SIZE, check_k
 from prefline.models.heads import HeadSpec
 from prefline.train.lengths import check_max_length
 from prefline.train.train_config import TrainConfig
@@ -75,6 +76,28 @@ class RewardConfig:
     """Number of ensemble members (their score spread is an uncertainty signal)."""
     ensemble_mode: Literal["seed", "bootstrap"] = "seed"
     """seed: members differ by seed; bootstrap: each also trains on a resample of the data."""
+    personal: Literal["none", "heads", "embedding"] = "none"
+    """Personalise on segment_key: heads (one head per value over the shared backbone) or
+    embedding (a learned embedding per value conditions the reward); none: one reward. A
+    value unseen in training, or none, is scored by the shared fallback."""
+    segment_key: str = "style"
+    """With personal: the segment attribute to condition on (example.segment[KEY]), or user
+    for the pseudonymous user id."""
+    personal_dim: int = 16
+    """With personal=embedding: size of the user/segment embedding."""
+    fallback_drop: float = 0.15
+    """With personal: share of training examples whose value is dropped, so the shared
+    fallback learns the population's preference."""
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE
+    """With personal: a value needs this many training examples for its own head/embedding
+    (smaller groups use the fallback and are not named in the model card)."""
+    dp_epsilon: float | None = None
+    """Train with DP-SGD (Opacus) to this ε: the heads train on the frozen backbone's
+    features with per-example clipping and Poisson sampling (see docs/privacy.md)."""
+    dp_delta: float = 1e-5
+    """With dp_epsilon: δ of the (ε, δ) guarantee; keep it below 1 / training examples."""
+    dp_max_grad_norm: float = 1.0
+    """With dp_epsilon: per-example gradient clipping norm."""
     train: TrainConfig = field(default_factory=_reward_engine_defaults)
     """Engine settings (optimiser, schedule, batches, precision, seed, early stopping)."""
 
@@ -100,12 +123,25 @@ class RewardConfig:
              "in [0, 0.5)"),
             ("center_coef", self.center_coef, self.center_coef is None or self.center_coef >= 0,
              "0 or more"),
+            ("personal_dim", self.personal_dim, self.personal_dim >= 1, "at least 1"),
+            ("fallback_drop", self.fallback_drop, 0 <= self.fallback_drop < 1, "in [0, 1)"),
+            ("segment_key", self.segment_key, bool(self.segment_key.strip()),
+             "a segment attribute or user"),
+            ("ensemble", self.ensemble, self.personal == "none" or self.ensemble == 1,
+             "1 with personal (an ensemble of personalised models is not supported)"),
+            ("dp_epsilon", self.dp_epsilon, self.dp_epsilon is None or self.dp_epsilon > 0,
+             "above 0"),
+            ("ensemble", self.ensemble, self.dp_epsilon is None or self.ensemble == 1,
+             "1 with dp_epsilon (members would add up their privacy cost)"),
+            ("dp_delta", self.dp_delta, 0 < self.dp_delta < 1, "in (0, 1)"),
+            ("dp_max_grad_norm", self.dp_max_grad_norm, self.dp_max_grad_norm > 0, "above 0"),
             ("train.early_stopping_metric", t.early_stopping_metric,
              t.early_stopping_metric in ("accuracy", "margin"), "accuracy or margin"),
         ]
         for name, value, ok, expected in checks:
             if not ok:
                 raise PreflineError(f"{name} must be {expected}, got {value!r}", field=name)
+        check_k(self.min_group_size)
         self.head_spec()  # validates heads, head_weights and thresholds together
 
     def head_spec(self) -> HeadSpec:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,7 @@ from prefline.losses.reward import (
 )
 from prefline.models.buckets import Buckets
 from prefline.models.packing import Packed
+from prefline.models.personal import drop_groups
 from prefline.models.reward import RewardModel
 from prefline.train.engine import unwrap
 
@@ -47,6 +48,8 @@ class Item:
     margin: float = 0.0
     head: int | None = None
     targets: tuple[float, ...] = ()
+    group: int = 0
+    """Group index for a personalised model (0: the shared fallback)."""
 
 
 @dataclass
@@ -56,6 +59,8 @@ class Batch:
     offsets: list[int]
     """offsets[i]: index of item i's first sequence in the flattened order."""
     tokens: int
+    groups: Tensor | None = None
+    """Group index of every sequence (personalised models; some dropped to the fallback)."""
 
 
 def tokenize(model: RewardModel, examples: Sequence[object],
@@ -65,21 +70,29 @@ def tokenize(model: RewardModel, examples: Sequence[object],
     names = model.spec.heads.names
     out: list[Item] = []
     for ex in examples:
-        if isinstance(ex, PreferencePair):
-            crit = ex.meta.get("criterion") if ex.meta else None
-            head = _head_index(names, crit)
-            seqs = tuple(model.encode(ex.prompt, [ex.chosen, ex.rejected]))
-            margin = float(ex.strength) if ex.strength is not None else 0.0
-            out.append(Item("tie" if ex.tie else "pair", seqs, margin, head))
-        elif isinstance(ex, RankingExample):
-            out.append(Item("ranking", tuple(model.encode(ex.prompt, list(ex.responses)))))
-        elif isinstance(ex, RatingExample):
-            out.append(Item("rating", tuple(model.encode(ex.prompt, [ex.response])),
-                            targets=rating_targets(names, ex.scores, rating_stats or {})))
-        else:
-            raise PreflineError(f"reward training cannot use {type(ex).__name__} examples; "
-                                "give pairs, rankings or ratings")
+        item = _item(model, ex, names, rating_stats)
+        if model.spec.personal is not None:
+            value = model.spec.personal.value_of(getattr(ex, "segment", None),
+                                                 getattr(ex, "user", None))
+            item = replace(item, group=int(model.spec.personal.index([value])[0]))
+        out.append(item)
     return out
+
+
+def _item(model: RewardModel, ex: object, names: tuple[str, ...],
+          rating_stats: dict[str, tuple[float, float]] | None) -> Item:
+    if isinstance(ex, PreferencePair):
+        crit = ex.meta.get("criterion") if ex.meta else None
+        seqs = tuple(model.encode(ex.prompt, [ex.chosen, ex.rejected]))
+        margin = float(ex.strength) if ex.strength is not None else 0.0
+        return Item("tie" if ex.tie else "pair", seqs, margin, _head_index(names, crit))
+    if isinstance(ex, RankingExample):
+        return Item("ranking", tuple(model.encode(ex.prompt, list(ex.responses))))
+    if isinstance(ex, RatingExample):
+        return Item("rating", tuple(model.encode(ex.prompt, [ex.response])),
+                    targets=rating_targets(names, ex.scores, rating_stats or {}))
+    raise PreflineError(f"reward training cannot use {type(ex).__name__} examples; "
+                        "give pairs, rankings or ratings")
 
 
 def rating_targets(names: tuple[str, ...], scores: dict[str, float],
@@ -122,8 +135,15 @@ class RewardTask:
     label_smoothing: float = 0.0
     use_margin: bool = False
     center_coef: float | None = None
+    personal: bool = False
+    """The model is personalised: batches carry each sequence's group index."""
+    fallback_drop: float = 0.0
+    """Share of items trained as the shared fallback instead of their group."""
+    seed: int = 0
+    _rng: torch.Generator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._rng = torch.Generator().manual_seed(self.seed)
         if self.pair_loss != "bradley_terry":
             raise PreflineError("pair_loss must be bradley_terry", field="pair_loss")
         if self.tie_loss not in ("davidson", "rao_kupper"):
@@ -136,13 +156,19 @@ class RewardTask:
             offsets.append(len(seqs))
             seqs.extend(it.seqs)
         inputs = self.batcher(seqs)
-        return Batch(list(items), inputs, offsets, inputs.real_tokens)
+        groups = None
+        if self.personal:
+            own = drop_groups(torch.tensor([it.group for it in items], dtype=torch.long),
+                              self.fallback_drop, self._rng)
+            groups = own.repeat_interleave(torch.tensor([len(it.seqs) for it in items]))
+        return Batch(list(items), inputs, offsets, inputs.real_tokens, groups)
 
     def count(self, batch: Batch) -> int:
         return len(batch.items)
 
     def loss(self, model: nn.Module, batch: Batch) -> tuple[Tensor, float, dict[str, float]]:
-        heads = model(batch.inputs)  # [N, H]; through the (maybe DDP) wrapper for grad sync
+        # [N, H]; through the (maybe DDP) wrapper for grad sync
+        heads = model(batch.inputs, batch.groups) if self.personal else model(batch.inputs)
         combined = unwrap(model).combine(heads)  # type: ignore[operator]
         total = heads.new_zeros(())
         correct = 0.0
