@@ -28,7 +28,7 @@ from tests.store.forget_seed import (
 
 from prefline.base.privacy import pseudonym
 from prefline.collect import create_app
-from prefline.collect.auth import create_api_key
+from prefline.collect.auth import create_api_key, create_user
 from prefline.store.db import open_store, session_scope
 from prefline.store.forget import ACTION, api_escaped, forget_user, was_forgotten
 from prefline.store.models import Artifact, AuditLog, Feedback, Snapshot
@@ -133,6 +133,12 @@ def test_forget_an_annotator_account(db_url: str, tmp_path: Path) -> None:
     assert result.counts["feedback"] == 1  # the label; the campaign's prompt stays
     needles = set(A_TEXTS + B_TEXTS)
     assert {n for _, _, n in search_everywhere(engine, needles)} == needles
+    # An administrator who forgets themself is not named by the tombstone either.
+    admin = "adm-zeta-4471"
+    with session_scope(db_url) as s:
+        create_user(s, admin, PASSWORD, role="admin")
+    assert forget_user(db_url, admin, actor=f"admin:{admin}").counts["users"] == 1
+    assert search_everywhere(engine, {admin}) == []
 
 
 def test_forgetting_an_unknown_user_fails_clearly(sqlite_url: str, tmp_path: Path,

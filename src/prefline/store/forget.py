@@ -266,7 +266,9 @@ def forget_user(db: str | Engine | None, user: str, *, actor: str = "cli") -> Fo
         counts = {k: int(v) for k, v in sorted(out.counts.items())}
         salt = secrets.token_hex(16)
         tomb = conn.execute(AuditLog.__table__.insert().values(  # type: ignore[attr-defined]
-            actor=actor, action=ACTION, target=None, created_at=utcnow(), details={
+            # _scrub: an administrator who forgets themself is not named here either.
+            actor=_scrub(actor, mentions(user)), action=ACTION, target=None,
+            created_at=utcnow(), details={
                 "user_hash": tombstone_hash(user, salt), "salt": salt,
                 "iterations": HASH_ITERATIONS, "counts": counts,
                 "snapshots": sorted(out.snapshots), "artifacts": sorted(out.artifacts)},
