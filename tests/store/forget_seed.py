@@ -136,7 +136,9 @@ def seed(url: str, tmp: Path) -> Seeded:
                 inputs=[Ref("snapshot", snapshot_id=everything)])
     policy = record(url, "policy", tmp / "policy", config=None, metrics=None,
                     inputs=[Ref("reward_model", artifact_id=rm), Ref("base_model", ref="tiny")])
-    unrelated = record(url, "reward_model", tmp / "rm-b", config=None, metrics=None,
+    # Built without A's data, but its metrics name A (a per-user figure): the id must go.
+    unrelated = record(url, "reward_model", tmp / "rm-b", config=None,
+                       metrics={"accuracy_by_user": {A: 0.9, B: 0.8}},
                        inputs=[Ref("snapshot", snapshot_id=bravo)])
     _telemetry(url, unrelated)
     with session_scope(url) as s:

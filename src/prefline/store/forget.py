@@ -19,8 +19,9 @@ the id's sha256). In one transaction :func:`forget_user`
 - renames the user's annotator rows to ``forgotten:<random>`` (not deleted: ingest servers
   cache annotator ids, and a deleted id would fail their next insert);
 - blanks the user id out of audit-log rows that name it (``user:alice``,
-  ``admin:alice``), which migration 0007's triggers allow as a redaction, and out of the
-  ``created_by``/``updated_by``/``actor`` columns of API keys, rollout flags and consents;
+  ``admin:alice``), which migration 0007's triggers allow as a redaction, and out of kept
+  rows' who-did-it columns and JSON (:data:`_NAMING_COLUMNS`: a per-user metric in an
+  artifact, a snapshot filter, a prompt's context);
 - flags every snapshot that lost items and every artifact built from one
   ``contains_forgotten_data``;
 - appends a content-free tombstone to the audit log: who ran it, when, a salted slow hash
@@ -48,10 +49,26 @@ from sqlalchemy.engine import Connection, Engine
 from prefline.base.errors import PreflineError
 from prefline.base.privacy import pseudonym
 from prefline.base.stage import StageResult
-from prefline.store.collect_models import ApiKey, Assignment, CampaignItem, User, UserSession
+from prefline.store.collect_models import (
+    ApiKey,
+    Assignment,
+    Campaign,
+    CampaignItem,
+    User,
+    UserSession,
+)
 from prefline.store.consent_models import Consent
 from prefline.store.db import open_store
-from prefline.store.models import Annotator, AuditLog, Feedback, Response, utcnow
+from prefline.store.models import (
+    Annotator,
+    Artifact,
+    AuditLog,
+    Feedback,
+    Prompt,
+    Response,
+    Snapshot,
+    utcnow,
+)
 from prefline.store.purge import Purged, chunks, fold_wal, purge, zero_deleted
 from prefline.store.rollout_models import RolloutFlag, ServedResponse
 
@@ -212,15 +229,24 @@ def _redact_audit(conn: Connection, user: str) -> int:
     return n
 
 
-def _blank_actors(conn: Connection, user: str) -> int:
-    """Who-did-it columns of kept rows (an admin who is forgotten): set to FORGOTTEN."""
+_NAMING_COLUMNS = (ApiKey.created_by, RolloutFlag.updated_by, Consent.actor, Artifact.config,
+                   Artifact.metrics, Snapshot.recipe, Snapshot.stats, Prompt.context,
+                   Campaign.selection)
+"""Columns of rows that are kept which may name a user: who-did-it strings (an admin who
+is forgotten) and JSON (a per-user metric, a filter, a prompt's context)."""
+
+
+def _blank_mentions(conn: Connection, user: str) -> int:
+    """Replace the user's id in kept rows' :data:`_NAMING_COLUMNS` by FORGOTTEN."""
     named, n = mentions(user), 0
-    for column in (ApiKey.created_by, RolloutFlag.updated_by, Consent.actor):
-        table = column.class_
+    needles = {user, json.dumps(user)[1:-1]}
+    for column in _NAMING_COLUMNS:
+        table, text = column.class_, cast(column, Text)
         for rid, value in conn.execute(select(table.id, column).where(
-                column.contains(user, autoescape=True))):
+                or_(*(text.contains(x, autoescape=True) for x in needles)))):
             if named(value):
-                conn.execute(update(table).where(table.id == rid).values({column.key: FORGOTTEN}))
+                conn.execute(update(table).where(table.id == rid)
+                             .values({column.key: _scrub(value, named)}))
                 n += 1
     return n
 
@@ -262,7 +288,7 @@ def forget_user(db: str | Engine | None, user: str, *, actor: str = "cli") -> Fo
                     campaign_items=items)
         _drop_accounts(conn, found, out)
         out.counts["audit_log"] += _redact_audit(conn, user)
-        out.counts["actor_columns"] += _blank_actors(conn, user)
+        out.counts["mentions"] += _blank_mentions(conn, user)
         counts = {k: int(v) for k, v in sorted(out.counts.items())}
         salt = secrets.token_hex(16)
         tomb = conn.execute(AuditLog.__table__.insert().values(  # type: ignore[attr-defined]
