@@ -258,3 +258,10 @@ def test_server_routes_each_segment_to_its_adapter(served: tuple[TestClient, str
     with session_scope(trained.url) as s:
         row = s.scalar(select(Response).where(Response.id == by_attrs[0]["response_id"]))
         assert row is not None and row.gen_params["adapter"] == "style=concise"
+    with client.stream("POST", "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "chat", "stream": True, "max_tokens": 8, "user": "u1",
+                             "segment_attrs": {"style": "detailed"},
+                             "messages": [{"role": "user", "content": "Hi"}]}) as resp:
+        lines = [ln for ln in resp.iter_lines() if ln.startswith("data: {")]
+    last = json.loads(lines[-1][len("data: "):])
+    assert last["choices"][0]["finish_reason"] == "stop" and last["adapter"] == "style=detailed"
