@@ -117,6 +117,13 @@ NOT_RUN: dict[tuple[str, str], str] = {
                                   "../shared/data/hh-rlhf-harmless-base-test.first800.jsonl.gz"):
         "a measured online-DPO run with the embedded SmolLM2 and MiniLM (tens of minutes), kept "
         "as the record of a result; tests/train/test_online_dpo.py runs the stage on tiny models",
+    ("docs/personalisation.md", "prefline disagree --out disagree --n-prompts 40"):
+        "a measured run with MiniLM (minutes), kept as the record of a result; "
+        "tests/models/test_personal_reward.py runs the same stages on a tiny encoder",
+    ("docs/privacy.md", "prefline train reward --data disagree/train.jsonl --test-fraction 0 "
+                        "--personal heads --segment-key style --dp-epsilon 8"):
+        "a measured DP run with MiniLM on the set docs/personalisation.md builds, kept as the "
+        "record of a result; tests/train/test_reward_dp.py runs DP training on a tiny encoder",
     ("docs/rollout.md", "prefline train dpo --snapshot v1 --lora --out policy/"):
         "the walk-through's training and evaluation (minutes); tests/rollout register "
         "policies and evaluations directly",
