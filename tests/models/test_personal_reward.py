@@ -113,3 +113,21 @@ def test_personal_settings_are_checked() -> None:
     with pytest.raises(PreflineError) as err:
         config.build(RewardConfig, {"data": "x.jsonl", "fallback_drop": 1.0})
     assert err.value.field == "fallback_drop"
+
+
+def test_user_key_conditions_on_user_ids_with_enough_examples() -> None:
+    """--segment-key user: each user with >= min_group_size pairs gets a group; the rest
+    (and pairs with no user) use the fallback and go unnamed."""
+    from prefline.formats.examples import PreferencePair
+    from prefline.train.reward import personal_spec
+
+    pairs = [PreferencePair([{"role": "user", "content": f"q{i}"}], "a", "b",
+                            user="u-big" if i < 6 else "u-small" if i < 8 else None)
+             for i in range(10)]
+    cfg = config.build(RewardConfig, {"data": "x.jsonl", "personal": "embedding",
+                                      "segment_key": "user", "min_group_size": 5})
+    spec, note = personal_spec(cfg, pairs)
+    assert spec is not None and spec.groups == ("u-big",)
+    assert note == "1 group suppressed (n < 5)"
+    assert spec.index([spec.value_of({}, "u-big"), spec.value_of({"user": "x"}, "u-small"),
+                       spec.value_of({}, None)]).tolist() == [1, 0, 0]
