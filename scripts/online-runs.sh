@@ -23,6 +23,11 @@ STEPS=${*:-prompts rm bon eval-bon sft eval-sft odpo eval-odpo rloo eval-rloo gr
 mkdir -p "$WORK/logs"
 export PREFLINE_DB="sqlite:///$WORK/store.db"
 export PREFLINE_HOME="$WORK/home"
+# One torch thread per process: on a shared, oversubscribed machine a second thread makes
+# every matmul wait for a preempted worker (a SmolLM2 decode step 3.4 s with 2 threads vs
+# 0.2 s with 1, docs/benchmarks/generation.md); the first online runs here, with 2 threads,
+# did one monitor pass in 30 minutes.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 NEW=48          # new tokens per response, everywhere
 GOLD=rules      # held-out judge: never a training signal
