@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.cli_runner import run_cli
 
 from prefline.base import config
 from prefline.base.errors import PreflineError
@@ -54,9 +55,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) ->
 @pytest.mark.parametrize("mode", ["heads", "embedding"])
 def test_personalised_beats_global_on_each_segment(trained: dict[str, Any], mode: str) -> None:
     tmp, paths = trained["tmp"], trained["paths"]
+    report = tmp / f"report-{mode}.html"
     cfg = RewardEvalConfig(model=str(paths[mode]), data=str(tmp / "dis" / "heldout.jsonl"),
-                           split="all", probes=0, compare=str(paths["none"]))
+                           split="all", probes=0, compare=str(paths["none"]),
+                           report=str(report))
     result = reward_eval.run(cfg, _ctx(tmp, f"eval-{mode}"))
+    assert "<h2>Per segment (style)</h2>" in report.read_text()
     table = result.segments
     assert table is not None and table["key"] == "style"
     assert table["models"] == ["model", "fallback", "global"]
@@ -131,3 +135,17 @@ def test_user_key_conditions_on_user_ids_with_enough_examples() -> None:
     assert note == "1 group suppressed (n < 5)"
     assert spec.index([spec.value_of({}, "u-big"), spec.value_of({"user": "x"}, "u-small"),
                        spec.value_of({}, None)]).tolist() == [1, 0, 0]
+
+
+def test_eval_cli_prints_the_table(trained: dict[str, Any],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    tmp, paths = trained["tmp"], trained["paths"]
+    code, out, err = run_cli(["eval", "reward", "--model", str(paths["heads"]), "--data",
+                              str(tmp / "dis" / "heldout.jsonl"), "--split", "all",
+                              "--probes", "0", "--compare", str(paths["none"]),
+                              "--db", f"sqlite:///{tmp / 'cli.db'}",
+                              "--out", str(tmp / "eval-cli")], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert any(ln.startswith("style") and "global acc" in ln for ln in lines)
+    assert sum(ln.startswith(("concise ", "detailed ")) for ln in lines) == 2

@@ -60,3 +60,19 @@ def test_bad_settings_name_the_field() -> None:
     with pytest.raises(PreflineError) as err:
         DisagreeConfig(heldout_fraction=1.5)
     assert err.value.field == "heldout_fraction"
+
+
+def test_generated_candidates_are_used_and_near_lengths_skipped(tmp_path: Path) -> None:
+    """A `prefline generate` file (e.g. the embedded policy's samples) instead of templates;
+    candidates closer than min_word_gap words form no pair."""
+    gens = tmp_path / "gen.jsonl"
+    rows = [{"prompt": [{"role": "user", "content": f"Tell me about topic {i}."}],
+             "responses": ["Fine.", "Fine, really.", " ".join(["It is a long story."] * 12)]}
+            for i in range(12)]
+    gens.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = build_disagreement(DisagreeConfig(generations=str(gens), n_prompts=12,
+                                             heldout_fraction=0.3))
+    pairs = data.train + data.heldout
+    assert len(pairs) == 12 * 2 * 2  # two long-vs-short pairs per prompt, once per segment
+    assert all("long story" in (p.chosen if p.segment["style"] == "detailed" else p.rejected)
+               for p in pairs)
