@@ -5,6 +5,11 @@
 #
 #   scripts/online-runs.sh [WORK_DIR] [STEP ...]     (default WORK_DIR /tmp/online-runs; all steps)
 #
+# As recorded (a clean tree of commit C, run with the repository's venv):
+#   git archive C | tar -x -C /tmp/clean && echo C > /tmp/clean/.commit
+#   PY=$PWD/.venv/bin/python HH=$PWD/../shared/data/hh-rlhf-harmless-base-test.first800.jsonl.gz \
+#     PARALLEL=1 /tmp/clean/scripts/online-runs.sh /tmp/online-runs
+#
 # Steps, in order: prompts rm bon eval-bon sft eval-sft odpo eval-odpo rloo eval-rloo grpo
 # eval-grpo ppo eval-ppo report. Each step logs to WORK/logs/STEP.log, writes its --json result to
 # WORK/STEP.json and its wall time / peak RSS to WORK/logs/STEP.time; a failed step is
@@ -15,8 +20,13 @@
 # which produces no training signal anywhere in these runs.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PREFLINE="$ROOT/.venv/bin/prefline"
-PY="$ROOT/.venv/bin/python"
+# PY: a Python with prefline's dependencies (default: the repository's venv). The stages run
+# from $ROOT/src, so a clean `git archive` of a commit runs its own code with that venv.
+PY=${PY:-$ROOT/.venv/bin/python}
+export PYTHONPATH="$ROOT/src"
+PREFLINE="$PY -m prefline"
+HH=${HH:-$ROOT/../shared/data/hh-rlhf-harmless-base-test.first800.jsonl.gz}
+FIGS=${FIGS:-$ROOT/docs/benchmarks/online-figures}
 WORK=${1:-/tmp/online-runs}
 shift || true
 STEPS=${*:-prompts rm bon eval-bon sft eval-sft odpo eval-odpo rloo eval-rloo grpo eval-grpo ppo eval-ppo report}
@@ -52,7 +62,7 @@ path_of() {  # the trained policy folder from a training step's JSON result
 }
 
 evaluate() {  # evaluate NAME POLICY: policy vs the untouched base on the held-out prompts
-  step "eval-$1" "$PREFLINE" eval policy --policy "$2" --baseline default --prompts "$EVAL" \
+  step "eval-$1" $PREFLINE eval policy --policy "$2" --baseline default --prompts "$EVAL" \
     --judge "$GOLD" --reward "$RM" --max-new-tokens $NEW --n-samples 1 --seed 0 \
     --out "$WORK/eval-$1"
 }
@@ -79,26 +89,26 @@ for path, part in zip(sys.argv[2:], (train, dev, evl)):
     print(path, len(part))
 EOF
   ;;
-  rm) step rm "$PREFLINE" train reward --data "$ROOT/../shared/data/hh-rlhf-harmless-base-test.first800.jsonl.gz" \
+  rm) step rm $PREFLINE train reward --data "$HH" \
         --max-steps 24 --batch-size 8 --max-length 128 --out "$RM" ;;
-  bon) step bon "$PREFLINE" generate --prompts "$TRAIN" --best-of 4 --reward "$RM" \
+  bon) step bon $PREFLINE generate --prompts "$TRAIN" --best-of 4 --reward "$RM" \
         --max-new-tokens $NEW --temperature 1.0 --seed 0 --out "$WORK/best-of-4.jsonl" ;;
-  sft) step sft "$PREFLINE" train sft --data "$WORK/best-of-4.jsonl" --val-fraction 0 --test-fraction 0 \
+  sft) step sft $PREFLINE train sft --data "$WORK/best-of-4.jsonl" --val-fraction 0 --test-fraction 0 \
         --max-steps 8 --batch-size 4 --lr 2e-5 --max-length 256 --out "$WORK/sft" ;;
-  odpo) step odpo "$PREFLINE" train online-dpo --prompts "$TRAIN" --reward "$RM" "${MON[@]}" \
+  odpo) step odpo $PREFLINE train online-dpo --prompts "$TRAIN" --reward "$RM" "${MON[@]}" \
         --rounds 2 --prompts-per-round 16 --k 4 --max-new-tokens $NEW --max-steps 4 --batch-size 4 \
         --beta 0.1 --lr 5e-5 --out "$WORK/odpo" ;;
   rloo|grpo) local steps=6; [ "$1" = grpo ] && steps=4
-      step "$1" "$PREFLINE" train "$1" --prompts "$TRAIN" --reward-model "$RM" "${MON[@]}" \
+      step "$1" $PREFLINE train "$1" --prompts "$TRAIN" --reward-model "$RM" "${MON[@]}" \
         --monitor-every 2 --k 4 --max-new-tokens $NEW --max-steps $steps --batch-size 4 --lr 2e-5 \
         --out "$WORK/$1" ;;
-  ppo) step ppo "$PREFLINE" train ppo --prompts "$TRAIN" --reward-model "$RM" "${MON[@]}" \
+  ppo) step ppo $PREFLINE train ppo --prompts "$TRAIN" --reward-model "$RM" "${MON[@]}" \
         --monitor-every 2 --k 1 --max-new-tokens $NEW --max-steps 4 --batch-size 8 --lr 2e-5 \
         --out "$WORK/ppo" ;;
-  eval-bon) step eval-bon "$PREFLINE" eval policy --policy default --baseline best-of-4:default \
+  eval-bon) step eval-bon $PREFLINE eval policy --policy default --baseline best-of-4:default \
         --prompts "$EVAL" --judge "$GOLD" --reward "$RM" --max-new-tokens $NEW --n-samples 1 --seed 0 \
         --out "$WORK/eval-bon" ;;
-  report) "$PY" - "$WORK" "$ROOT/docs/benchmarks/online-figures" <<'EOF'
+  report) "$PY" - "$WORK" "$FIGS" <<'EOF'
 # Per-run monitor plots copied, one combined Gao et al. figure, and the numbers of the tables.
 import json, shutil, sys
 from pathlib import Path
@@ -148,7 +158,13 @@ EOF
   esac
 }
 
-echo "commit $(git -C "$ROOT" rev-parse --short HEAD) dirty=$(git -C "$ROOT" status --porcelain -uno | wc -l)"
+# The code version: the checkout's commit and how many tracked files differ from it, or the
+# .commit file written next to a `git archive` of one.
+if git -C "$ROOT" rev-parse HEAD >/dev/null 2>&1; then
+  echo "commit $(git -C "$ROOT" rev-parse --short HEAD) dirty=$(git -C "$ROOT" status --porcelain -uno | wc -l)"
+else
+  echo "commit $(cat "$ROOT/.commit" 2>/dev/null || echo unknown) (archive)"
+fi
 # PARALLEL=1 runs the four online methods (each followed by its eval) at once: on a shared
 # machine four processes get about four times the CPU share of one.
 chain() { for s in "$@"; do run_step "$s" || echo "step $s FAILED (see $WORK/logs/$s.log)"; done; }
