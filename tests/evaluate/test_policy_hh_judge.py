@@ -39,6 +39,8 @@ def test_builds_once_then_reuses_and_records_its_recipe(tmp_path: Path, sqlite_u
     recipe = json.loads((model.parent / "recipe.json").read_text())
     assert recipe["config"]["train"]["seed"] == policy_judges.HH_SEED
     assert recipe["data_sha256"] and recipe["splits"]["test"] > 0 and "metrics" in recipe
+    assert recipe["heldout"]["n_pairs"] == recipe["splits"]["test"]
+    assert 0.0 <= recipe["heldout"]["accuracy"] <= 1.0 and len(recipe["heldout"]["accuracy_ci"]) == 2
     stamp = (model.parent / "recipe.json").stat().st_mtime_ns
     assert build_hh_reward_model(data, ctx, backbone=str(tiny_encoder_dir)) == model
     assert (model.parent / "recipe.json").stat().st_mtime_ns == stamp  # reused, not retrained

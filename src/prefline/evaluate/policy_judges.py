@@ -11,7 +11,7 @@ big for git, so it is *built on first use*: ``prefline train reward`` (the same 
 recipe in :func:`hh_reward_config`, fixed seed) on the embedded MiniLM backbone, into
 ``<cache>/judges/rm-hh-<key>`` where the key hashes the data file's bytes, the recipe's
 settings and the backbone; ``recipe.json`` beside the model records all of them and the
-model's accuracy on its own held-out HH pairs. Later uses load the cached model, offline.
+model's accuracy (with its 95% CI) on the file's own held-out test pairs. Later uses load the cached model, offline.
 The data is ``rm-hh:FILE`` (an HH-format JSONL, .gz ok), else ``$PREFLINE_HH_DATA``, else
 the slice packaged under ``prefline/data/hh/`` when a build ships one.
 """
@@ -31,6 +31,7 @@ from prefline.base.errors import PreflineError
 from prefline.base.hashing import content_hash, file_sha256
 from prefline.base.paths import cache_dir
 from prefline.evaluate.policy_config import PolicyEvalConfig
+from prefline.evaluate.reward import evaluate_heldout
 from prefline.judges import make_judge, parse_spec
 from prefline.judges.base import Judge
 from prefline.judges.reward_model import RewardModelJudge
@@ -92,10 +93,14 @@ def build_hh_reward_model(data: Path, ctx: Context, backbone: str | None = None)
     tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     res = train_reward(cfg, dataclasses.replace(ctx, run_dir=tmp / "model"))
+    _, held, _ = evaluate_heldout(res.path, snapshot=None, data=str(data),
+                                  ctx=dataclasses.replace(ctx, run_dir=tmp / "heldout"))
     recipe = {"recipe": "prefline train reward (prefline.evaluate.policy_judges."
                         "hh_reward_config)", "recipe_version": HH_RECIPE, "key": key,
               "data": str(data), "data_sha256": file_sha256(data), "config": to_dict(cfg),
-              "splits": res.splits, "metrics": res.to_json().get("metrics")}
+              "splits": res.splits, "metrics": res.to_json().get("metrics"),
+              "heldout": None if held is None else {  # its own HH test pairs
+                  k: held.to_json().get(k) for k in ("n_pairs", "accuracy", "accuracy_ci", "ece")}}
     (tmp / "recipe.json").write_text(json.dumps(recipe, indent=2, sort_keys=True, default=str))
     if root.exists():  # built meanwhile by another process: same key, same recipe
         shutil.rmtree(tmp, ignore_errors=True)
@@ -111,8 +116,8 @@ def build_judge(spec: str, ctx: Context) -> Judge:
         return make_judge(spec)
     path = build_hh_reward_model(hh_data(arg), ctx)
     recipe = json.loads((path.parent / "recipe.json").read_text())
-    return RewardModelJudge(path, provenance={k: recipe[k] for k in (
-        "recipe", "recipe_version", "key", "data_sha256", "config", "metrics")})
+    return RewardModelJudge(path, provenance={k: recipe.get(k) for k in (
+        "recipe", "recipe_version", "key", "data_sha256", "config", "metrics", "heldout")})
 
 
 def judges_of(cfg: PolicyEvalConfig, ctx: Context) -> list[Judged]:
