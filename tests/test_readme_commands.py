@@ -78,6 +78,8 @@ RUN: dict[str, Block] = {
                                     "prefline users consent u1 training")),
     "privacy-forget": Block("docs/privacy.md", "Forgetting and retention",
                             files=("people.jsonl", "retention.toml")),
+    "privacy-pii": Block("docs/privacy.md", "PII redaction",
+                         files=("support.jsonl", "redaction.toml")),
 }
 """Sections whose command blocks run, by test id."""
 
