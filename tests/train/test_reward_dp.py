@@ -53,7 +53,8 @@ def test_dp_training_reports_epsilon_within_target(tmp_path: Path, tiny_encoder_
 
 def test_dp_settings_are_checked() -> None:
     for values, name in (({"dp_epsilon": 0.0}, "dp_epsilon"), ({"dp_delta": 1.0}, "dp_delta"),
-                         ({"dp_epsilon": 1.0, "ensemble": 2}, "ensemble")):
+                         ({"dp_epsilon": 1.0, "ensemble": 2}, "ensemble"),
+                         ({"dp_epsilon": 1.0, "lora": True}, "lora")):
         with pytest.raises(PreflineError) as err:
             config.build(RewardConfig, {"data": "x.jsonl", **values})
         assert err.value.field == name

@@ -134,6 +134,8 @@ class RewardConfig:
             ("ensemble", self.ensemble, self.dp_epsilon is None or self.ensemble == 1,
              "1 with dp_epsilon (members would add up their privacy cost)"),
             ("dp_delta", self.dp_delta, 0 < self.dp_delta < 1, "in (0, 1)"),
+            ("lora", self.lora, self.dp_epsilon is None or not self.lora,
+             "off with dp_epsilon (DP-SGD trains only the heads; adapters would stay at init)"),
             ("dp_max_grad_norm", self.dp_max_grad_norm, self.dp_max_grad_norm > 0, "above 0"),
             ("train.early_stopping_metric", t.early_stopping_metric,
              t.early_stopping_metric in ("accuracy", "margin"), "accuracy or margin"),

@@ -59,7 +59,7 @@ def pair_features(model: RewardModel, items: list[Item], chunk: int = 64) -> Ten
     out = []
     for i in range(0, len(items), chunk):
         seqs = [s for it in items[i:i + chunk] for s in it.seqs[:2]]
-        out.append(model.features(model.make_batch(seqs)).float().cpu())
+        out.append(model.features(model.make_batch(seqs)).float())  # on the model's device
     feats = torch.cat(out)
     return feats.view(-1, 2, feats.size(-1))
 
@@ -77,7 +77,8 @@ def fit_dp(model: RewardModel, items: list[Item], cfg: RewardConfig,
     for p in model.backbone.parameters():
         p.requires_grad_(False)
     feats = pair_features(model, pairs)
-    groups = torch.tensor([[it.group, it.group] for it in pairs], dtype=torch.long)
+    groups = torch.tensor([[it.group, it.group] for it in pairs], dtype=torch.long,
+                          device=feats.device)
     t = cfg.train
     batch = min(len(pairs), t.batch_size * t.grad_accum)
     torch.manual_seed(t.seed)
