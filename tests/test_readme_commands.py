@@ -149,6 +149,10 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "llama.cpp's server on loopback and runs prefline generate --backend openai: against it",
     ("docs/generation.md", "prefline generate --policy runs/dpo/model --backend vllm"):
         "needs vLLM and a CUDA GPU (not installed in CI); the vllm backend is untested here",
+    ("docs/personalisation.md", "prefline disagree --out runs/disagree --n-prompts 16"):
+        "a measured run with the embedded SmolLM2 (tens of minutes on a busy machine), kept as "
+        "the record of a result; tests/train/test_personal_dpo.py runs disagree, train "
+        "personal-dpo and serving on tiny models",
     ("docs/scale.md", "prefline db upgrade"):
         "needs a PostgreSQL server at the documented URL; the PostgreSQL tests run the "
         "store against one (make test)",
