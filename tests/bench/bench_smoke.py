@@ -18,7 +18,7 @@ def run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:  # ty
 def check_shape(result: dict, sides: list[str], reps: int = 1) -> None:  # type: ignore[type-arg]
     """What every benchmark's JSON holds: config, machine facts, interleaved order, and each
     side's runs summarised as median/min/max."""
-    assert result["reps"] == reps and list(result["sides"]) == sides
+    assert result["reps"] == reps and sorted(result["sides"]) == sorted(sides)  # JSON sorts keys
     assert result["order"] == sides * reps
     m = result["machine"]
     assert m["cores"] >= 1 and m["torch_threads"] >= 1 and m["cpu_model"]

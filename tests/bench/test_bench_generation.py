@@ -1,4 +1,5 @@
-"""``prefline bench generate``: tokens/s per dtype/batch/threads setting on a tiny policy."""
+"""``prefline bench generate``: the optimised decode path against main's original one
+(``--against main``), tokens/s per dtype/batch/threads setting, on a tiny policy."""
 
 from __future__ import annotations
 
@@ -11,14 +12,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_smoke import check_shape, run_json  # noqa: E402
 
 
-def test_bench_generate_reports_each_setting(tiny_causal_dir: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_generate_against_main(tiny_causal_dir: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Both sides run in their own subprocess, interleaved; the prefline side samples with
+    gen_opt fast, the main peer with none; each setting and the headline ratio reported."""
     r = run_json(capsys, ["bench", "generate", "--policy", str(tiny_causal_dir), "--prompts",
                           "2", "--n", "2", "--max-new-tokens", "3", "--settings",
                           "float32:4:1,bfloat16:2:1", "--reps", "1"])
-    check_shape(r, ["prefline"])
-    run = r["sides"]["prefline"]["runs"][0]
-    assert {"float32/b4/t1", "bfloat16/b2/t1"} <= set(run)
-    for name in ("float32/b4/t1", "bfloat16/b2/t1"):
-        assert run[name]["threads"] == 1 and run[name]["new_tokens"] > 0
-        assert run[name]["tokens_per_s"] > 0
+    check_shape(r, ["prefline", "main"])
+    runs = {label: r["sides"][label]["runs"][0] for label in ("prefline", "main")}
+    assert runs["prefline"]["gen_opt"] == "fast" and runs["main"]["gen_opt"] == "none"
+    for run in runs.values():
+        assert {"float32/b4/t1", "bfloat16/b2/t1"} <= set(run)
+        for name in ("float32/b4/t1", "bfloat16/b2/t1"):
+            assert run[name]["threads"] == 1 and run[name]["new_tokens"] > 0
+            assert run[name]["tokens_per_s"] > 0
+        assert run["tokens_per_s"] == run["float32/b4/t1"]["tokens_per_s"]
+    assert r["comparisons"]["main"]["speedup"] > 0

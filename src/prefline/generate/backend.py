@@ -101,6 +101,23 @@ class Backend(Protocol):
         ...
 
 
+class TrainingEngine(Protocol):
+    """What online training samples through (``hf`` in-process on the policy itself, or
+    ``vllm`` given the policy's weights after every update): completions of tokenised
+    prompts, one seed per completion, so a completion depends on its seed alone."""
+
+    def sample_tokens(self, prompts: Sequence[Sequence[int]], sampling: Sampling,
+                      seeds: Sequence[int], stop_ids: Sequence[int]) -> list[list[int]]:
+        """``sampling.n`` completions of each prompt (token ids, chat template applied):
+        ``len(prompts) * n`` rows, prompt-major; row r is seeded with ``seeds[r]`` and ends
+        at its first stop token (kept) or after ``sampling.max_new_tokens`` tokens."""
+        ...
+
+    def sync_weights(self, model: Any) -> None:
+        """Make the engine sample from ``model``'s current weights (after an update)."""
+        ...
+
+
 def parse_backend(spec: str) -> tuple[str, str]:
     """``(kind, argument)`` of a backend spec (``openai:URL[#model]`` -> ``("openai",
     "URL[#model]")``); anything else is a PreflineError naming the ``backend`` field."""

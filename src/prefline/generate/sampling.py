@@ -1,9 +1,11 @@
 """Batched sampling of K responses per prompt from a causal LM (HF ``generate`` + KV cache).
 
 Prompts are rendered with the tokenizer's chat template and left-padded, so each batch is one
-``generate`` call whose KV cache grows from the right. Prompts are sorted by length before
-batching (less padding), and each batch is seeded from ``(seed, batch index)``, so the same
-prompts, seed and batch size always give the same outputs.
+``generate`` call (:func:`prefline.generate.decode.decode`) whose KV cache grows from the
+right. Prompts are sorted by length before batching (less padding), and each completion is
+seeded from ``(seed, prompt index, completion index)`` (``gen_opt="none"``, main's original
+path: each batch from ``(seed, batch index)``), so the same prompts, seed and batch size
+always give the same outputs.
 """
 
 from __future__ import annotations
@@ -106,8 +108,8 @@ def _batches(order: list[int], size: int) -> Iterator[list[int]]:
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: int = 4,
              max_new_tokens: int = 128, temperature: float = 0.8, top_p: float = 0.95,
              seed: int = 0, batch_size: int = 32, precision: str = "fp32",
-             threads: int | None = 0,
-             on_batch: Callable[[int], None] | None = None) -> list[list[str]]:
+             threads: int | None = 0, on_batch: Callable[[int], None] | None = None,
+             gen_opt: str = "fast") -> list[list[str]]:
     """``n`` sampled responses per prompt: a list (one per prompt, input order) of ``n`` strings.
 
     ``batch_size`` counts sequences per ``generate`` call (prompts per call = batch_size // n,
@@ -115,11 +117,13 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: i
     ``precision`` bf16|auto autocasts an fp32 model (prefer loading bf16 weights instead).
     ``threads``: torch threads while generating (0 = ``auto_threads()``, None = leave as set).
     ``on_batch(k)`` is called after each batch with the number of prompts finished.
+    ``gen_opt``: fast | none (see :mod:`prefline.generate.decode`).
     """
     results: list[list[str]] = [[] for _ in prompts]
     with cpu_threads(threads):
         for idx, texts in sample_batches(model, tokenizer, prompts, n, max_new_tokens,
-                                         temperature, top_p, seed, batch_size, precision):
+                                         temperature, top_p, seed, batch_size, precision,
+                                         gen_opt):
             for i, t in zip(idx, texts, strict=True):
                 results[i] = t
             if on_batch is not None:
@@ -130,27 +134,34 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: i
 def sample_batches(model: Any, tokenizer: Any, prompts: Sequence[str | Messages], n: int = 4,
                    max_new_tokens: int = 128, temperature: float = 0.8, top_p: float = 0.95,
                    seed: int = 0, batch_size: int = 32, precision: str = "fp32",
-                   ) -> Iterator[tuple[list[int], list[list[str]]]]:
+                   gen_opt: str = "fast") -> Iterator[tuple[list[int], list[list[str]]]]:
     """What :func:`generate` samples, one batch at a time: ``(prompt indices, their n
     responses each)``, so a caller keeps every finished prompt when it is interrupted.
     Threads are left as set (wrap it in :func:`cpu_threads`)."""
     sampling = Sampling(n=n, max_new_tokens=max_new_tokens, temperature=temperature,
                         top_p=top_p, seed=seed)
     for idx, rows in sample_completions(model, tokenizer, prompts, sampling, batch_size,
-                                        precision):
+                                        precision, gen_opt):
         yield idx, [[c.text for c in cs] for cs in rows]
 
 
 def sample_completions(model: Any, tokenizer: Any, prompts: Sequence[str | Messages],
                        sampling: Sampling, batch_size: int = 32, precision: str = "fp32",
+                       gen_opt: str = "fast",
                        ) -> Iterator[tuple[list[int], list[list[Completion]]]]:
     """:func:`sample_batches` with token ids (and log-probs when ``sampling.logprobs``):
-    ``(prompt indices, their n Completions each)`` per batch.
+    ``(prompt indices, their n Completions each)`` per batch, through
+    :func:`prefline.generate.decode.decode` (``gen_opt`` fast | none).
 
-    Prompts are sorted by length (less padding); batch b is seeded with ``seed * 1_000_003 +
-    b``, so the same prompts, seed and batch size always give the same outputs."""
+    Prompts are sorted by length (less padding). ``fast`` seeds completion j of prompt i
+    with ``row_seed(seed, 0, i, j)`` (i its index in ``prompts``), so a completion does not
+    depend on the batching; ``none`` seeds batch b with ``seed * 1_000_003 + b``. Either way
+    the same prompts, seed and batch size always give the same outputs."""
     import torch
 
+    from prefline.generate.decode import check_gen_opt, decode, row_seed
+
+    check_gen_opt(gen_opt)
     texts = render_prompts(tokenizer, prompts)
     pad_id = tokenizer.pad_token_id
     if pad_id is None:  # decoder-only tokenizers often lack one; EOS is safe under a mask
@@ -158,29 +169,23 @@ def sample_completions(model: Any, tokenizer: Any, prompts: Sequence[str | Messa
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     n = sampling.n
-    per_call = max(1, batch_size // n)
     stops = stop_token_ids(model, tokenizer)
     device = next(model.parameters()).device
-    sample = sampling.temperature > 0
-    reps = n if sample else 1  # greedy: the n responses are one response, decoded once
+    reps = n if sampling.temperature > 0 else 1  # greedy: one response, decoded once
     scores = sampling.logprobs or sampling.top_logprobs > 0
-    for b, idx in enumerate(_batches(order, per_call)):
+    for b, idx in enumerate(_batches(order, max(1, batch_size // n))):
         enc = encode_left(tokenizer, [texts[i] for i in idx], pad_id)
         torch.manual_seed(sampling.seed * 1_000_003 + b)
         with torch.inference_mode(), _autocast(model, precision):
-            out = model.generate(
-                input_ids=enc["input_ids"].to(device),
-                attention_mask=enc["attention_mask"].to(device),
-                max_new_tokens=sampling.max_new_tokens, do_sample=sample,
-                num_return_sequences=reps,
-                temperature=sampling.temperature if sample else None,
-                top_p=sampling.top_p if sample else None, top_k=0 if sample else None,
-                eos_token_id=stops, pad_token_id=pad_id, use_cache=True,
-                return_dict_in_generate=True, output_logits=scores,
-            )
-        new = out.sequences[:, enc["input_ids"].shape[1]:].cpu()
+            new, logits = decode(
+                model, enc["input_ids"].to(device), enc["attention_mask"].to(device), k=reps,
+                max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                top_p=sampling.top_p, stop_ids=stops, pad_id=pad_id, gen_opt=gen_opt,
+                seeds=[row_seed(sampling.seed, 0, i, j) for i in idx for j in range(reps)],
+                output_logits=scores)
+        new = new.cpu()
         # raw logits (not the temperature/top-p processed scores): log-probs under the model
-        logp = torch.log_softmax(torch.stack(out.logits, 1).float(), -1).cpu() if scores else None
+        logp = torch.log_softmax(torch.stack(logits, 1).float(), -1).cpu() if logits else None
         done = [_completion(tokenizer, new[k], stops, sampling,
                             None if logp is None else logp[k]) for k in range(new.shape[0])]
         yield idx, [done[j * reps:(j + 1) * reps] * (n // reps) for j in range(len(idx))]
@@ -208,16 +213,23 @@ def _completion(tokenizer: Any, row: Any, stops: list[int], sampling: Sampling,
 
 def encode_left(tokenizer: Any, texts: list[str], pad_id: int) -> dict[str, Any]:
     """Tokenise with left padding (the chat template already added any special tokens)."""
+    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    ids, mask = encode_ids_left(rows, pad_id)
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def encode_ids_left(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
+    """``(ids, mask)`` of token rows, left-padded to the longest (long tensors)."""
     import torch
 
-    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for k, r in enumerate(rows):
-        ids[k, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[k, width - len(r):] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+        if r:
+            ids[k, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
+            mask[k, width - len(r):] = 1
+    return ids, mask
 
 
 def _autocast(model: Any, precision: str) -> Any:

@@ -7,8 +7,21 @@ request carries a ``LoRARequest`` for the adapter, so the weights are never merg
 adapters of one base can share an engine. Any other folder, ``.gguf`` file or Hub id loads as
 a plain model (a ``.gguf`` file through its converted transformers folder).
 
+As the engine of online training (:class:`prefline.generate.backend.TrainingEngine`) it
+samples tokenised prompts (``TokensPrompt``), one request per completion seeded with that
+completion's seed, and :meth:`VLLMBackend.sync_weights` loads the policy's state dict into
+the engine's model after every update (``LLM.apply_model`` → the model's ``load_weights``,
+which takes Hugging Face parameter names, then ``reset_prefix_cache``: cached KV blocks were
+computed with the old weights). A LoRA policy is refused there (vLLM would need the merged
+weights or an adapter per update); full fine-tuning only.
+
 Not exercised by the test suite: vLLM needs a GPU and is not installed in CI. The code follows
-vLLM's documented offline API (``LLM.chat``, ``SamplingParams``, ``LoRARequest``).
+vLLM's documented offline API (``LLM.chat``, ``LLM.generate`` with ``TokensPrompt``,
+``SamplingParams``, ``LoRARequest``, ``LLM.apply_model``, ``LLM.reset_prefix_cache``). With
+vLLM's V1 engine in a separate process (its default), ``apply_model`` pickles the function
+and the weights it closes over: set ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` to keep the engine
+in-process (no copy through pickling), or ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` to allow
+the pickled function.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from typing import Any
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import as_messages
 from prefline.generate.backend import Completion, PromptLike, Sampling
+from prefline.generate.decode import cut_at_stop
 from prefline.models.embedded import DEFAULT_POLICY
 from prefline.models.hub import CARD, resolve_adapter_base, resolve_model_path
 
@@ -78,6 +92,32 @@ class VLLMBackend:
         if on_done is not None:
             on_done(len(done))
         return done
+
+
+    def sample_tokens(self, prompts: Sequence[Sequence[int]], sampling: Sampling,
+                      seeds: Sequence[int], stop_ids: Sequence[int]) -> list[list[int]]:
+        """See :class:`prefline.generate.backend.TrainingEngine`: one request per completion
+        (``n=1``, seeded with its own seed, so it does not depend on its neighbours)."""
+        from vllm.inputs import TokensPrompt
+
+        params = [self._vllm.SamplingParams(
+            n=1, max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+            top_p=sampling.top_p, seed=int(s), stop_token_ids=list(stop_ids)) for s in seeds]
+        requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts
+                    for _ in range(sampling.n)]
+        outs = self.engine.generate(requests, params, lora_request=self.lora, use_tqdm=False)
+        # vLLM keeps the stop token in token_ids; cut_at_stop also drops anything after it
+        return [cut_at_stop(list(o.outputs[0].token_ids), stop_ids) for o in outs]
+
+    def sync_weights(self, model: Any) -> None:
+        """Load ``model``'s current weights (a full ``transformers`` causal LM, Hugging Face
+        parameter names) into the engine's model, then drop the prefix cache."""
+        if self.lora is not None or hasattr(model, "peft_config"):
+            raise PreflineError("vLLM weight sync takes a fully fine-tuned policy; a LoRA "
+                                "policy samples with backend hf", field="backend")
+        weights = [(name, t.detach()) for name, t in model.state_dict().items()]
+        self.engine.apply_model(lambda m: m.load_weights(weights))
+        self.engine.reset_prefix_cache()
 
 
 def _card(folder: Path) -> dict[str, Any] | None:

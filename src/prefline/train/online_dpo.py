@@ -36,8 +36,8 @@ from prefline.formats.examples import PreferencePair, as_messages
 from prefline.formats.load import load_pairs
 from prefline.generate.backend import Sampling
 from prefline.generate.best_of_n import CandidateScorer, Picked, make_scorer, pick
+from prefline.generate.hf_backend import HFBackend
 from prefline.generate.io import read_prompt_rows, write_jsonl
-from prefline.generate.sampling import generate
 from prefline.models.embedded import DEFAULT_POLICY
 from prefline.models.hub import load_causal_lm
 from prefline.store.context import Context
@@ -142,9 +142,14 @@ def _one_round(r: _Run, n: int, lm: Any, previous: Ref, resume: bool) -> tuple[R
     """Sample, label, pair, train one DPO stage; returns the round and the trained model."""
     cfg = r.cfg
     prompts = _round_prompts(r, n)
-    cands = generate(lm, r.tokenizer, prompts, n=cfg.k, max_new_tokens=cfg.max_new_tokens,
-                     temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed * 1000 + n,
-                     threads=None)
+    # the current policy through the hf backend (in-process, on the module itself)
+    # gen_opt none (main's stream): the toy test's trajectory (lr 1e-2) was tuned on it; the
+    # fast sampler's stream collapsed in round 6 for seed 0 (same reward distribution, checked)
+    engine = HFBackend(loaded=(lm, r.tokenizer), device=str(next(lm.parameters()).device),
+                       threads=None, gen_opt="none")
+    cands = [[c.text for c in cs] for cs in engine.generate(prompts, Sampling(
+        n=cfg.k, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+        top_p=cfg.top_p, seed=cfg.seed * 1000 + n))]
     picks = pick(r.scorer, prompts, cands)
     folder = r.out / f"round-{n:03d}"
     folder.mkdir(parents=True, exist_ok=True)

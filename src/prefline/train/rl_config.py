@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prefline.base.errors import PreflineError
+from prefline.generate.backend import parse_backend
 from prefline.generate.best_of_n import check_scorer_spec
 from prefline.train.train_config import TrainConfig
 
@@ -39,8 +40,14 @@ class RolloutConfig:
     iterations: int = 1
     """Optimizer steps per generation (μ): >1 reuses a rollout for several clipped
     updates."""
+    backend: str = "hf"
+    """Generation engine: hf (in-process, on the policy itself) or vllm (a vLLM engine
+    given the policy's weights after every update; needs vLLM and a GPU)."""
 
     def __post_init__(self) -> None:
+        if parse_backend(self.backend)[0] == "openai":
+            raise PreflineError("rollouts sample with hf or vllm: a server cannot take the "
+                                "policy's new weights", field="backend")
         for name in ("k", "max_new_tokens", "iterations", "max_prompt_tokens"):
             if getattr(self, name) < 1:
                 raise PreflineError(f"{name} must be at least 1", field=name)

@@ -36,6 +36,7 @@ from prefline.base.errors import PreflineError
 from prefline.base.stage import Ref, StageResult
 from prefline.data import load_prompts
 from prefline.formats.jsonl import read_jsonl
+from prefline.generate.backend import TrainingEngine
 from prefline.generate.sampling import render_prompts, stop_token_ids
 from prefline.losses.online import kl_per_token
 from prefline.models.embedded import DEFAULT_POLICY
@@ -47,7 +48,7 @@ from prefline.train.engine import Trainer
 from prefline.train.rl_config import PPOConfig, RewardSource, RLConfig, RolloutConfig
 from prefline.train.rl_monitor import RLMonitor, make_monitor
 from prefline.train.rl_rewards import Score
-from prefline.train.rollout import Rollout, row_seed, sample_rollout, token_logps
+from prefline.train.rollout import Rollout, rollout_engine, row_seed, sample_rollout, token_logps
 
 Reduce = Callable[[list[float]], list[float]]
 
@@ -152,6 +153,8 @@ class OnlineTask:
         self.device = device if device is not None else torch.device("cpu")
         self.stats: dict[str, float] = {}
         self._cache: tuple[int, list[dict[str, Any]]] | None = None
+        self.base_model: str | None = None  # what a vllm engine loads (fit_online sets it)
+        self.engine: TrainingEngine | None = None
 
     def bind(self, trainer: Any) -> None:
         """Read the step being taken from the trainer (it is restored on resume)."""
@@ -180,11 +183,14 @@ class OnlineTask:
     def _sample(self, model: nn.Module, batch: dict[str, Any], gen: int) -> None:
         k, prompts = self.cfg.k, batch["prompts"]
         lm: Any = model.lm  # type: ignore[union-attr]
+        if self.engine is None:
+            self.engine = rollout_engine(self.cfg.backend, lm, self.tok, self.base_model)
+        self.engine.sync_weights(lm)  # vllm: the weights of the last update; hf: nothing
         seeds = [row_seed(self.seed, gen, p.index, j) for p in prompts for j in range(k)]
-        r = sample_rollout(lm, [p.ids for p in prompts], k=k,
+        r = sample_rollout(self.engine, [p.ids for p in prompts], k=k,
                            max_new_tokens=self.cfg.max_new_tokens,
                            temperature=self.cfg.temperature, stop_ids=self.stops,
-                           pad_id=self.pad_id, seeds=seeds)
+                           pad_id=self.pad_id, seeds=seeds, device=next(lm.parameters()).device)
         texts = [self.tok.decode(row[: int(m.sum())].tolist(), skip_special_tokens=True).strip()
                  for row, m in zip(r.completion_ids, r.completion_mask, strict=True)]
         cols: dict[str, list[Any]] = {"completion_ids": [
@@ -341,6 +347,7 @@ def fit_online(cfg: RLConfig | PPOConfig, ctx: Context, lm: Any, tokenizer: Any,
     module = PolicyModule(lm, cfg.rollout.temperature,
                           cfg.value_model if isinstance(cfg, PPOConfig) else None)
     task = make_task(ref if cfg.beta > 0 else None, out)
+    task.base_model = base_model
     monitor = _monitor(cfg, rows, task, tokenizer, ref, out)
     # The prompts' location may change on resume (their hash decides), nothing else.
     settings = config.to_dict(cfg)

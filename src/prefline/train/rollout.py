@@ -1,16 +1,18 @@
-"""Sampling inside online training: k completions per prompt, batched and KV-cached.
+"""Sampling inside online training: k completions per prompt, through a generation engine.
 
-:func:`generate_tokens` is the one call into a generation engine (today in-process Hugging
-Face ``generate``; a vLLM backend with weight sync slots in there). Everything else here is
-engine-free: :func:`sample_rollout` lays prompts and completions out as tensors,
-:func:`token_logps` scores them under any model.
+The one way to sample is :meth:`prefline.generate.backend.TrainingEngine.sample_tokens`:
+``hf`` (in-process, on the policy module itself, the batched KV-cached
+:func:`prefline.generate.decode.decode` that ``prefline generate`` uses too) or ``vllm``
+(a vLLM engine given the policy's weights after every update; see
+:mod:`prefline.generate.vllm_backend`). :func:`rollout_engine` builds one from
+``rollout.backend``; everything else here is engine-free: :func:`sample_rollout` lays prompts
+and completions out as tensors, :func:`token_logps` scores them under any model.
 
 Why per-row seeds: a completion must not depend on which other prompts share its batch, or
 on which process samples it, so that 2 processes equal 1 and a resumed run equals an
-uninterrupted one. Each completion draws its own Gumbel noise from a generator seeded by
-``(seed, step, prompt index, completion index)``; the argmax of ``logits / T + Gumbel`` is
-an exact sample from ``softmax(logits / T)`` (the Gumbel-max trick), so greedy ``generate``
-with that noise added samples while keeping HF's batching and KV cache.
+uninterrupted one. Each completion is seeded by ``(seed, step, prompt index, completion
+index)`` (:func:`row_seed`); the ``hf`` engine draws its tokens from its own generator
+(:class:`prefline.generate.decode.RowSampler`), vLLM seeds each request.
 """
 
 from __future__ import annotations
@@ -22,45 +24,33 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers import LogitsProcessor, LogitsProcessorList
 
+from prefline.base.errors import PreflineError
+from prefline.generate.backend import Sampling, TrainingEngine, parse_backend
+from prefline.generate.decode import row_seed
+from prefline.generate.hf_backend import HFBackend
+from prefline.generate.sampling import encode_ids_left
 from prefline.train.logprobs import chunked_token_logps
 
-_MIX = 1_000_003
+__all__ = ["Rollout", "row_seed", "rollout_engine", "sample_rollout", "token_logps"]
 
 
-def row_seed(seed: int, step: int, prompt: int, completion: int) -> int:
-    """The seed of one completion (stable across batches, processes and resumes)."""
-    return (((seed * _MIX + step) * _MIX + prompt) * _MIX + completion) % (2**63 - 1)
+def rollout_engine(spec: str, lm: Any, tokenizer: Any, base_model: str | None = None,
+                   **options: Any) -> TrainingEngine:
+    """The engine online training samples through: ``hf`` wraps ``lm`` itself (no copy, no
+    sync); ``vllm`` loads ``base_model`` into a vLLM engine (``options`` go to ``vllm.LLM``)
+    and is given ``lm``'s weights before each generation step. A server (``openai:``) cannot
+    take new weights, so it is refused."""
+    kind, _ = parse_backend(spec)
+    if kind == "hf":
+        device = str(next(lm.parameters()).device)
+        return HFBackend(loaded=(lm, tokenizer), device=device, threads=None)
+    if kind == "vllm":
+        from prefline.generate.vllm_backend import VLLMBackend
 
-
-class _SeededGumbel(LogitsProcessor):  # type: ignore[misc]
-    """Adds each row's own Gumbel noise to ``logits / temperature`` (see module docstring)."""
-
-    def __init__(self, seeds: Sequence[int], temperature: float) -> None:
-        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
-        self.temperature = temperature
-
-    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        vocab = scores.shape[-1]
-        u = torch.stack([torch.rand(vocab, generator=g, dtype=torch.float64) for g in self.gens])
-        gumbel = -torch.log(-torch.log(u.clamp(1e-300, 1 - 1e-16)))
-        return scores.float() / self.temperature + gumbel.to(scores.device, torch.float32)
-
-
-def generate_tokens(model: Any, input_ids: Tensor, attention_mask: Tensor, *,
-                    max_new_tokens: int, temperature: float, stop_ids: Sequence[int],
-                    pad_id: int, seeds: Sequence[int]) -> Tensor:
-    """New token ids ``(B, ≤ max_new_tokens)`` for left-padded prompts ``(B, L)``, one seed per
-    row; after a stop token a row holds ``pad_id``. Temperature 0 is greedy."""
-    noise = [] if temperature == 0 else [_SeededGumbel(seeds, temperature)]
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
-            max_new_tokens=max_new_tokens, logits_processor=LogitsProcessorList(noise),
-            eos_token_id=list(stop_ids), pad_token_id=pad_id, use_cache=True,
-            temperature=None, top_p=None, top_k=None)
-    return out[:, input_ids.shape[1]:].clone()
+        return VLLMBackend(base_model, **options)
+    raise PreflineError(f"online training samples with hf or vllm (an engine that takes the "
+                        f"policy's new weights), not {spec!r}", field="backend")
 
 
 @dataclass
@@ -78,41 +68,23 @@ class Rollout:
         return int(self.completion_ids.shape[0])
 
 
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    """``(ids, mask)`` of token rows, left-padded to the longest."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
-            mask[i, width - len(r):] = 1
-    return ids, mask
-
-
-def completion_mask(ids: Tensor, stop_ids: Sequence[int]) -> Tensor:
-    """1.0 up to and including each row's first stop token (every token when none)."""
-    is_stop = torch.isin(ids, torch.tensor(list(stop_ids), dtype=ids.dtype, device=ids.device))
-    after = (is_stop.cumsum(-1) - is_stop.long()) > 0  # strictly after the first stop
-    return (~after).float()
-
-
-def sample_rollout(model: Any, prompts: Sequence[Sequence[int]], *, k: int,
+def sample_rollout(engine: TrainingEngine, prompts: Sequence[Sequence[int]], *, k: int,
                    max_new_tokens: int, temperature: float, stop_ids: Sequence[int],
-                   pad_id: int, seeds: Sequence[int]) -> Rollout:
-    """``k`` completions of each tokenised prompt; ``seeds`` has one entry per completion
-    (``len(prompts) * k``, prompt-major). The model is put in eval mode and left so. The
-    rollout's tensors are on the model's device."""
+                   pad_id: int, seeds: Sequence[int], device: torch.device) -> Rollout:
+    """``k`` completions of each tokenised prompt through ``engine``; ``seeds`` has one entry
+    per completion (``len(prompts) * k``, prompt-major). The rollout's tensors are on
+    ``device`` (the policy's)."""
     rows = [p for p in prompts for _ in range(k)]
-    device = next(model.parameters()).device
-    ids, mask = (t.to(device) for t in left_pad(rows, pad_id))
-    model.eval()
-    new = generate_tokens(model, ids, mask, max_new_tokens=max_new_tokens,
-                          temperature=temperature, stop_ids=stop_ids, pad_id=pad_id,
-                          seeds=seeds)
-    if new.shape[1] == 0:  # every row stopped at once is impossible; guard the shapes anyway
-        new = torch.full((len(rows), 1), pad_id, dtype=torch.long, device=device)
-    return Rollout(ids, mask, new, completion_mask(new, stop_ids))
+    ids, mask = (t.to(device) for t in encode_ids_left(rows, pad_id))
+    sampling = Sampling(n=k, max_new_tokens=max_new_tokens, temperature=temperature)
+    done = engine.sample_tokens(prompts, sampling, seeds, stop_ids)
+    width = max(1, max(len(c) for c in done))  # >= 1 column keeps the shapes valid
+    new = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    real = torch.zeros((len(rows), width))
+    for i, c in enumerate(done):
+        new[i, :len(c)] = torch.tensor(c, dtype=torch.long)
+        real[i, :len(c)] = 1.0
+    return Rollout(ids, mask, new.to(device), real.to(device))
 
 
 def token_logps(model: nn.Module, rollout: Rollout, temperature: float = 1.0,
