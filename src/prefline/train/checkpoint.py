@@ -12,8 +12,11 @@ weights and optimizer are a ``sharded/`` folder of ``torch.distributed.checkpoin
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +26,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from prefline.base.distributed import barrier
+from prefline.base.errors import PreflineError
 from prefline.train import fsdp
+from prefline.train.train_config import TrainConfig
 
 RESUME_FREE = frozenset({"resume", "save_every", "save_every_minutes", "keep_last",
                          "max_steps", "epochs", "report_to"})
 """Settings (by leaf name) that may differ on resume: they say where to stop and how often
 to save, not what a step computes. The run's length is checked separately, through the
-learning rate of the steps already taken (the engine's ``_check_length``)."""
+learning rate of the steps already taken (:func:`check_length`)."""
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -224,3 +229,52 @@ def truncate_log(path: Path, step: int) -> None:
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(kept), encoding="utf-8")
     tmp.replace(path)
+
+
+def verify_resume(out: Path, fingerprint: dict[str, Any], rank: int, cfg: TrainConfig,
+                  total: int, schedule_steps: int,
+                  lr_lambda: Callable[[TrainConfig, int], Callable[[int], float]],
+                  ) -> tuple[Path, dict[str, Any]] | None:
+    """The latest checkpoint under ``out`` after checking that the run with ``fingerprint``
+    is the one that wrote it (and :func:`check_length`); None when there is none yet."""
+    found = latest(out)
+    if found is None:
+        if (out / "train_log.jsonl").exists():
+            raise PreflineError(
+                f"cannot resume: {out} has a train_log.jsonl but no checkpoint (the "
+                "run stopped before it saved one); start afresh without --resume",
+                path=str(out))
+        if rank == 0:
+            print(f"note: resume: no checkpoint in {out}; training from step 0",
+                  file=sys.stderr)
+        return None
+    folder, state = found
+    if "fingerprint" not in state:
+        raise PreflineError(f"cannot resume from {folder}: the checkpoint predates "
+                            "resume checks (no fingerprint); start afresh without --resume")
+    diffs = differences(state["fingerprint"], fingerprint)
+    if diffs:
+        raise PreflineError(mismatch_message(folder, diffs),
+                            field=diffs[0][0] if len(diffs) == 1 else None)
+    check_length(folder, state, cfg, total, schedule_steps, lr_lambda)
+    return folder, state
+
+
+def check_length(folder: Path, state: dict[str, Any], cfg: TrainConfig, total: int,
+                 schedule_steps: int,
+                 lr_lambda: Callable[[TrainConfig, int], Callable[[int], float]]) -> None:
+    """max_steps/epochs may change on resume only where the steps already taken would
+    have had the same learning rate (``lr_lambda(cfg, length)``) in a run of the new length."""
+    done, before = int(state["step"]), int(state.get("schedule_steps", total))
+    length = "epochs" if cfg.max_steps is None else "max_steps"
+    if done > total:
+        raise PreflineError(f"cannot resume from {folder}: the checkpoint is at step {done}, "
+                            f"past this run's {total} steps", field=length)
+    old, new = lr_lambda(cfg, before), lr_lambda(cfg, schedule_steps)
+    if any(not math.isclose(old(s), new(s), rel_tol=1e-12) for s in range(done)):
+        raise PreflineError(
+            f"cannot resume from {folder}: the checkpoint's run was {before} steps long and "
+            f"this one is {total}; with schedule={cfg.schedule} and warmup_ratio="
+            f"{cfg.warmup_ratio} the learning rate of the {done} steps already taken "
+            "depends on the length (keep max_steps and epochs, or use schedule=constant "
+            "and warmup_ratio=0 to extend a run)", field=length)

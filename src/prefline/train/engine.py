@@ -24,7 +24,6 @@ import json
 import math
 import random
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
@@ -459,46 +458,10 @@ class Trainer:
         interrupts.keep(interrupts.Kept(what, run_folder=self.run_folder))
 
     def _verify_resume(self) -> tuple[Path, dict[str, Any]] | None:
-        """The latest checkpoint, after checking that this run is the one that wrote it."""
-        found = ckpt.latest(self.out)
-        if found is None:
-            if (self.out / "train_log.jsonl").exists():
-                raise PreflineError(
-                    f"cannot resume: {self.out} has a train_log.jsonl but no checkpoint (the "
-                    "run stopped before it saved one); start afresh without --resume",
-                    path=str(self.out))
-            if self.rank == 0:
-                print(f"note: resume: no checkpoint in {self.out}; training from step 0",
-                      file=sys.stderr)
-            return None
-        folder, state = found
-        if "fingerprint" not in state:
-            raise PreflineError(f"cannot resume from {folder}: the checkpoint predates "
-                                "resume checks (no fingerprint); start afresh without --resume")
-        diffs = ckpt.differences(state["fingerprint"], self.fingerprint)
-        if diffs:
-            raise PreflineError(ckpt.mismatch_message(folder, diffs),
-                                field=diffs[0][0] if len(diffs) == 1 else None)
-        self._check_length(folder, state)
-        return folder, state
-
-    def _check_length(self, folder: Path, state: dict[str, Any]) -> None:
-        """max_steps/epochs may change on resume only where the steps already taken would
-        have had the same learning rate in a run of the new length."""
-        done, before = int(state["step"]), int(state.get("schedule_steps", self.total))
-        if done > self.total:
-            raise PreflineError(f"cannot resume from {folder}: the checkpoint is at step {done}, "
-                                f"past this run's {self.total} steps",
-                                field="epochs" if self.cfg.max_steps is None else "max_steps")
-        length = "epochs" if self.cfg.max_steps is None else "max_steps"
-        old, new = _lr_lambda(self.cfg, before), _lr_lambda(self.cfg, self.schedule_steps)
-        if any(not math.isclose(old(s), new(s), rel_tol=1e-12) for s in range(done)):
-            raise PreflineError(
-                f"cannot resume from {folder}: the checkpoint's run was {before} steps long and "
-                f"this one is {self.total}; with schedule={self.cfg.schedule} and warmup_ratio="
-                f"{self.cfg.warmup_ratio} the learning rate of the {done} steps already taken "
-                "depends on the length (keep max_steps and epochs, or use schedule=constant "
-                "and warmup_ratio=0 to extend a run)", field=length)
+        """The latest checkpoint, after checking that this run is the one that wrote it and
+        that its length allows resuming (:func:`prefline.train.checkpoint.verify_resume`)."""
+        return ckpt.verify_resume(self.out, self.fingerprint, self.rank, self.cfg, self.total,
+                                  self.schedule_steps, _lr_lambda)
 
     def _restore_best(self) -> None:
         best_dir = self.out / "checkpoints" / "best"
