@@ -14,10 +14,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_rl import context, toy_prompts, toy_reward, toy_train  # noqa: E402
 
 from prefline.base.errors import PreflineError
+from prefline.data import load_prompts
 from prefline.models.tiny import tiny_causal_lm
 from prefline.train.ppo import fit_ppo
 from prefline.train.rl import fit_rl
 from prefline.train.rl_config import GRPOConfig, MonitorConfig, PPOConfig, RolloutConfig
+from prefline.train.rl_task import monitor_rows
 
 GOLD_FN = """
 def gold(prompt, response):
@@ -102,3 +104,16 @@ def test_resumed_monitor_equals_uninterrupted(tmp_path: Path) -> None:
     keys = ("step", "proxy", "kl", "length", "distinct_1", "distinct_2", "samples")
     for a, b in zip(resumed, full, strict=True):
         assert [a[k] for k in keys] == pytest.approx([b[k] for k in keys], rel=1e-5, abs=1e-6)
+
+
+def test_monitor_on_the_bundled_prompts_watches_dev_never_eval(tmp_path: Path) -> None:
+    """Training on the bundled prompts, the monitor's default set is the dev split: the eval
+    split is scored once per released configuration, so no run may watch (or stop on) it."""
+    cfg = GRPOConfig(reward=toy_reward(), train=toy_train(1))
+    texts = [r["prompt"] for r in monitor_rows(cfg, [])]
+    assert texts == [r["prompt"] for r in load_prompts("dev")]
+    assert not set(texts) & {r["prompt"] for r in load_prompts("eval")}
+    # own prompts: the training prompts, unless monitor_prompts names a set
+    own = GRPOConfig(reward=toy_reward(), train=toy_train(1),
+                     rollout=RolloutConfig(prompts=str(toy_prompts(tmp_path / "p.jsonl"))))
+    assert monitor_rows(own, [{"prompt": "x"}]) == [{"prompt": "x"}]

@@ -113,7 +113,7 @@ class MonitorConfig:
     the end of each pass over the prompts and before the first step (0 = off)."""
     monitor_prompts: str | None = None
     """Fixed prompts of the monitor (JSONL like prompts; their other fields go to a reward
-    function); none = the bundled eval split when training on the bundled prompts, else the
+    function); none = the bundled dev split when training on the bundled prompts, else the
     training prompts."""
     monitor_limit: int = 16
     """Monitor prompts used (the first N)."""

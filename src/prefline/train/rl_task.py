@@ -387,12 +387,19 @@ def _monitor(cfg: RLConfig | PPOConfig, train_rows: list[dict[str, Any]], task: 
     m = cfg.monitor
     if not m.monitor_every or ref is None:
         return None
-    if m.monitor_prompts is not None:
-        rows = read_prompt_file(m.monitor_prompts)[0]
-    else:
-        rows = read_prompt_file(None, "eval")[0] if cfg.rollout.prompts is None else train_rows
-    return make_monitor(m, cfg.rollout, rows, task.score, cfg.reward.spec(), tokenizer, ref,
-                        seed=cfg.train.seed, out=out, resume=cfg.train.resume)
+    return make_monitor(m, cfg.rollout, monitor_rows(cfg, train_rows), task.score,
+                        cfg.reward.spec(), tokenizer, ref, seed=cfg.train.seed, out=out,
+                        resume=cfg.train.resume)
+
+
+def monitor_rows(cfg: RLConfig | PPOConfig, train_rows: list[dict[str, Any]],
+                 ) -> list[dict[str, Any]]:
+    """The monitor's fixed prompts: ``monitor_prompts``; else, training on the bundled
+    prompts, the bundled **dev** split (the eval split is scored once per released
+    configuration, so a run must not watch it); else the training prompts."""
+    if cfg.monitor.monitor_prompts is not None:
+        return read_prompt_file(cfg.monitor.monitor_prompts)[0]
+    return read_prompt_file(None, "dev")[0] if cfg.rollout.prompts is None else train_rows
 
 
 def load_and_fit(cfg: RLConfig | PPOConfig, ctx: Context,
