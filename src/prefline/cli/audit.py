@@ -12,8 +12,7 @@ import typer
 
 from prefline.audit.run import AuditConfig, AuditResult, run
 from prefline.base.errors import PreflineError
-from prefline.cli.common import print_json
-from prefline.cli.options import stage_command
+from prefline.cli.options import run_stage, stage_command, unrecorded
 from prefline.store.context import Context
 
 SUMMARY_KEYS = ("alpha", "raw_agreement", "kappa", "position_bias", "length_bias",
@@ -22,13 +21,15 @@ SUMMARY_KEYS = ("alpha", "raw_agreement", "kappa", "position_bias", "length_bias
                 "outliers", "judge_agreement")
 
 
-def _summary(result: AuditResult) -> str:
+def _summary(result: AuditResult, _: None) -> list[str]:
     m, s = result.metrics, result.scope
     lines = [f"audited {s.feedback} feedback events on {s.prompts} prompts "
              f"from {s.annotators} annotators"]
     width = max(map(len, SUMMARY_KEYS))
     lines += [f"  {key:<{width}}  {_value(m[key])}" for key in SUMMARY_KEYS]
-    return "\n".join(lines)
+    if result.report is not None:
+        lines.append(f"report written to {result.report}")
+    return lines
 
 
 def _value(value: Any) -> str:
@@ -53,14 +54,9 @@ def _with_legacy_out(cfg: AuditConfig, legacy_out: str | None) -> AuditConfig:
 
 
 def _body(cfg: AuditConfig, ctx: Context, *, as_json: bool, legacy_out: str | None) -> None:
-    result = run(_with_legacy_out(cfg, legacy_out), ctx)
-    if as_json:
-        print_json(result.to_json())
-    else:
-        typer.echo(_summary(result))
-        if result.report is not None:
-            typer.echo(f"report written to {result.report}")
-    if result.checks is not None:
+    result = run_stage(run, _with_legacy_out(cfg, legacy_out), ctx, as_json=as_json,
+                       record=unrecorded, summary=_summary)
+    if result is not None and result.checks is not None:
         for item in result.checks.not_evaluated:
             print(f"not evaluated: {item['rule']} ({item['reason']})", file=sys.stderr)
         if result.failed:

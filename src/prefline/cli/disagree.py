@@ -3,12 +3,13 @@ derived from :class:`prefline.personal.disagree.DisagreeConfig`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import typer
 
 from prefline.base.errors import PreflineError
-from prefline.cli.common import print_json
-from prefline.cli.options import stage_command
-from prefline.personal.disagree import DisagreeConfig, run
+from prefline.cli.options import run_stage, stage_command, unrecorded
+from prefline.personal.disagree import DisagreeConfig, DisagreeResult, run
 from prefline.store.context import Context
 
 
@@ -16,14 +17,14 @@ def _body(cfg: DisagreeConfig, ctx: Context, *, as_json: bool) -> None:
     if cfg.out is None:
         raise PreflineError("give --out DIR (where train.jsonl and heldout.jsonl go)",
                             field="out")
-    result = run(cfg, ctx)
-    if as_json:
-        print_json(result.to_json())
-        return
-    for split, counts in result.counts.items():
-        typer.echo(f"{split}: " + ", ".join(f"style={k}: {v} pairs" for k, v in counts.items()))
-    typer.echo(f"candidate pairs dropped as ties: {result.dropped_ties}")
-    typer.echo(f"written: {cfg.out}/train.jsonl, heldout.jsonl, manifest.json")
+
+    def summary(result: DisagreeResult, _: None) -> Iterator[str]:
+        for split, counts in result.counts.items():
+            yield f"{split}: " + ", ".join(f"style={k}: {v} pairs" for k, v in counts.items())
+        yield f"candidate pairs dropped as ties: {result.dropped_ties}"
+        yield f"written: {cfg.out}/train.jsonl, heldout.jsonl, manifest.json"
+
+    run_stage(run, cfg, ctx, as_json=as_json, record=unrecorded, summary=summary)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from prefline.base.distributed import rank
-from prefline.cli.common import default_run_dir, print_json, train_app
-from prefline.cli.options import stage_command
+from prefline.cli.common import train_app
+from prefline.cli.options import artifact, run_stage, stage_command
 from prefline.store.context import Context
 from prefline.train.policy_config import DPOConfig
 from prefline.train.policy_data import FeedbackUse
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
     from prefline.train.dpo import DPOResult
 
 
-def _summary(result: DPOResult) -> list[str]:
+def _summary(result: DPOResult, art_id: int) -> list[str]:
     ex, m = result.counts["examples"], result.metrics
     unit = "examples" if result.loss == "kto" else "pairs"
     lines = [f"trained {result.loss} for {result.steps} steps on {ex['train']} {unit} "
@@ -36,25 +35,14 @@ def _summary(result: DPOResult) -> list[str]:
             lines.append(f"{name} implicit-reward accuracy {m[name]['accuracy']:.3f}, "
                          f"margin {m[name]['margin']:.3f}")
     lines += [f"note: {note}" for note in result.notes]
-    return lines
+    return lines + [f"policy: {Path(result.path)}  (artifact {art_id})"]
 
 
 def _body(cfg: DPOConfig, ctx: Context, *, as_json: bool) -> None:
-    from prefline.registry import record_result
     from prefline.train.dpo import run
 
-    if ctx.run_dir is None:
-        ctx = ctx.with_run_dir(default_run_dir("dpo"))
-    result = run(cfg, ctx)
-    if rank() != 0:
-        return
-    art_id = record_result(ctx.store, result, cfg, name=f"dpo-{cfg.loss}")
-    if as_json:
-        print_json({**result.to_json(), "artifact_id": art_id})
-        return
-    for line in _summary(result):
-        typer.echo(line)
-    typer.echo(f"policy: {Path(result.path)}  (artifact {art_id})")
+    run_stage(run, cfg, ctx, as_json=as_json, record=artifact(f"dpo-{cfg.loss}"),
+              summary=_summary, run_dir="dpo")
 
 
 stage_command(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import typer
 
 from prefline.base.errors import PreflineError
 from prefline.cli.common import print_json
-from prefline.cli.options import stage_command
+from prefline.cli.options import run_stage, stage_command, unrecorded
 from prefline.formats.records import BadRecord
 from prefline.store.context import Context
-from prefline.store.export_stage import ExportConfig
+from prefline.store.export_stage import ExportConfig, ExportResult
 from prefline.store.export_stage import run as run_export
 from prefline.store.imports import ImportConfig
 from prefline.store.imports import run as run_import
@@ -49,18 +51,18 @@ def _import_body(cfg: ImportConfig, ctx: Context, *, as_json: bool) -> None:
                    f"scanned; {red['changed']} texts rewritten, {red['rejected']} refused")
 
 
-def _export_body(cfg: ExportConfig, ctx: Context, *, as_json: bool) -> None:
-    result = run_export(cfg, ctx)
-    if as_json:
-        print_json(result.to_json())
-        return
-    typer.echo(f"wrote {result.rows} {result.task} rows ({result.split}) from snapshot "
-               f"{result.snapshot_id} [{result.snapshot_hash[:12]}] to {result.out}")
+def _export_summary(result: ExportResult, _: None) -> Iterator[str]:
+    yield (f"wrote {result.rows} {result.task} rows ({result.split}) from snapshot "
+           f"{result.snapshot_id} [{result.snapshot_hash[:12]}] to {result.out}")
     if result.pairs_from_rankings:
-        typer.echo(f"expanded {result.used_by_kind.get('ranking', 0)} ranking items into "
-                   f"{result.pairs_from_rankings} pairs (best first)")
+        yield (f"expanded {result.used_by_kind.get('ranking', 0)} ranking items into "
+               f"{result.pairs_from_rankings} pairs (best first)")
     for kind, why in result.ignored_by_kind.items():
-        typer.echo(f"left out {kind} items: " + "; ".join(f"{n} {r}" for r, n in why.items()))
+        yield f"left out {kind} items: " + "; ".join(f"{n} {r}" for r, n in why.items())
+
+
+def _export_body(cfg: ExportConfig, ctx: Context, *, as_json: bool) -> None:
+    run_stage(run_export, cfg, ctx, as_json=as_json, record=unrecorded, summary=_export_summary)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from prefline.cli.common import print_json
-from prefline.cli.options import stage_command
-from prefline.judges.run import JudgeConfig, run
+from prefline.cli.options import run_stage, stage_command, unrecorded
+from prefline.judges.run import JudgeConfig, JudgeResult, run
 from prefline.store.context import Context
 
 
-def _body(cfg: JudgeConfig, ctx: Context, *, as_json: bool) -> None:
-    result = run(cfg, ctx)
-    if as_json:
-        print_json(result.to_json())
-        return
+def _summary(result: JudgeResult, _: None) -> list[str]:
     c = result.choices
-    typer.echo(f"{result.pairs_judged} pairs judged by {result.judge} ({c['a']} a, {c['b']} b, "
-               f"{c['tie']} ties, {result.invalid} unusable); {result.rows_written} rows -> "
-               f"{result.out}")
+    return [f"{result.pairs_judged} pairs judged by {result.judge} ({c['a']} a, {c['b']} b, "
+            f"{c['tie']} ties, {result.invalid} unusable); {result.rows_written} rows -> "
+            f"{result.out}"]
+
+
+def _body(cfg: JudgeConfig, ctx: Context, *, as_json: bool) -> None:
+    run_stage(run, cfg, ctx, as_json=as_json, record=unrecorded, summary=_summary)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,13 +9,14 @@ each round's metrics (mean labeller reward, pairs, DPO loss, monitor measurement
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from prefline.base.stage import Ref
-from prefline.cli.common import default_run_dir, print_json, train_app
-from prefline.cli.options import stage_command
+from prefline.cli.common import train_app
+from prefline.cli.options import run_stage, stage_command
 from prefline.store.context import Context, Store
 from prefline.train.online_dpo_config import OnlineDPOConfig
 
@@ -37,29 +38,32 @@ def record_rounds(store: Store, result: OnlineDPOResult, cfg: OnlineDPOConfig) -
     return ids
 
 
-def _body(cfg: OnlineDPOConfig, ctx: Context, *, as_json: bool) -> None:
-    from prefline.train.online_dpo import run
-
-    if ctx.run_dir is None:
-        ctx = ctx.with_run_dir(default_run_dir("online-dpo"))
-    result = run(cfg, ctx)
+def _record(ctx: Context, result: OnlineDPOResult,
+            cfg: OnlineDPOConfig) -> tuple[list[int], dict[str, Any]]:
     ids = record_rounds(ctx.store, result, cfg)
-    if as_json:
-        out: dict[str, Any] = {**result.to_json(), "artifact_ids": ids}
-        print_json(out)
-        return
+    return ids, {"artifact_ids": ids}
+
+
+def _summary(result: OnlineDPOResult, ids: list[int]) -> Iterator[str]:
     for rnd, art in zip(result.rounds, ids, strict=True):
         m = rnd.metrics
         mon = m.get("monitor") or {}
-        typer.echo(f"round {rnd.round}: mean reward {m['reward']:.4f} on its samples, "
-                   f"{m['pairs']} pairs (+{m['offline_pairs']} offline)"
-                   + (f"; after: proxy {mon['proxy']:.4f}, KL {mon['kl']:.3f}" if mon else "")
-                   + f"  (artifact {art})")
+        yield (f"round {rnd.round}: mean reward {m['reward']:.4f} on its samples, "
+               f"{m['pairs']} pairs (+{m['offline_pairs']} offline)"
+               + (f"; after: proxy {mon['proxy']:.4f}, KL {mon['kl']:.3f}" if mon else "")
+               + f"  (artifact {art})")
     if result.stop_reason:
-        typer.echo(f"stopped early: {result.stop_reason}")
+        yield f"stopped early: {result.stop_reason}"
     if result.plot is not None:
-        typer.echo(f"over-optimisation plot: {result.plot}")
-    typer.echo(f"policy: {result.path}")
+        yield f"over-optimisation plot: {result.plot}"
+    yield f"policy: {result.path}"
+
+
+def _body(cfg: OnlineDPOConfig, ctx: Context, *, as_json: bool) -> None:
+    from prefline.train.online_dpo import run
+
+    run_stage(run, cfg, ctx, as_json=as_json, record=_record, summary=_summary,
+              run_dir="online-dpo")
 
 
 stage_command(

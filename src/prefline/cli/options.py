@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from typer.core import TyperArgument, TyperOption
@@ -27,10 +27,15 @@ from prefline.base.cache import FILES_HELP
 from prefline.base.distributed import rank
 from prefline.base.errors import PreflineError
 from prefline.base.progress import Reporter
-from prefline.cli.common import parse_overrides
+from prefline.base.stage import StageResult
+from prefline.cli.common import default_run_dir, parse_overrides, print_json
+from prefline.registry import record_result
 from prefline.store.context import Context, Store
 
 Body = Callable[..., None]
+R = TypeVar("R", bound=StageResult)
+C = TypeVar("C")
+A = TypeVar("A")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,3 +227,48 @@ def effective_config(stage: str, path: str | None, overrides: dict[str, str]) ->
         names = ", ".join(sorted(STAGE_COMMANDS))
         raise PreflineError(f"unknown stage {stage!r}; expected one of {names}", field="stage")
     return config.load(found.config_cls, path, overrides, command=f"config show {stage}")
+
+
+def run_stage(run: Callable[[C, Context], R], cfg: C, ctx: Context, *, as_json: bool,
+              record: Callable[[Context, R, C], tuple[A, dict[str, Any]]],
+              summary: Callable[[R, A], Iterable[str]], run_dir: str | None = None) -> R | None:
+    """What every stage command's body does: ``run(cfg, ctx)``, ``record`` the result, then
+    print it: ``--json`` prints ``result.to_json()`` plus the fields ``record`` returned,
+    otherwise the ``summary(result, recorded)`` lines.
+
+    ``record(ctx, result, cfg)`` returns what it recorded (for the summary: an artifact id,
+    say) and the fields it adds to the JSON; use :func:`artifact` or :func:`unrecorded`.
+    ``run_dir`` names the default run folder (``<data dir>/runs/<run_dir>-<time>``) used
+    when --out is not given. Under torchrun every rank runs the stage and only rank 0
+    records and prints; the other ranks get None, rank 0 the result.
+    """
+    if run_dir is not None and ctx.run_dir is None:
+        ctx = ctx.with_run_dir(default_run_dir(run_dir))
+    result = run(cfg, ctx)
+    if rank() != 0:
+        return None
+    recorded, fields = record(ctx, result, cfg)
+    if as_json:
+        print_json({**result.to_json(), **fields})
+    else:
+        for line in summary(result, recorded):
+            typer.echo(line)
+    return result
+
+
+def artifact(name: str | None = None, actor: str = "prefline"
+             ) -> Callable[[Context, StageResult, Any], tuple[int, dict[str, Any]]]:
+    """The usual ``record`` for :func:`run_stage`: the result becomes one registry artifact
+    (:func:`prefline.registry.record_result`); its id goes to the summary and to the JSON
+    as ``artifact_id``."""
+
+    def record(ctx: Context, result: StageResult, cfg: Any) -> tuple[int, dict[str, Any]]:
+        art_id = record_result(ctx.store, result, cfg, name=name, actor=actor)
+        return art_id, {"artifact_id": art_id}
+
+    return record
+
+
+def unrecorded(ctx: Context, result: StageResult, cfg: Any) -> tuple[None, dict[str, Any]]:
+    """``record`` for :func:`run_stage` when the stage's output is not an artifact."""
+    return None, {}

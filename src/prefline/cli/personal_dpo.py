@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from prefline.base.distributed import rank
-from prefline.cli.common import default_run_dir, print_json, train_app
-from prefline.cli.options import stage_command
+from prefline.cli.common import train_app
+from prefline.cli.options import artifact, run_stage, stage_command
 from prefline.store.context import Context
 from prefline.train.personal_config import PersonalDPOConfig
 
@@ -28,7 +27,7 @@ def _accuracy(measured: dict[str, object]) -> str:
     return f", held-out accuracy {held['accuracy']:.3f}" if isinstance(held, dict) else ""
 
 
-def _summary(result: PersonalDPOResult) -> list[str]:
+def _summary(result: PersonalDPOResult, art_id: int) -> list[str]:
     m, key = result.metrics, result.segment_key
     lines = [f"global: {m['global']['pairs']} pairs{_accuracy(m['global'])}"]
     for value, seg in m["segments"].items():
@@ -36,26 +35,16 @@ def _summary(result: PersonalDPOResult) -> list[str]:
             lines.append(f"{key}={value}: {seg['pairs']} pairs{_accuracy(seg)}")
         else:
             lines.append(f"{key}={value}: {seg['fallback']}")
-    return lines + [f"note: {note}" for note in result.notes]
+    lines += [f"note: {note}" for note in result.notes]
+    return lines + [f"personal policy: {result.path}  (artifact {art_id}; prefline serve "
+                    f"routes on the request's {key})"]
 
 
 def _body(cfg: PersonalDPOConfig, ctx: Context, *, as_json: bool) -> None:
-    from prefline.registry import record_result
     from prefline.train.personal_dpo import run
 
-    if ctx.run_dir is None:
-        ctx = ctx.with_run_dir(default_run_dir("personal-dpo"))
-    result = run(cfg, ctx)
-    if rank() != 0:
-        return
-    art_id = record_result(ctx.store, result, cfg, name=f"personal-dpo-{cfg.segment_key}")
-    if as_json:
-        print_json({**result.to_json(), "artifact_id": art_id})
-        return
-    for line in _summary(result):
-        typer.echo(line)
-    typer.echo(f"personal policy: {result.path}  (artifact {art_id}; prefline serve routes "
-               f"on the request's {cfg.segment_key})")
+    run_stage(run, cfg, ctx, as_json=as_json, record=artifact(f"personal-dpo-{cfg.segment_key}"),
+              summary=_summary, run_dir="personal-dpo")
 
 
 stage_command(

@@ -3,27 +3,31 @@ derived from :class:`PolicyEvalConfig`; the evaluation is recorded in the regist
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from prefline.cli.common import default_run_dir, eval_app, print_json
-from prefline.cli.options import stage_command
+from prefline.cli.common import eval_app
+from prefline.cli.options import artifact, run_stage, stage_command
 from prefline.evaluate.policy_config import PolicyEvalConfig
-from prefline.registry import record_result
 from prefline.store.context import Context
+
+if TYPE_CHECKING:
+    from prefline.evaluate.policy_result import PolicyEvalResult
 
 
 def _body(cfg: PolicyEvalConfig, ctx: Context, *, as_json: bool) -> None:
     from prefline.evaluate.policy import run  # torch and transformers: load only when running
 
-    if ctx.run_dir is None:
-        ctx = ctx.with_run_dir(default_run_dir("eval-policy"))
-    result = run(cfg, ctx)
-    art_id = record_result(ctx.store, result, cfg, name="policy-eval", actor="cli:eval-policy")
-    if as_json:
-        print_json({**result.to_json(), "artifact_id": art_id})
-        return
+    run_stage(run, cfg, ctx, as_json=as_json,
+              record=artifact("policy-eval", actor="cli:eval-policy"),
+              summary=_summary, run_dir="eval-policy")
+
+
+def _summary(result: PolicyEvalResult, art_id: int) -> list[str]:
+    """The rich table is printed here (it is not plain lines); the artifact line follows."""
     _print_summary(result.to_json())
-    typer.echo(f"evaluation: {result.path}  (artifact {art_id})")
+    return [f"evaluation: {result.path}  (artifact {art_id})"]
 
 
 def _print_summary(result: dict[str, object]) -> None:

@@ -3,13 +3,13 @@ and :class:`RewardEvalConfig` (every setting is an option; ``prefline config sho
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from prefline.base.distributed import rank
-from prefline.cli.common import default_run_dir, eval_app, print_json, train_app
-from prefline.cli.options import stage_command
+from prefline.cli.common import eval_app, train_app
+from prefline.cli.options import artifact, run_stage, stage_command
 from prefline.evaluate.reward_config import RewardEvalConfig
 from prefline.registry import record_result
 from prefline.store.context import Context
@@ -20,37 +20,45 @@ if TYPE_CHECKING:
     from prefline.train.reward import RewardResult
 
 
+# What recording a trained reward model gives its summary: the model's artifact id, and its
+# held-out evaluation with that evaluation's artifact id (None, None without a test split).
+_Recorded = tuple[int, "RewardEvalResult | None", "int | None"]
+
+
 def _train_body(cfg: RewardConfig, ctx: Context, *, as_json: bool) -> None:
     """Train, record, then evaluate once on the held-out test split and record that too."""
     from prefline.train import reward as reward_train  # torch: only when the command runs
 
-    if ctx.run_dir is None:
-        ctx = ctx.with_run_dir(default_run_dir("reward"))
-    result = reward_train.run(cfg, ctx)
-    if rank() != 0:  # under torchrun every rank trains; rank 0 records and prints
-        return
+    run_stage(reward_train.run, cfg, ctx, as_json=as_json, record=_record_with_heldout,
+              summary=_train_summary, run_dir="reward")
+
+
+def _record_with_heldout(ctx: Context, result: RewardResult,
+                         cfg: RewardConfig) -> tuple[_Recorded, dict[str, Any]]:
     art_id = record_result(ctx.store, result, cfg)
     heldout, eval_id = _heldout(cfg, result, ctx)
-    if as_json:
-        print_json({**result.to_json(), "artifact_id": art_id,
-                    "heldout": {**heldout.to_json(), "artifact_id": eval_id} if heldout else None})
-        return
-    for line in result.counts.lines():
-        typer.echo(line)
+    fields = {"artifact_id": art_id,
+              "heldout": {**heldout.to_json(), "artifact_id": eval_id} if heldout else None}
+    return (art_id, heldout, eval_id), fields
+
+
+def _train_summary(result: RewardResult, recorded: _Recorded) -> Iterator[str]:
+    art_id, heldout, eval_id = recorded
+    yield from result.counts.lines()
     s, m = result.splits, result.metrics
-    typer.echo(f"examples: train {s['train']}, val {s['val']}, test {s['test']} (held out)")
+    yield f"examples: train {s['train']}, val {s['val']}, test {s['test']} (held out)"
     if m.val_pairs:
-        typer.echo(f"validation: accuracy {m.val_accuracy:.3f} on {m.val_pairs} pairs; "
-                   f"temperature {m.temperature:.3g}; ECE {m.val_ece_before:.3f} -> "
-                   f"{m.val_ece_after:.3f}")
+        yield (f"validation: accuracy {m.val_accuracy:.3f} on {m.val_pairs} pairs; "
+               f"temperature {m.temperature:.3g}; ECE {m.val_ece_before:.3f} -> "
+               f"{m.val_ece_after:.3f}")
     if heldout is not None:
-        typer.echo(f"held-out (test split): {_accuracy(heldout)}  (evaluation {eval_id})")
-        _print_segments(heldout)
+        yield f"held-out (test split): {_accuracy(heldout)}  (evaluation {eval_id})"
+        yield from _segment_lines(heldout)
     if result.card.get("differential_privacy"):
         dp = result.card["differential_privacy"]
-        typer.echo(f"differential privacy: epsilon {dp['epsilon']:.3g} (target "
-                   f"{dp['target_epsilon']:g}), delta {dp['delta']:g}, {dp['scope']}")
-    typer.echo(f"model: {result.path}  (artifact {art_id})")
+        yield (f"differential privacy: epsilon {dp['epsilon']:.3g} (target "
+               f"{dp['target_epsilon']:g}), delta {dp['delta']:g}, {dp['scope']}")
+    yield f"model: {result.path}  (artifact {art_id})"
 
 
 def _heldout(cfg: RewardConfig, result: RewardResult,
@@ -69,12 +77,10 @@ def _heldout(cfg: RewardConfig, result: RewardResult,
     return heldout, record_result(ctx.store, heldout, ev)
 
 
-def _print_segments(result: RewardEvalResult) -> None:
+def _segment_lines(result: RewardEvalResult) -> list[str]:
     from prefline.evaluate.reward_segments import table_lines
 
-    if result.segments:
-        for line in table_lines(result.segments):
-            typer.echo(line)
+    return table_lines(result.segments) if result.segments else []
 
 
 def _accuracy(result: RewardEvalResult) -> str:
@@ -84,29 +90,26 @@ def _accuracy(result: RewardEvalResult) -> str:
             f"ECE {m.ece:.3f}")
 
 
+def _eval_summary(result: RewardEvalResult, art_id: int) -> Iterator[str]:
+    m = result.metrics
+    yield f"{result.split} split: {_accuracy(result)}"
+    yield from result.counts.lines()
+    lb: dict[str, Any] = m.length_bias
+    yield (f"chosen longer: {lb['accuracy_chosen_longer']:.3f}  chosen shorter: "
+           f"{lb['accuracy_chosen_shorter']:.3f}")
+    for name, probe in m.robustness.items():
+        yield f"probe {name}: score rose for {probe['rose_fraction']:.0%}"
+    yield from _segment_lines(result)
+    if result.report is not None:
+        yield f"report: {result.report}"
+    yield f"evaluation: {result.path}  (artifact {art_id})"
+
+
 def _eval_body(cfg: RewardEvalConfig, ctx: Context, *, as_json: bool) -> None:
     from prefline.evaluate import reward as reward_eval  # torch: only when the command runs
 
-    if ctx.run_dir is None:
-        ctx = ctx.with_run_dir(default_run_dir("eval-reward"))
-    result = reward_eval.run(cfg, ctx)
-    art_id = record_result(ctx.store, result, cfg)
-    if as_json:
-        print_json({**result.to_json(), "artifact_id": art_id})
-        return
-    m = result.metrics
-    typer.echo(f"{result.split} split: {_accuracy(result)}")
-    for line in result.counts.lines():
-        typer.echo(line)
-    lb: dict[str, Any] = m.length_bias
-    typer.echo(f"chosen longer: {lb['accuracy_chosen_longer']:.3f}  chosen shorter: "
-               f"{lb['accuracy_chosen_shorter']:.3f}")
-    for name, probe in m.robustness.items():
-        typer.echo(f"probe {name}: score rose for {probe['rose_fraction']:.0%}")
-    _print_segments(result)
-    if result.report is not None:
-        typer.echo(f"report: {result.report}")
-    typer.echo(f"evaluation: {result.path}  (artifact {art_id})")
+    run_stage(reward_eval.run, cfg, ctx, as_json=as_json, record=artifact(),
+              summary=_eval_summary, run_dir="eval-reward")
 
 
 stage_command(

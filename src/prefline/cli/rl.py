@@ -8,14 +8,14 @@ prompts) and prints how the reward moved. Under torchrun every rank trains; rank
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from prefline.base.distributed import rank
-from prefline.cli.common import default_run_dir, print_json, train_app
-from prefline.cli.options import stage_command
+from prefline.cli.common import train_app
+from prefline.cli.options import artifact, run_stage, stage_command
 from prefline.store.context import Context
 from prefline.train.rl_config import GRPOConfig, PPOConfig, RLOOConfig
 
@@ -23,41 +23,36 @@ if TYPE_CHECKING:
     from prefline.train.rl_task import OnlineRLResult
 
 
-def _report(result: OnlineRLResult, ctx: Context, cfg: Any, as_json: bool) -> None:
-    from prefline.registry import record_result
+def _summary(reward: str) -> Callable[[OnlineRLResult, int], Iterator[str]]:
+    """The lines for a run whose reward is ``reward`` (the config's reward spec)."""
 
-    if rank() != 0:
-        return
-    art_id = record_result(ctx.store, result, cfg, name=result.method)
-    if as_json:
-        print_json({**result.to_json(), "artifact_id": art_id})
-        return
-    m = result.metrics
-    typer.echo(f"trained {result.method} for {result.steps} steps; mean reward "
-               f"{m['reward_first']:.3f} -> {m['reward_last']:.3f} ({cfg.reward.spec()})")
-    if m.get("kl_last") is not None:
-        typer.echo(f"KL to the reference {m['kl_last']:.3f} nats per completion")
-    if result.stop_reason:
-        typer.echo(f"stopped early by the over-optimisation monitor: {result.stop_reason}")
-    if result.plot is not None:
-        typer.echo(f"monitor: {Path(result.run_dir) / 'monitor.jsonl'}, plot {result.plot}")
-    typer.echo(f"policy: {Path(result.path)}  (artifact {art_id})")
+    def lines(result: OnlineRLResult, art_id: int) -> Iterator[str]:
+        m = result.metrics
+        yield (f"trained {result.method} for {result.steps} steps; mean reward "
+               f"{m['reward_first']:.3f} -> {m['reward_last']:.3f} ({reward})")
+        if m.get("kl_last") is not None:
+            yield f"KL to the reference {m['kl_last']:.3f} nats per completion"
+        if result.stop_reason:
+            yield f"stopped early by the over-optimisation monitor: {result.stop_reason}"
+        if result.plot is not None:
+            yield f"monitor: {Path(result.run_dir) / 'monitor.jsonl'}, plot {result.plot}"
+        yield f"policy: {Path(result.path)}  (artifact {art_id})"
+
+    return lines
 
 
 def _rl_body(cfg: GRPOConfig | RLOOConfig, ctx: Context, *, as_json: bool) -> None:
     from prefline.train.rl import run
 
-    if ctx.run_dir is None:
-        ctx = ctx.with_run_dir(default_run_dir(cfg.method))
-    _report(run(cfg, ctx), ctx, cfg, as_json)
+    run_stage(run, cfg, ctx, as_json=as_json, record=artifact(cfg.method),
+              summary=_summary(cfg.reward.spec()), run_dir=cfg.method)
 
 
 def _ppo_body(cfg: PPOConfig, ctx: Context, *, as_json: bool) -> None:
     from prefline.train.ppo import run
 
-    if ctx.run_dir is None:
-        ctx = ctx.with_run_dir(default_run_dir("ppo"))
-    _report(run(cfg, ctx), ctx, cfg, as_json)
+    run_stage(run, cfg, ctx, as_json=as_json, record=artifact("ppo"),
+              summary=_summary(cfg.reward.spec()), run_dir="ppo")
 
 
 _OUT = "Run folder: checkpoints, train_log.jsonl, rollouts, monitor.jsonl and " \

@@ -6,40 +6,38 @@ and the base model) and prints what it learnt from.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from prefline.base.distributed import rank
-from prefline.cli.common import default_run_dir, print_json, train_app
-from prefline.cli.options import stage_command
+from prefline.cli.common import train_app
+from prefline.cli.options import artifact, run_stage, stage_command
 from prefline.store.context import Context
 from prefline.train.sft_config import SFTConfig
 
+if TYPE_CHECKING:
+    from prefline.train.sft import SFTResult
 
-def _body(cfg: SFTConfig, ctx: Context, *, as_json: bool) -> None:
-    from prefline.registry import record_result
-    from prefline.train.sft import run
 
-    if ctx.run_dir is None:
-        ctx = ctx.with_run_dir(default_run_dir("sft"))
-    result = run(cfg, ctx)
-    if rank() != 0:
-        return
-    art_id = record_result(ctx.store, result, cfg, name="sft")
-    if as_json:
-        print_json({**result.to_json(), "artifact_id": art_id})
-        return
+def _summary(result: SFTResult, art_id: int) -> Iterator[str]:
     c = result.counts
-    typer.echo(f"fine-tuned for {result.steps} steps on {c['train']} demonstrations "
-               f"({c['val']} val, {c['heldout']} held out)")
+    yield (f"fine-tuned for {result.steps} steps on {c['train']} demonstrations "
+           f"({c['val']} val, {c['heldout']} held out)")
     for name in ("val", "heldout"):
         m = result.metrics.get(name)
         if m:
-            typer.echo(f"{name} NLL per token {m['nll_before']:.3f} -> {m['nll']:.3f}")
-    for note in result.notes:
-        typer.echo(f"note: {note}")
-    typer.echo(f"policy: {Path(result.path)}  (artifact {art_id})")
+            yield f"{name} NLL per token {m['nll_before']:.3f} -> {m['nll']:.3f}"
+    yield from (f"note: {note}" for note in result.notes)
+    yield f"policy: {Path(result.path)}  (artifact {art_id})"
+
+
+def _body(cfg: SFTConfig, ctx: Context, *, as_json: bool) -> None:
+    from prefline.train.sft import run
+
+    run_stage(run, cfg, ctx, as_json=as_json, record=artifact("sft"), summary=_summary,
+              run_dir="sft")
 
 
 stage_command(

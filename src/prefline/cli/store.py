@@ -4,33 +4,38 @@ with ``--config``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import typer
 
-from prefline.cli.common import print_json
-from prefline.cli.options import stage_command
+from prefline.cli.options import run_stage, stage_command, unrecorded
 from prefline.store.context import Context
 from prefline.store.retention import PruneConfig
 
+if TYPE_CHECKING:
+    from prefline.store.retention import PruneResult
+
 store_app = typer.Typer(help="Maintain the store's data: retention.", no_args_is_help=True)
+
+
+def _summary(result: PruneResult, _: None) -> Iterator[str]:
+    verb = "would delete" if result.dry_run else "deleted"
+    counts = ", ".join(f"{n} {table}" for table, n in result.counts.items()) or "nothing"
+    yield f"{verb}: {counts}" + (" (dry run: nothing was changed)" if result.dry_run else "")
+    for source, n in result.expired_by_source.items():
+        rows = "served chats" if source.startswith("served:") else "feedback rows"
+        yield f"  {source}: {n} {rows} older than {result.cutoffs[source]}"
+    for what, ids in (("snapshots", result.snapshots), ("artifacts", result.artifacts)):
+        if ids:
+            yield (f"{what} {'would be' if result.dry_run else 'now'} contains_forgotten_data: "
+                   f"{', '.join(map(str, ids))}")
 
 
 def _prune(cfg: PruneConfig, ctx: Context, *, as_json: bool) -> None:
     from prefline.store.retention import run
 
-    result = run(cfg, ctx)
-    if as_json:
-        print_json(result.to_json())
-        return
-    verb = "would delete" if result.dry_run else "deleted"
-    counts = ", ".join(f"{n} {table}" for table, n in result.counts.items()) or "nothing"
-    typer.echo(f"{verb}: {counts}" + (" (dry run: nothing was changed)" if result.dry_run else ""))
-    for source, n in result.expired_by_source.items():
-        rows = "served chats" if source.startswith("served:") else "feedback rows"
-        typer.echo(f"  {source}: {n} {rows} older than {result.cutoffs[source]}")
-    for what, ids in (("snapshots", result.snapshots), ("artifacts", result.artifacts)):
-        if ids:
-            typer.echo(f"{what} {'would be' if result.dry_run else 'now'} contains_forgotten_data: "
-                       f"{', '.join(map(str, ids))}")
+    run_stage(run, cfg, ctx, as_json=as_json, record=unrecorded, summary=_summary)
 
 
 stage_command(
