@@ -30,7 +30,6 @@ from typing import Any, ClassVar
 
 from prefline.base import config
 from prefline.base.errors import PreflineError
-from prefline.base.hashing import content_hash
 from prefline.base.stage import Ref, StageResult
 from prefline.formats.examples import PreferencePair, as_messages
 from prefline.formats.load import load_pairs
@@ -44,7 +43,7 @@ from prefline.store.context import Context
 from prefline.train.dpo import fit_policy
 from prefline.train.monitor import Monitor, MonitorRecord, overoptimisation_plot
 from prefline.train.online_dpo_config import OnlineDPOConfig
-from prefline.train.policy_data import FeedbackUse, PolicyData
+from prefline.train.policy_data import FeedbackUse, picked_data
 
 __all__ = ["OnlineDPOConfig", "OnlineDPOResult", "RoundResult", "make_pairs", "run"]
 
@@ -165,9 +164,9 @@ def _one_round(r: _Run, n: int, lm: Any, previous: Ref, resume: bool) -> tuple[R
         raise PreflineError(f"round {n}: every prompt's candidates scored alike (within "
                             f"min_gap={cfg.min_gap}); nothing to learn from - raise k or "
                             "temperature", field="k")
-    digest = content_hash([[p.prompt, p.chosen, p.rejected] for p in pairs])
-    data = PolicyData(pairs, [], [], FeedbackUse({"online": len(online), "offline": len(extra)},
-                                                 {}), Ref("data", ref=digest), digest)
+    data = picked_data(pairs, FeedbackUse({"online": len(online), "offline": len(extra)}, {}),
+                       [[p.prompt, p.chosen, p.rejected] for p in pairs])
+    digest = data.source_hash
     dpo = dataclasses.replace(cfg.dpo, snapshot=None, data=None, model=None,
                               train=dataclasses.replace(cfg.dpo.train, resume=resume,
                                                         seed=cfg.dpo.train.seed + n))

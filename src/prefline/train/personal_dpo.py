@@ -29,7 +29,7 @@ from prefline.store.context import Context
 from prefline.train.dpo import DPOResult, fit_policy
 from prefline.train.personal_config import PersonalDPOConfig
 from prefline.train.personal_manifest import FORMAT, GLOBAL, MANIFEST, adapter_name
-from prefline.train.policy_data import FeedbackUse, PolicyData, load_policy_data
+from prefline.train.policy_data import FeedbackUse, PolicyData, load_policy_data, picked_data
 
 __all__ = ["PersonalDPOConfig", "PersonalDPOResult", "partition", "run", "segment_of"]
 
@@ -82,20 +82,17 @@ def segment_of(example: Any, key: str) -> str | None:
 def partition(data: PolicyData, key: str) -> dict[str, PolicyData]:
     """``data`` split by the value of ``segment[key]``, each split kept (examples without
     the key are left out: they train only the global adapter)."""
-    groups: dict[str, PolicyData] = {}
+    groups: dict[str, dict[str, list[Any]]] = {}
     for split in ("train", "val", "heldout"):
         for example in getattr(data, split):
             value = segment_of(example, key)
-            if value is None:
-                continue
-            if value not in groups:
-                groups[value] = PolicyData(
-                    [], [], [], FeedbackUse(), data.source,
-                    content_hash([data.source_hash, key, value]))  # the subset's identity
-            getattr(groups[value], split).append(example)
-    for part in groups.values():
-        part.use = FeedbackUse({"pairs": len(part.train) + len(part.val)})
-    return groups
+            if value is not None:
+                groups.setdefault(value, {"train": [], "val": [], "heldout": []})[split].append(
+                    example)
+    return {value: picked_data(s["train"], FeedbackUse({"pairs": len(s["train"]) + len(s["val"])}),
+                               [data.source_hash, key, value], val=s["val"],
+                               heldout=s["heldout"], source=data.source)
+            for value, s in groups.items()}
 
 
 def _slug(value: str) -> str:

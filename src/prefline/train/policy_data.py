@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from prefline.base.errors import PreflineError
-from prefline.base.hashing import file_sha256
+from prefline.base.hashing import content_hash, file_sha256
 from prefline.base.splits import carve, prompt_key_of
 from prefline.base.stage import Ref
 from prefline.formats.examples import PreferencePair, UnpairedExample
@@ -126,6 +126,17 @@ class PolicyData:
     """``Ref("snapshot", snapshot_id=..)`` or ``Ref("data", ref=<file sha256>)``."""
     source_hash: str
     """The snapshot's content hash, or the file's SHA-256."""
+
+
+def picked_data(train: list[Any], use: FeedbackUse, identity: Any, *, val: list[Any] | None = None,
+                heldout: list[Any] | None = None, source: Ref | None = None) -> PolicyData:
+    """Examples picked in memory (one segment's share of a snapshot, one online round's
+    sampled pairs) as a stage's data. Its ``source_hash`` is ``content_hash(identity)``: what
+    was picked, so that the same pick hashes alike and two picks never do. ``source`` is where
+    the examples came from; without one, the pick is its own source (``Ref("data")``)."""
+    digest = content_hash(identity)
+    return PolicyData(train, val or [], heldout or [], use,
+                      source or Ref("data", ref=digest), digest)
 
 
 def _read(snapshot: str | None, data: str | None, db: str, test_fraction: float,
