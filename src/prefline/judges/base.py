@@ -9,7 +9,7 @@ key and into cache keys, so a changed judge never reuses an old judge's labels.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -128,3 +128,20 @@ def dir_fingerprint(path: str | Path) -> str:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def weighted_scores(criteria: Mapping[str, Callable[[Any, str, Any], float | None]],
+                    weights: Mapping[str, float], request: Any, response: str,
+                    cfg: Any) -> dict[str, float]:
+    """A rule judge's rating of ``response``: each criterion with a positive weight that
+    applies to ``request`` (its function returns a number, not None) in [0, 1], rounded to
+    6 places, plus ``overall``, the weighted mean of those that applied."""
+    scores: dict[str, float] = {}
+    for name, fn in criteria.items():
+        if weights.get(name, 0.0) > 0:
+            s = fn(request, response, cfg)
+            if s is not None:
+                scores[name] = round(float(s), 6)
+    total = sum(weights[n] for n in scores)
+    scores["overall"] = sum(weights[n] * s for n, s in scores.items()) / total
+    return scores

@@ -22,7 +22,7 @@ from typing import Any
 
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import as_messages
-from prefline.judges.base import PromptLike, Verdict
+from prefline.judges.base import PromptLike, Verdict, weighted_scores
 from prefline.judges.refusal import is_refusal
 
 DEFAULT_WEIGHTS = {
@@ -332,15 +332,7 @@ class PrincipleJudge:
         return self._rate(analyse_prompt(prompt), response)
 
     def _rate(self, ctx: Context, response: str) -> dict[str, float]:
-        scores: dict[str, float] = {}
-        for name, fn in PRINCIPLES.items():
-            if self.cfg.weights.get(name, 0.0) > 0:
-                s = fn(ctx, response, self.cfg)
-                if s is not None:
-                    scores[name] = round(s, 6)
-        total = sum(self.cfg.weights[n] for n in scores)
-        scores["overall"] = sum(self.cfg.weights[n] * s for n, s in scores.items()) / total
-        return scores
+        return weighted_scores(PRINCIPLES, self.cfg.weights, ctx, response, self.cfg)
 
     def judge(self, prompt: PromptLike, a: str, b: str) -> Verdict:
         ctx = analyse_prompt(prompt)

@@ -32,7 +32,7 @@ from typing import Any
 
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import as_messages
-from prefline.judges.base import PromptLike, Verdict
+from prefline.judges.base import PromptLike, Verdict, weighted_scores
 
 RUBRIC_WEIGHTS = {
     "answers_the_question": 2.0,  # helpful: the kind of answer the question asks for
@@ -270,15 +270,7 @@ class RubricJudge:
         return self._rate(read_request(prompt), response)
 
     def _rate(self, q: Request, response: str) -> dict[str, float]:
-        scores = {}
-        for name, fn in CRITERIA.items():
-            if self.cfg.weights.get(name, 0.0) > 0:
-                s = fn(q, response, self.cfg)
-                if s is not None:
-                    scores[name] = round(float(s), 6)
-        total = sum(self.cfg.weights[n] for n in scores)
-        scores["overall"] = sum(self.cfg.weights[n] * s for n, s in scores.items()) / total
-        return scores
+        return weighted_scores(CRITERIA, self.cfg.weights, q, response, self.cfg)
 
     def judge(self, prompt: PromptLike, a: str, b: str) -> Verdict:
         q = read_request(prompt)
