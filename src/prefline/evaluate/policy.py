@@ -158,38 +158,54 @@ def compare(a: Model | Backend, b: Model | Backend, rows: Sequence[PromptRow], j
         resp_a = [[c.text for c in cs] for cs in a.generate(texts, sampling, bar.advance)]
     with stage(1, len(rows)) as bar:
         resp_b = [[c.text for c in cs] for cs in b.generate(texts, sampling, bar.advance)]
-    flat_prompts = [t for t, rs in zip(texts, resp_a, strict=True) for _ in rs]
-    flat_a = [r for rs in resp_a for r in rs]
-    kls: dict[str, float | None] = {"kl": None, "kl_t1": None, "kl_nucleus_miss": None}
-    if isinstance(a, HFBackend) and isinstance(b, HFBackend):
-        with stage(2, 2 * -(-len(flat_a) // KL_BATCH)) as bar:
-            kls = kl_figures(policy_kls(
-                (a.lm, a.tokenizer), (b.lm, b.tokenizer), flat_prompts, flat_a,
-                cfg.temperature if cfg.temperature > 0 else 1.0,
-                cfg.top_p, on_batch=bar.advance), greedy=cfg.temperature <= 0)
+    kls = _kls(a, b, texts, resp_a, cfg, stage)
     len_diff = [[float(len(words(x)) - len(words(y))) for x, y in zip(ra, rb, strict=True)]
                 for ra, rb in zip(resp_a, resp_b, strict=True)]
     judged: list[Judged] = [(cfg.judge, "held-out", judge), *others]
-    with stage(3, len(flat_a) * len(judged)) as bar:
+    with stage(3, sum(map(len, resp_a)) * len(judged)) as bar:
         matrix, scores = _judge_rows(judged, rows, resp_a, resp_b, len_diff, cfg, bar.advance)
     outcome, proxy_outcome = matrix[0], None
     if proxy is not None:
         with stage(4, len(rows)) as bar:
-            proxy_scores, rew_a, rew_b = _proxy_pairs(proxy, rows, resp_a, resp_b, bar.advance)
-        p = rate_with_ci(proxy_scores, cfg.n_boot, cfg.seed)
-        proxy_outcome = ProxyOutcome(p.win_rate, p.ci, p.n, float(np.mean(rew_a)),
-                                     float(np.mean(rew_b)))
-        matrix.append(judge_outcome(cfg.reward or "reward model", "proxy",
-                                    {"reward": cfg.reward}, rows, proxy_scores, len_diff,
-                                    cfg.n_boot, cfg.seed))
+            proxy_outcome, proxy_row = _proxy_row(proxy, rows, resp_a, resp_b, len_diff, cfg,
+                                                  bar.advance)
+        matrix.append(proxy_row)
     named = {"policy": NamedInput(cfg.policy), "baseline": NamedInput(cfg.baseline),
              "judge": NamedInput(cfg.judge), "prompts": NamedInput(cfg.prompts)}
     return PolicyEvalResult(
         judge=outcome, kl=kls["kl"], kl_t1=kls["kl_t1"], kl_nucleus_miss=kls["kl_nucleus_miss"],
-        policy=side_stats(rows, resp_a), baseline=side_stats(rows, resp_b), n_prompts=len(rows), examples=examples(rows, resp_a, resp_b, scores, cfg.seed),
+        policy=side_stats(rows, resp_a), baseline=side_stats(rows, resp_b), n_prompts=len(rows),
+        examples=examples(rows, resp_a, resp_b, scores, cfg.seed),
         verdict=verdict(outcome.win_rate, outcome.ci, cfg.judge),
         sampling={**gen, "n_boot": cfg.n_boot}, named_inputs=named, proxy=proxy_outcome,
         matrix=tuple(matrix))
+
+
+def _kls(a: Backend, b: Backend, texts: Sequence[Messages | str], resp_a: list[list[str]],
+         cfg: PolicyEvalConfig, stage: Callable[[int, int], StepProgress]
+         ) -> dict[str, float | None]:
+    """``kl``, ``kl_t1`` and ``kl_nucleus_miss`` of A's samples (None unless both models are
+    in-process: the KL needs their log-probs)."""
+    if not (isinstance(a, HFBackend) and isinstance(b, HFBackend)):
+        return {"kl": None, "kl_t1": None, "kl_nucleus_miss": None}
+    flat_prompts = [t for t, rs in zip(texts, resp_a, strict=True) for _ in rs]
+    flat_a = [r for rs in resp_a for r in rs]
+    with stage(2, 2 * -(-len(flat_a) // KL_BATCH)) as bar:
+        return kl_figures(policy_kls(
+            (a.lm, a.tokenizer), (b.lm, b.tokenizer), flat_prompts, flat_a,
+            cfg.temperature if cfg.temperature > 0 else 1.0,
+            cfg.top_p, on_batch=bar.advance), greedy=cfg.temperature <= 0)
+
+
+def _proxy_row(proxy: Scorer, rows: Sequence[PromptRow], resp_a: list[list[str]],
+               resp_b: list[list[str]], len_diff: list[list[float]], cfg: PolicyEvalConfig,
+               on_done: Callable[[int], None]) -> tuple[ProxyOutcome, JudgeOutcome]:
+    """The reward model as a judge on the same pairs: its outcome, and its matrix row."""
+    proxy_scores, rew_a, rew_b = _proxy_pairs(proxy, rows, resp_a, resp_b, on_done)
+    p = rate_with_ci(proxy_scores, cfg.n_boot, cfg.seed)
+    outcome = ProxyOutcome(p.win_rate, p.ci, p.n, float(np.mean(rew_a)), float(np.mean(rew_b)))
+    return outcome, judge_outcome(cfg.reward or "reward model", "proxy", {"reward": cfg.reward},
+                                  rows, proxy_scores, len_diff, cfg.n_boot, cfg.seed)
 
 
 def _judge_rows(judged: Sequence[Judged], rows: Sequence[PromptRow], resp_a: list[list[str]],
