@@ -119,13 +119,17 @@ _FEEDBACK_COLS = ("kind", "annotator_id", "prompt_id", "response_a_id", "respons
 
 
 def _prompt_rows(records: Sequence[Record], now: Any) -> dict[str, tuple[Any, ...]]:
-    tags: dict[str, list[str]] = {}
     prompts: dict[str, Messages] = {}
+    tags: dict[str, list[str]] = {}
     for rec in records:
         ex = rec.example
-        prompts.setdefault(ex.prompt_key, ex.prompt)
-        seen = tags.setdefault(ex.prompt_key, [])
-        seen.extend(t for t in ex.tags if t not in seen)
+        key = ex.prompt_key
+        if key not in prompts:
+            prompts[key] = ex.prompt
+            tags[key] = list(dict.fromkeys(ex.tags))
+        elif ex.tags:  # most records have none
+            seen = tags[key]
+            seen.extend(t for t in dict.fromkeys(ex.tags) if t not in seen)
     rows = {}
     for key, msgs in prompts.items():
         text = msgs[0]["content"] if len(msgs) == 1 and msgs[0]["role"] == "user" else None
@@ -147,18 +151,19 @@ def _feedback_cols(ex: Example, rids: list[int]) -> tuple[Any, ...]:
 
 
 def _feedback_key(annotator: str, ex: Example, response_hashes: list[str],
-                  seen: Counter[tuple[str, ...]]) -> str:
+                  seen: dict[str, int]) -> str:
     """Same annotator + same judgment → same key; the n-th repeat in a file gets n.
 
-    Response hashes already cover the prompt, so they stand in for prompt and texts."""
+    Response hashes already cover the prompt, so they stand in for prompt and texts. The key
+    is ``_sha(annotator, kind, extra, *hashes[, person], n)``, built as one string."""
     scores = getattr(ex, "scores", None)
-    extra = (f"{getattr(ex, 'tie', None)}|{getattr(ex, 'strength', None)}|"
-             f"{getattr(ex, 'label', None)}|{canonical_json(scores) if scores else ''}")
-    base = (annotator, type(ex).__name__, extra, *response_hashes)
+    base = (f"{annotator}\x1f{type(ex).__name__}\x1f{getattr(ex, 'tie', None)}|"
+            f"{getattr(ex, 'strength', None)}|{getattr(ex, 'label', None)}|"
+            f"{canonical_json(scores) if scores else ''}\x1f" + "\x1f".join(response_hashes))
     if ex.user is not None or ex.segment:  # keys of records without a user stay as they were
-        base = (*base, f"user:{ex.user}|{canonical_json(ex.segment)}")
-    seen[base] += 1
-    return "import:" + _sha(*base, str(seen[base]))
+        base += f"\x1fuser:{ex.user}|{canonical_json(ex.segment)}"
+    n = seen[base] = seen.get(base, 0) + 1
+    return "import:" + _sha(base, str(n))
 
 
 def _check_kind(kind: str, path: str, line: int | None) -> None:
@@ -187,16 +192,19 @@ def write_records(conn: Connection, records: Sequence[Record], *, source: str,
     annotator_ids = _annotator_ids(conn, records, annotator, annotator_kind, summary.path, now)
     prompt_ids, summary.prompts_added = upsert_ids(
         conn, "prompts", _PROMPT_COLS, _prompt_rows(records, now), "content_hash")
-    hashes = [[response_hash(r.example.prompt_key, t) for t in _texts(r.example)] for r in records]
+    hashes: list[list[str]] = []
     responses: dict[str, tuple[Any, ...]] = {}
-    for rec, hs in zip(records, hashes, strict=True):
-        pid = prompt_ids[rec.example.prompt_key]
-        for h, text in zip(hs, _texts(rec.example), strict=True):
+    for rec in records:  # hashed once: the same hashes key responses and feedback
+        ex = rec.example
+        pk, pid, texts = ex.prompt_key, prompt_ids[ex.prompt_key], _texts(ex)
+        hs = [_sha(pk, t) for t in texts]  # = response_hash(pk, t): imports name no model
+        hashes.append(hs)
+        for h, text in zip(hs, texts, strict=True):
             if h not in responses:
                 responses[h] = (h, pid, text, None, None, None, now)
     response_ids, summary.responses_added = upsert_ids(
         conn, "responses", _RESPONSE_COLS, responses, "content_hash")
-    seen: Counter[tuple[str, ...]] = Counter()
+    seen: dict[str, int] = {}
     feedback: dict[str, tuple[Any, ...]] = {}
     payloads: dict[str, str | None] = {}  # most payloads repeat ({"choice": "a", ...}): encode once
     for rec, hs in zip(records, hashes, strict=True):
@@ -245,22 +253,14 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
     if annotator_kind not in ANNOTATOR_KINDS:
         raise PreflineError(f"unknown annotator kind {annotator_kind!r}; expected one of "
                             f"{', '.join(ANNOTATOR_KINDS)}", field="annotator_kind")
+    source = source or path.name
+    policy = "keep" if redactor is None else redactor.policy(source)
     skipped: list[int] = []
     rejected: list[Rejected] = []
     duplicates: list[tuple[int, int]] = []
-    source = source or path.name
-    policy = "keep" if redactor is None else redactor.policy(source)
-
-    def check(rec: Record) -> None:
-        _check_kind(rec.annotator_kind or annotator_kind, str(path), rec.line)
-        if redactor is not None and policy == "reject":
-            clean_record(redactor, rec, policy, source, str(path))
-
-    records = load_records(
-        path, format, progress=progress, skip_identical=skip_identical, skipped=skipped,
-        on_bad=on_bad, rejected=rejected, duplicates=duplicates, check=check)
-    if redactor is not None and policy in ("redact", "hash"):
-        records = [clean_record(redactor, rec, policy, source, str(path)) for rec in records]
+    records = _read(path, format, source, annotator_kind, redactor, policy, progress=progress,
+                    skip_identical=skip_identical, on_bad=on_bad, skipped=skipped,
+                    rejected=rejected, duplicates=duplicates)
     summary = ImportSummary(path=str(path), source=source, records=len(records),
                             skipped_identical=skipped, duplicates=duplicates,
                             rejected=len(rejected),
@@ -283,6 +283,23 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
         _publish(staged, rejects_path)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _read(path: Path, format: str, source: str, annotator_kind: str, redactor: Redactor | None,
+          policy: str, **load: Any) -> list[Record]:
+    """Every record of ``path`` (:func:`load_records` with the ``load`` arguments), each
+    annotator kind checked; the source's personal-data ``policy`` refuses (``reject``) or
+    rewrites (``redact``, ``hash``) records that hold personal data."""
+
+    def check(rec: Record) -> None:
+        _check_kind(rec.annotator_kind or annotator_kind, str(path), rec.line)
+        if redactor is not None and policy == "reject":
+            clean_record(redactor, rec, policy, source, str(path))
+
+    records = load_records(path, format, check=check, **load)
+    if redactor is not None and policy in ("redact", "hash"):
+        records = [clean_record(redactor, rec, policy, source, str(path)) for rec in records]
+    return records
 
 
 def _rejects_path(path: Path, on_bad: str, rejects: Path | None) -> Path | None:
