@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,16 @@ def test_demo_quick_runs_every_stage_then_reuses_them(
             assert (out / rel).exists(), f"{stage} lost {rel}"
     # each stage's own output
     assert (out / "generate" / "candidates.jsonl").read_text().count("\n") == 14
-    assert json.loads((out / "stages" / "label.json").read_text())["outputs"]["pairs"] > 0
+    # the annotator labels its budget of the pairs, with the configured share flipped
+    label = json.loads((out / "stages" / "label.json").read_text())["outputs"]
+    assert label["pairs"] == label["budget"] == 30 < label["pairs_available"]
+    assert label["flipped"] == round(0.15 * label["decisive"]) > 0
+    assert len(json.loads((out / "label" / "flipped.json").read_text())) == label["flipped"]
+    assert summary["annotator"]["flipped"] == label["flipped"]
+    # the policy trains on the reward model's best-vs-worst pairs, not on the labels
+    bon = (out / "bon" / "pairs.jsonl").read_text().splitlines()
+    assert summary["policy_data"]["pairs"] == len(bon) > 0
+    assert all(json.loads(r)["judge"].startswith("reward:") for r in bon)
     assert summary["feedback"] > 0 and len(summary["snapshot_hash"]) == 64
     assert (out / "audit" / "audit.html").exists()
     assert (out / "reward" / "model" / "model_card.json").exists()
@@ -50,10 +60,21 @@ def test_demo_quick_runs_every_stage_then_reuses_them(
     roles = {edge["role"] for edge in tree["inputs"]}
     assert roles == {"policy", "reference_model", "judge", "reward_model"}
     policy = next(e for e in tree["inputs"] if e["role"] == "policy")
-    assert {e["role"] for e in policy["artifact"]["inputs"]} == {"snapshot", "base_model"}
-    assert lineage[1]["snapshot_hash"] == summary["snapshot_hash"]
+    assert {e["role"] for e in policy["artifact"]["inputs"]} == {"data", "base_model",
+                                                                 "reward_model"}
+    reward = next(e for e in policy["artifact"]["inputs"] if e["role"] == "reward_model")
+    assert {e["role"] for e in reward["artifact"]["inputs"]} == {"snapshot", "base_model"}
+    assert lineage[2]["snapshot_hash"] == summary["snapshot_hash"]
+    # the over-optimisation curve: best-of-N (KL bound) and the DPO policy (measured KL)
+    points = summary["overoptimisation"]["points"]
+    assert [(p["policy"], p["kl_kind"]) for p in points] == [
+        ("best-of-1", "bound"), ("best-of-2", "bound"), ("dpo", "measured")]
+    assert points[0]["kl"] == 0.0 and points[1]["kl"] == pytest.approx(math.log(2) - 0.5)
+    assert [r["role"] for r in points[1]["matrix"]] == ["held-out", "labelling", "proxy"]
+    assert points[2]["matrix"] == summary["matrix"]
     html = (out / "report" / "index.html").read_text()
     assert "Quick mode" in html and summary["snapshot_hash"][:12] in html
+    assert "over-optimisation" in html and "img/overopt.png" in html
     pngs = sorted((out / "report" / "img").glob("*.png"))
     assert len(pngs) >= 5 and all(p.read_bytes()[:8] == PNG_MAGIC for p in pngs)
     assert not summary["target_met"]  # tiny random models must never claim a result

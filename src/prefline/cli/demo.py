@@ -58,8 +58,10 @@ def register(app: typer.Typer) -> None:
                                      "--out and print what differs, figures and settings.")])],
         out_help=f"Folder for everything the demo writes, its own store too (default: "
                  f"./{DEFAULT_OUT}). Re-running with the same folder reuses finished stages.",
-        help="Generate → judge → store → snapshot → audit → reward model → DPO → evaluate → "
-             "report, on the embedded defaults, offline. --quick: tiny random models and a few "
+        help="The RLHF loop on the embedded defaults, offline: generate → the rules judge "
+             "labels a budget of pairs with label noise (the annotator) → store → snapshot → "
+             "audit → reward model → best-of-N pairs from the reward model → DPO → evaluate "
+             "(headline: the held-out rubric judge) → over-optimisation curve → report. --quick: tiny random models and a few "
              "prompts (every stage in under 2 minutes; its numbers mean nothing).")
 
 
@@ -78,15 +80,27 @@ class StageLines:
 
 
 def _print(summary: dict[str, Any], out: Path, console: Any) -> None:
-    judge = summary["judge"]
-    lines = [f"policy vs reference on {summary['eval_prompts']} held-out prompts "
+    judge, ann = summary["judge"], summary["annotator"]
+    lines = [f"annotator {ann['judge']!r} labelled {ann['pairs']} of {ann['pairs_available']} "
+             f"pairs ({ann['decisive']} decisive, {ann['flipped']} flipped as noise); the "
+             f"reward model learned from them; DPO trained on its "
+             f"{summary['policy_data']['pairs']} best-vs-worst pairs",
+             f"policy vs reference on {summary['eval_prompts']} held-out prompts "
              f"({summary['eval_split']} split), under each judge:"]
     for row in summary["matrix"]:
         ci = row["ci"]
-        lines.append(f"  {row['judge'][:28]:<28} {row['role']:<9} {row['win_rate']:.1%}  "
+        role = "labelling (gold)" if row["role"] == "labelling" else row["role"]
+        lines.append(f"  {row['judge'][:28]:<28} {role:<16} {row['win_rate']:.1%}  "
                      f"(95% CI {ci[0]:.1%}–{ci[1]:.1%})"
                      + ("  <- headline" if row["judge"] == judge and row["role"] == "held-out"
                         else ""))
+    lines.append("over-optimisation (win rate over a reference sample; KL nats, best-of-N: "
+                 "bound log N − (N−1)/N):")
+    for p in summary["overoptimisation"]["points"]:
+        if p["kl"] is not None:
+            lines.append(f"  {p['policy']:<10} KL {p['kl']:6.3f}  " + "  ".join(
+                f"{'gold' if r['role'] == 'labelling' else r['role']} {r['win_rate']:.1%}"
+                for r in p["matrix"]))
     lines += [
         f"KL(policy‖ref)   {summary['kl']:.3f} nats/response",
         "RM accuracy      " + (f"{summary['reward_model_accuracy']:.1%} (held-out pairs)"

@@ -1,7 +1,9 @@
 """What ``prefline demo`` runs: the stage configs of the loop, nested in one config.
 
-The demo is the loop a user would run by hand — generate, judge, import, snapshot, audit,
-train reward, train DPO, evaluate — so its config *is* those stages' configs
+The demo is the loop a user would run by hand — generate, judge (the annotator: a label
+budget, label noise), import, snapshot, audit, train reward, best-of-N pairs from the reward
+model, train DPO on them, evaluate, the over-optimisation curve — so its config *is* those
+stages' configs
 (``cfg.reward`` is a :class:`~prefline.train.reward.RewardConfig`, ``cfg.dpo`` a
 :class:`~prefline.train.policy_config.DPOConfig`, ...), with the demo's own defaults. The
 data source of each stage (the snapshot it trains on, the models it compares) is filled in
@@ -63,14 +65,17 @@ class CandidateConfig:
 
 def _reward() -> RewardConfig:
     # The snapshot's test split is the reward model's held-out set (evaluated after training).
+    # 3 epochs: the label budget leaves ~250 decisive pairs, ~15 steps an epoch.
     return RewardConfig(max_length=256, train=TrainConfig(
-        lr=5e-5, epochs=1, batch_size=16, weight_decay=0.01, early_stopping_patience=2))
+        lr=5e-5, epochs=3, batch_size=16, weight_decay=0.01, early_stopping_patience=2))
 
 
 def _dpo() -> DPOConfig:
-    # One best-vs-worst pair per prompt: the clearest signal per step on a CPU budget.
+    # The data is the reward model's best-vs-worst pair per train prompt (the bon stage's
+    # file): one pair per prompt is already selected, so every pair trains. No test split
+    # is cut from it (test_fraction 0): the policy is judged on the held-out eval prompts.
     return DPOConfig(loss="sigmoid", beta=0.1, lora=True, lora_r=16, lora_alpha=32,
-                     max_length=256, export="adapter", pairs="best_vs_worst",
+                     max_length=256, export="adapter", pairs="all", test_fraction=0.0,
                      train=TrainConfig(lr=2e-4, epochs=4, batch_size=8, warmup_ratio=0.1))
 
 
@@ -101,7 +106,21 @@ class DemoConfig:
     eval_prompts: int | None = None
     """How many prompts of eval_split to evaluate on (None: all)."""
     seed: int = 0
-    """Seed of candidate sampling and of the demo's tiny models."""
+    """Seed of candidate sampling, of the label budget's draw and noise, and of the demo's
+    tiny models."""
+    label_budget: int | None = 600
+    """Pairs the annotator (the labelling judge, rules) labels: drawn (seeded) from every pair
+    of distinct candidates of the train prompts (~1,260 with K=4); None: all of them. The
+    reward model learns from these labels only."""
+    label_noise: float = 0.15
+    """Share of the annotator's decisive labels flipped (seeded), as human raters disagree;
+    the label stage records how many were flipped."""
+    overopt_n: tuple[int, ...] = (1, 2, 4, 8)
+    """The over-optimisation curve: best-of-N under the proxy reward model on the evaluation
+    prompts, for each N here, judged like the DPO policy (KL bound log N − (N−1)/N)."""
+    overopt_seed: int = 7
+    """Seed of the curve's samples (1 + max N per prompt: a reference sample to compare with,
+    and the pool each N takes its first N candidates from)."""
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     snapshot: SnapshotConfig = field(default_factory=lambda: SnapshotConfig(
         name="demo", replace=True, aggregate="majority", ties="drop", test_fraction=0.1))
@@ -114,17 +133,23 @@ class DemoConfig:
             raise PreflineError(f"the demo's training pairs are labelled by {JUDGE_SPEC!r}: it "
                                 "is the evaluation's labelling_judge, never its headline judge",
                                 field="evaluate.judge")
-        for name in ("train_prompts", "eval_prompts"):
+        for name in ("train_prompts", "eval_prompts", "label_budget"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise PreflineError(f"{name} must be at least 1", field=name)
+        if not 0 <= self.label_noise < 0.5:
+            raise PreflineError("label_noise must be in [0, 0.5): at 0.5 the labels carry no "
+                                "preference", field="label_noise")
+        if not self.overopt_n or min(self.overopt_n) < 1:
+            raise PreflineError("overopt_n must list N values of at least 1", field="overopt_n")
 
 
 def quick_config() -> DemoConfig:
     """Tiny random models, a few prompts (mirrored by ``configs/demo-quick.toml``)."""
     base = DemoConfig()
     return dataclasses.replace(
-        base, quick=True, train_prompts=14, eval_prompts=7,
+        base, quick=True, train_prompts=14, eval_prompts=7, label_budget=30,
+        overopt_n=(1, 2),
         candidates=CandidateConfig(k=3, max_new_tokens=12, batch_size=48),
         reward=dataclasses.replace(base.reward, max_length=64, train=dataclasses.replace(
             base.reward.train, batch_size=8)),

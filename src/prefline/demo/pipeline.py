@@ -1,5 +1,11 @@
-"""The demo loop: generate → label → store → snapshot → audit → reward → dpo → evaluate →
-register, each step the same stage ``run(cfg, ctx)`` a user would call by hand.
+"""The demo loop: generate → label → store → snapshot → audit → reward → bon → dpo → evaluate
+→ overopt → register, each step the same stage ``run(cfg, ctx)`` a user would call by hand.
+
+It is the RLHF structure: the labelling judge is the annotator, with a label budget and
+label noise (label); the reward model learns from those labels (store, snapshot, reward);
+the policy is optimised against the reward model — best-of-N data into DPO (bon, dpo); the
+evaluation scores it under a held-out judge (the headline), the annotator ("gold") and the
+proxy, and the over-optimisation curve sets best-of-N under the proxy against KL (overopt).
 
 :func:`run` passes each stage's typed result to the next (the snapshot id to the trainers,
 the trained policy and reward model to the evaluation) and records every artifact once,
@@ -23,17 +29,31 @@ from sqlalchemy import func, select
 from prefline.audit.run import AuditConfig
 from prefline.audit.run import run as audit
 from prefline.base.config import to_dict
-from prefline.base.stage import StageResult, jsonable
+from prefline.base.stage import Ref, StageResult, jsonable
 from prefline.data import load_prompts
 from prefline.demo.cache import CachedStage, StageCache
 from prefline.demo.config import JUDGE_SPEC, DemoConfig
+from prefline.demo.rlhf import (
+    FixedBackend,
+    add_label_noise,
+    best_vs_worst_rows,
+    bon_kl,
+    budget_pairs,
+    nested_best,
+    pair_generations,
+)
+from prefline.evaluate.policy import compare
 from prefline.evaluate.policy import run as eval_policy
+from prefline.evaluate.policy_judges import judges_of
 from prefline.evaluate.reward import evaluate_heldout
-from prefline.formats.jsonl import write_jsonl
+from prefline.formats.jsonl import read_jsonl, write_jsonl
+from prefline.generate.best_of_n import RewardScorer, run_best_of_n
+from prefline.generate.io import generation_record, read_generations, read_prompt_rows
 from prefline.generate.run import GenerateConfig
 from prefline.generate.run import run as generate
 from prefline.judges.run import JudgeConfig
 from prefline.judges.run import run as judge
+from prefline.models.reward import load_reward_model
 from prefline.models.tiny import save_tiny
 from prefline.registry import ancestors, record_result
 from prefline.store.context import Context, Store
@@ -44,8 +64,8 @@ from prefline.store.snapshots import run as snapshot
 from prefline.train.dpo import run as train_dpo
 from prefline.train.reward import run as train_reward
 
-STAGES = ("models", "generate", "label", "store", "snapshot", "audit", "reward", "dpo",
-          "evaluate", "register")
+STAGES = ("models", "generate", "label", "store", "snapshot", "audit", "reward", "bon", "dpo",
+          "evaluate", "overopt", "register")
 Step = Callable[[Path], tuple[dict[str, Any], list[str]]]
 
 
@@ -129,13 +149,26 @@ class _Loop:
                  "model": res.model}, ["generate/prompts.jsonl", "generate/candidates.jsonl"])
 
     def label(self, work: Path) -> tuple[dict[str, Any], list[str]]:
-        """The principle judge compares every pair of distinct candidates."""
-        res = judge(JudgeConfig(judge=JUDGE_SPEC, in_file=self.out / "generate" / "candidates.jsonl",
-                                out=work / "pairs.jsonl", pairs="all", ties="keep", store=False),
-                    self.ctx)
-        return ({"pairs": res.rows_written, "ties": res.choices.get("tie", 0),
+        """The annotator: the labelling judge labels ``label_budget`` pairs of distinct
+        candidates (drawn seeded); ``label_noise`` of its decisive labels are flipped."""
+        gens = read_generations(self.out / "generate" / "candidates.jsonl")
+        pairs = budget_pairs(gens, self.cfg.label_budget, self.cfg.seed)
+        write_jsonl(work / "budget.jsonl", map(generation_record, pair_generations(gens, pairs)))
+        res = judge(JudgeConfig(judge=JUDGE_SPEC, in_file=work / "budget.jsonl",
+                                out=work / "judged.jsonl", pairs="all", ties="keep",
+                                store=False), self.ctx)
+        rows = [r for _, r in read_jsonl(work / "judged.jsonl")]
+        noisy, flipped = add_label_noise(rows, self.cfg.label_noise, self.cfg.seed)
+        write_jsonl(work / "pairs.jsonl", noisy)
+        write_json(work / "flipped.json", flipped)
+        available = len(budget_pairs(gens, None, self.cfg.seed))
+        return ({"pairs_available": available, "budget": self.cfg.label_budget,
+                 "pairs": res.rows_written, "ties": res.choices.get("tie", 0),
                  "decisive": res.rows_written - res.choices.get("tie", 0),
-                 "judge": res.judge, "judge_config": res.judge_config}, ["label/pairs.jsonl"])
+                 "noise": self.cfg.label_noise, "flipped": len(flipped),
+                 "judge": res.judge, "judge_config": res.judge_config},
+                ["label/budget.jsonl", "label/judged.jsonl", "label/pairs.jsonl",
+                 "label/flipped.json"])
 
     def store(self, work: Path) -> tuple[dict[str, Any], list[str]]:
         """Import the judged pairs into the demo's store (idempotent by feedback key)."""
@@ -187,11 +220,30 @@ class _Loop:
                  "train_metrics": res.to_json()["metrics"], "heldout": held},
                 ["reward/model"])
 
+    def bon(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """Best-of-N data: the reward model scores every candidate of every train prompt;
+        its best against its worst per prompt is the policy's training pair."""
+        rm = self.get("reward")
+        scorer = RewardScorer(f"reward:artifact:{rm['artifact_id']}",
+                              load_reward_model(rm["path"]))
+        gens = read_generations(self.out / "generate" / "candidates.jsonl")
+        rows, scores = best_vs_worst_rows(scorer, gens)
+        write_jsonl(work / "pairs.jsonl", rows)
+        every = [x for ss in scores for x in ss]
+        best = [max(ss) for ss in scores]
+        return ({"prompts": len(gens), "pairs": len(rows), "scorer": scorer.spec,
+                 "mean_score": sum(every) / len(every), "mean_best_score": sum(best) / len(best)},
+                ["bon/pairs.jsonl"])
+
     def dpo(self, work: Path) -> tuple[dict[str, Any], list[str]]:
-        """DPO (LoRA) on the snapshot's train split: one best-vs-worst pair per prompt."""
-        cfg = dataclasses.replace(self.cfg.dpo, snapshot=str(self.get("snapshot")["id"]),
+        """DPO (LoRA) on the reward model's best-vs-worst pairs (the bon stage's file): the
+        policy is optimised against the reward model, never against the annotator's labels."""
+        cfg = dataclasses.replace(self.cfg.dpo, data=str(self.out / "bon" / "pairs.jsonl"),
                                   model=self.get("models")["policy"])
         res = train_dpo(cfg, self.ctx.with_run_dir(work))
+        # Lineage: the data file was labelled by the reward model, so it is an input too.
+        res = dataclasses.replace(res, inputs=(*res.inputs, Ref(
+            "reward_model", artifact_id=int(self.get("reward")["artifact_id"]))))
         art_id = record_result(self.ctx.store, res, cfg, name="demo-policy", actor="demo")
         return ({"path": str(res.path), "artifact_id": art_id,
                  "pairs": res.counts["examples"]["train"], "summary": res.to_json()},
@@ -220,6 +272,40 @@ class _Loop:
                  "target_met": res.verdict.target_met, "evaluation_id": art_id},
                 ["evaluate/prompts.jsonl", "evaluate/eval.json"])
 
+    def overopt(self, work: Path) -> tuple[dict[str, Any], list[str]]:
+        """The over-optimisation curve: 1 + max N reference samples per evaluation prompt,
+        every one scored by the proxy (best-of-N); for each N the proxy's pick among samples
+        1..N is judged against sample 0 by every judge of the evaluation, and the DPO
+        policy's measured point is set beside them."""
+        rm, ev, width = self.get("reward"), self.get("evaluate"), 1 + max(self.cfg.overopt_n)
+        cfg = dataclasses.replace(
+            self.cfg.evaluate, policy="best-of-N (proxy)", baseline="reference sample",
+            prompts=str(self.out / "evaluate" / "prompts.jsonl"),
+            reward=f"artifact:{rm['artifact_id']}")
+        run_best_of_n(GenerateConfig(
+            prompts=cfg.prompts, out=work / "samples.jsonl", policy=self.get("models")["policy"],
+            best_of=width, reward=rm["path"], max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature, top_p=cfg.top_p, seed=self.cfg.overopt_seed,
+            batch_size=cfg.batch_size, store=False), self.ctx)
+        recs = [r for _, r in read_jsonl(work / "samples.jsonl")]
+        rows, judged = read_prompt_rows(cfg.prompts), judges_of(cfg, self.ctx)
+        proxy = load_reward_model(rm["path"])
+        reference = FixedBackend([r["responses"][0] for r in recs], "reference")
+        points = []
+        for n in sorted(set(self.cfg.overopt_n)):
+            picks = nested_best([r["scores"][1:] for r in recs],
+                                [r["responses"][1:] for r in recs], n)
+            res = compare(FixedBackend(picks, f"best-of-{n}"), reference, rows, judged[0][2],
+                          cfg, proxy, others=judged[1:])
+            points.append({"policy": f"best-of-{n}", "n": n, "kl": bon_kl(n),
+                           "kl_kind": "bound", "matrix": [
+                               {"judge": r.spec, "role": r.role, "win_rate": r.win_rate,
+                                "ci": list(r.ci)} for r in res.matrix]})
+        points.append({"policy": "dpo", "n": None, "kl": ev["kl"], "kl_kind": "measured",
+                       "matrix": ev["matrix"]})
+        write_json(work / "overopt.json", points)
+        return {"points": points}, ["overopt/samples.jsonl", "overopt/overopt.json"]
+
     def register(self, work: Path) -> tuple[dict[str, Any], list[str]]:
         """The evaluation's lineage graph, flattened for the report."""
         eval_id = self.get("evaluate")["evaluation_id"]
@@ -240,17 +326,23 @@ def _sections(cfg: DemoConfig) -> dict[str, dict[str, Any]]:
     return {
         "models": {**top, "policy": cfg.policy_model, "reward_backbone": cfg.reward_backbone},
         "generate": {**top, "train_prompts": cfg.train_prompts, **to_dict(cfg.candidates)},
-        "label": {}, "store": {}, "snapshot": to_dict(cfg.snapshot), "audit": {},
-        "reward": to_dict(cfg.reward), "dpo": to_dict(cfg.dpo),
+        "label": {"seed": cfg.seed, "label_budget": cfg.label_budget,
+                  "label_noise": cfg.label_noise},
+        "store": {}, "snapshot": to_dict(cfg.snapshot), "audit": {},
+        "reward": to_dict(cfg.reward), "bon": {}, "dpo": to_dict(cfg.dpo),
         "evaluate": {"eval_prompts": cfg.eval_prompts, "eval_split": cfg.eval_split,
                      **to_dict(cfg.evaluate)},
+        "overopt": {"overopt_n": list(cfg.overopt_n), "seed": cfg.overopt_seed,
+                    "eval_prompts": cfg.eval_prompts, "eval_split": cfg.eval_split,
+                    **to_dict(cfg.evaluate)},
         "register": {},
     }
 
 
 DEPENDS = {"models": (), "generate": ("models",), "label": ("generate",), "store": ("label",),
            "snapshot": ("store",), "audit": ("snapshot",), "reward": ("models", "snapshot"),
-           "dpo": ("models", "snapshot"), "evaluate": ("models", "reward", "dpo"),
+           "bon": ("generate", "reward"), "dpo": ("models", "bon"),
+           "evaluate": ("models", "reward", "dpo"), "overopt": ("models", "reward", "evaluate"),
            "register": ("evaluate",)}
 
 
