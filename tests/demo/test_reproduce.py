@@ -18,7 +18,8 @@ def test_the_record_rebuilds_the_same_configuration(tmp_path: Path) -> None:
     cfg = dataclasses.replace(quick_config(), seed=7, eval_split="dev")
     record = provenance(cfg)
     assert record["seeds"] == {"demo": 7, "reward": cfg.reward.train.seed,
-                               "dpo": cfg.dpo.train.seed, "evaluate": cfg.evaluate.seed}
+                               "dpo": cfg.dpo.train.seed, "evaluate": cfg.evaluate.seed,
+                               "overopt": cfg.overopt_seed}
     assert "+" in record["code_version"] and record["code_dirty"] == (".dirty" in record["code_version"])
     path = tmp_path / "summary.json"
     path.write_text(json.dumps({"judge_win_rate": 0.5, **record}))

@@ -24,16 +24,18 @@ from prefline.registry.version import code_version
 
 FIGURES = ("judge", "judge_win_rate", "judge_win_rate_ci", "matrix", "proxy_win_rate", "kl",
            "reward_model_accuracy", "reward_model_accuracy_ci", "reward_model_ece",
-           "target_met", "eval_prompts", "feedback", "snapshot_hash")
+           "target_met", "eval_prompts", "feedback", "snapshot_hash", "annotator",
+           "policy_data", "overoptimisation")
 """Summary keys that are results: a reproduction should match them."""
 SETTINGS = ("code_version", "config_hash", "seeds")
 """Summary keys that say what ran."""
 
 
 def seeds(cfg: DemoConfig) -> dict[str, int]:
-    """Every seed a demo run uses, by the step that uses it."""
+    """Every seed a demo run uses, by the step that uses it (``demo`` also seeds the label
+    budget's draw and the label noise)."""
     return {"demo": cfg.seed, "reward": cfg.reward.train.seed, "dpo": cfg.dpo.train.seed,
-            "evaluate": cfg.evaluate.seed}
+            "evaluate": cfg.evaluate.seed, "overopt": cfg.overopt_seed}
 
 
 def provenance(cfg: DemoConfig) -> dict[str, Any]:
