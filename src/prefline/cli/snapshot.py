@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,10 +22,13 @@ from prefline.base import config
 from prefline.base.privacy import DEFAULT_MIN_GROUP_SIZE, k_anonymous, suppressed_note
 from prefline.base.stage import jsonable
 from prefline.cli.common import DbOption, JsonOption, plain, print_json, snapshot_app
-from prefline.cli.options import stage_command
+from prefline.cli.options import run_stage, stage_command, unrecorded
 from prefline.store.context import Context
 from prefline.store.models import FEEDBACK_KINDS
 from prefline.store.snapshot_config import DEFAULT_KINDS, Filters, SnapshotConfig
+
+if TYPE_CHECKING:
+    from prefline.store.snapshots import SnapshotResult
 
 
 def _describe(snap: Any, names: dict[int, list[str]]) -> dict[str, Any]:
@@ -94,18 +97,17 @@ def _create(cfg: SnapshotConfig, ctx: Context, *, as_json: bool, kind: list[str]
     if segment:
         cfg = dataclasses.replace(cfg, filters=dataclasses.replace(cfg.filters,
                                                                    segment=tuple(segment)))
-    result = run(cfg, ctx)
-    if as_json:
-        print_json(result.to_json())
-        return
-    state = "already stored, reused" if result.reused else "new"
-    if cfg.name:
-        state += f", named {cfg.name!r}"
-    stats = result.stats
-    typer.echo(f"snapshot {result.id} {result.content_hash[:12]} ({state}): {stats.items} "
-               f"items on {stats.prompts} prompts from {stats.feedback} feedback records")
-    for line in _by_kind(jsonable(stats)) + _personal(jsonable(stats), cfg.min_group_size):
-        typer.echo(line)
+
+    def summary(result: SnapshotResult, _: None) -> list[str]:
+        state = "already stored, reused" if result.reused else "new"
+        if cfg.name:
+            state += f", named {cfg.name!r}"
+        stats = result.stats
+        return [f"snapshot {result.id} {result.content_hash[:12]} ({state}): {stats.items} "
+                f"items on {stats.prompts} prompts from {stats.feedback} feedback records",
+                *_by_kind(jsonable(stats)), *_personal(jsonable(stats), cfg.min_group_size)]
+
+    run_stage(run, cfg, ctx, as_json=as_json, record=unrecorded, summary=summary)
 
 
 _KIND_HELP = (f"{config.field_docs(SnapshotConfig)['kinds']} Repeat the option or give a "
