@@ -17,6 +17,7 @@ Any problem raises :class:`BadRecord` (a PreflineError) naming the file, line an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import unicodedata
@@ -87,6 +88,9 @@ _quote = json.encoder.encode_basestring  # JSON string literal, non-ASCII kept (
 def messages_json(messages: Messages) -> str:
     """``hashing.canonical_json(messages)`` for ``{role, content}`` messages, built directly:
     the general sorted-keys encoder was a third of import time at 10⁵ records."""
+    if len(messages) == 1:  # the commonest prompt: one user turn (no generator, no join)
+        m = messages[0]
+        return f'[{{"content":{_quote(m["content"])},"role":{_quote(m["role"])}}}]'
     return "[" + ",".join(f'{{"content":{_quote(m["content"])},"role":{_quote(m["role"])}}}'
                           for m in messages) + "]"
 
@@ -175,7 +179,15 @@ def _plain_pair(rec: dict[str, Any], raw_c: str, raw_r: str, where: Where) -> Pr
             or is_transcript(prompt) or is_transcript(raw_c) or is_transcript(raw_r):
         return None
     msgs = [{"role": "user", "content": prompt}]
-    return PreferencePair(prompt=msgs, chosen=raw_c, rejected=raw_r, prompt_key=prompt_key(msgs))
+    return PreferencePair(prompt=msgs, chosen=raw_c, rejected=raw_r,
+                          prompt_key=_user_prompt_key(prompt))
+
+
+@functools.lru_cache(maxsize=1024)
+def _user_prompt_key(text: str) -> str:
+    """``prompt_key`` of a one-user-turn prompt; files list a prompt's pairs together, so
+    a small cache hashes each prompt about once."""
+    return prompt_key([{"role": "user", "content": text}])
 
 
 def _divergence(chosen: Messages, rejected: Messages) -> str:
@@ -291,15 +303,43 @@ def record_shape(rec: dict[str, Any]) -> str | None:
 _PARSERS: dict[str, Callable[[dict[str, Any], Where], Example]] = {"pairwise": _pairwise, "unpaired": _unpaired, "ranking": _ranking, "rating": _rating}
 
 
+def _strings(value: Any, out: list[str]) -> bool:
+    """Append every key and string of a JSON-like ``value`` to ``out``; False when it holds
+    anything else than dicts with string keys, lists, strings, numbers, booleans and None.
+    Concatenating is safe: Python strings never pair two lone surrogates into one character."""
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not _strings(item, out):
+                return False
+            out.append(key)
+    elif isinstance(value, list):
+        return all(_strings(item, out) for item in value)
+    elif not (value is None or isinstance(value, int | float)):  # bool is an int
+        return False
+    return True
+
+
 def check_storable(rec: dict[str, Any], where: Where) -> None:
     """Refuse text the store cannot hold (lone surrogates, NUL), naming the field.
 
-    One C-speed encode decides for the whole record; only a bad one is walked field by field
-    (``prefline.base.text``) to say where."""
-    text = json.dumps(rec, ensure_ascii=False, default=str)
+    One C-speed check decides for the whole record (its strings joined and encoded once;
+    a JSON encode of the record when it holds other types); only a bad one is walked field
+    by field (``prefline.base.text``) to say where."""
+    strings: list[str] = []
+    nul = "\x00"
+    try:  # the commonest record: string fields with string values (TypeError otherwise)
+        text = "".join(rec) + "".join(rec.values())
+    except TypeError:
+        if _strings(rec, strings):
+            text = "".join(strings)
+        else:
+            text = json.dumps(rec, ensure_ascii=False, default=str)
+            nul = "\\u0000"  # NUL, as json writes it
     try:
         text.encode("utf-8")
-        clean = "\\u0000" not in text  # NUL, as json writes it
+        clean = nul not in text
     except UnicodeEncodeError:
         clean = False
     if clean:
