@@ -1,28 +1,37 @@
-"""The one decode call of the in-process engine: HF ``generate`` (batched, KV-cached) on
-left-padded token ids, ``k`` completions per prompt.
+"""The one decode call of the in-process engine: ``k`` completions of each left-padded
+prompt, batched, KV-cached.
 
 Everything that samples in-process goes through :func:`decode`: the ``hf`` backend
-(``prefline generate``, the LM judge, ``eval policy``) and online training rollouts. Two
-ways, kept selectable so the benchmark can compare them (``gen_opt``):
+(``prefline generate``, the LM judge, ``eval policy``, best-of-N) and online training
+rollouts. Two ways, kept selectable so the benchmark can compare them (``gen_opt``):
 
-- ``none`` — main's original path: the prompts repeated ``k`` times before the prefill, and
-  HF's own sampler (``torch.multinomial`` on the global RNG, which the caller seeds).
-- ``fast`` (default) — two changes that leave the distribution alone:
+- ``none`` — main's original path: HF ``generate`` on the prompts repeated ``k`` times
+  (``num_return_sequences``), HF's own sampler (``torch.multinomial`` on the global RNG, which
+  the caller seeds per batch), a ``DynamicCache`` that concatenates at every step.
+- ``fast`` (default) — :func:`loop_decode`, our own loop around the model's forward, with
+  changes that leave the sampled distribution alone:
 
-  1. **one prefill per prompt**: all but the last prompt token go through the model once per
-     distinct prompt and the KV cache is repeated ``k`` times (``batch_repeat_interleave``),
-     instead of prefilling ``k`` identical copies;
-  2. **a cheap seeded sampler** (:class:`RowSampler`): each row draws its token by inverse CDF
-     with *one* uniform from the row's own generator. HF's multinomial draws one exponential
-     per vocabulary entry per row (49k for SmolLM2): measured at 64 rows, 20% of a decode
-     step (docs/benchmarks/generation.md). Per-row seeds also make a completion independent
-     of which other prompts share its batch (what training needs for DDP and resume).
+  1. **one prefill per prompt**: the prompt goes through the model once and its KV cache is
+     written ``k`` times into the rows of its completions, instead of prefilling ``k``
+     identical copies;
+  2. **a preallocated KV cache** (:class:`BufferLayer`): one buffer per layer sized prompt +
+     ``max_new_tokens``; a step writes its position in place and attention reads a view,
+     where ``DynamicCache`` copies the whole cache at every step (``torch.cat``);
+  3. **a cheap seeded sampler** (:class:`RowSampler`): each row draws its token by inverse
+     CDF with *one* uniform from the row's own generator, straight from the logits (no
+     ``-inf`` score tensor, no argmax over it). HF's multinomial draws one exponential per
+     vocabulary entry per row (49k for SmolLM2). Per-row seeds make a completion depend on
+     its seed alone, not on which prompts share its batch (what training needs for DDP and
+     resume);
+  4. **finished rows leave the batch** once they are 1/8 of it (their cache rows are
+     dropped), instead of being computed to the end.
 
-Greedy decoding (temperature 0) is the same call on both ways: ``k`` is 1, nothing is shared
-and no sampler runs (tests/generate/test_decode.py checks the token ids are equal).
+Greedy decoding (temperature 0) takes the same loop with argmax and ``k`` = 1
+(tests/generate/test_decode.py checks it gives the same responses as ``none``).
 
-Levers measured and dropped (same document): a static KV cache (no gain without compile) and
-``torch.compile`` of the decode step on CPU (minutes to compile and slower afterwards).
+Measured and dropped (docs/benchmarks/generation.md): ``torch.compile`` of the decode step
+on CPU (minutes to compile, slower afterwards); length bucketing (the demo's prompts are
+36-48 tokens: nothing to gain).
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from transformers import LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
+from transformers import LogitsProcessor, TopPLogitsWarper
+from transformers.cache_utils import DynamicLayer
 
 from prefline.base.errors import PreflineError
 
@@ -68,12 +78,15 @@ def inverse_cdf(probs: Tensor, u: Tensor) -> Tensor:
     token t with ``cdf[t-1] <= u·total < cdf[t]`` (a zero-probability token is never drawn).
 
     Two levels (sums of 256-token blocks, then one block) so the float64 running sum covers
-    ``V/256 + 256`` entries per row instead of ``V``; ``total`` absorbs rounding."""
+    ``V/256 + 256`` entries per row instead of ``V``; ``total`` absorbs rounding. Each block
+    is summed in float32 (its 256 terms lose at most ~1e-7 relative, below the rounding of
+    the float32 softmax itself): a float64 sum first made a float64 copy of all of
+    ``probs``, 14x slower (measured at 256 rows, 1 thread)."""
     b, v = probs.shape
     nb = -(-v // _BLOCK)
     padded = probs if v == nb * _BLOCK else F.pad(probs, (0, nb * _BLOCK - v))
     blocks = padded.view(b, nb, _BLOCK)
-    cum = blocks.sum(-1, dtype=torch.float64).cumsum(-1)
+    cum = blocks.sum(-1).double().cumsum(-1)
     target = u.to(cum) * cum[:, -1]
     # the first block whose running sum reaches the total is the last non-empty one
     last = (cum < cum[:, -1:]).sum(-1)
@@ -97,24 +110,20 @@ class RowSampler(LogitsProcessor):  # type: ignore[misc]
         self.temperature = temperature
         self.top_p = TopPLogitsWarper(top_p) if top_p < 1.0 else None
 
-    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        logits = scores.float() / self.temperature
+    def draw(self, scores: Tensor, rows: Tensor | None = None) -> Tensor:
+        """The next token of each row of ``scores`` ``(B, V)``; ``rows`` (B,): which of the
+        sampler's generators they are (default all, in order)."""
+        logits = scores.float()
+        logits = logits.div_(self.temperature) if logits is not scores else logits / self.temperature
         if self.top_p is not None:
-            logits = self.top_p(input_ids, logits)
-        u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in self.gens])
-        token = inverse_cdf(torch.softmax(logits, -1), u.to(scores.device))
+            logits = self.top_p(None, logits)
+        gens = self.gens if rows is None else [self.gens[r] for r in rows.tolist()]
+        u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens])
+        return inverse_cdf(torch.softmax(logits, -1), u.to(scores.device))
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        token = self.draw(scores)
         return torch.full_like(scores, float("-inf")).scatter_(1, token[:, None], 0.0)
-
-
-def shared_prefill(model: Any, ids: Tensor, mask: Tensor, k: int) -> Any:
-    """The KV cache of all but the last token of each prompt, computed once per prompt and
-    repeated ``k`` times (rows prompt-major, like ``num_return_sequences``)."""
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
-                position_ids=positions[:, :-1], use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(k)
-    return cache
 
 
 def decode(model: Any, ids: Tensor, mask: Tensor, *, k: int, max_new_tokens: int,
@@ -128,23 +137,111 @@ def decode(model: Any, ids: Tensor, mask: Tensor, *, k: int, max_new_tokens: int
     ``seeds``: one per completion for ``fast`` (``P·k``); ``none`` samples from the global
     RNG (seed it first) and ignores them. Temperature 0 is greedy (then pass ``k`` = 1)."""
     sample = temperature > 0
+    if gen_opt == "fast":
+        if sample and (seeds is None or len(seeds) != ids.shape[0] * k):
+            raise PreflineError("internal: decode needs one seed per completion")
+        sampler = RowSampler(seeds or (), temperature, top_p) if sample else None
+        with torch.inference_mode():
+            return loop_decode(model, ids, mask, k=k, max_new_tokens=max_new_tokens,
+                               sampler=sampler, stop_ids=stop_ids, pad_id=pad_id,
+                               output_logits=output_logits)
     kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "eos_token_id": list(stop_ids),
                           "pad_token_id": pad_id, "use_cache": True, "top_k": None,
                           "return_dict_in_generate": True, "output_logits": output_logits}
-    if sample and gen_opt == "none":
+    if sample:
         kw.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
                   num_return_sequences=k)
     else:
         kw.update(do_sample=False, temperature=None, top_p=None)
-        if sample:
-            if seeds is None or len(seeds) != ids.shape[0] * k:
-                raise PreflineError("internal: decode needs one seed per completion")
-            kw["logits_processor"] = LogitsProcessorList([RowSampler(seeds, temperature, top_p)])
         if k > 1:
             ids, mask = ids.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
     with torch.inference_mode():
-        if gen_opt == "fast" and k > 1 and ids.shape[1] > 1:
-            kw["cache"] = shared_prefill(model, ids[::k], mask[::k], k)
         out = model.generate(input_ids=ids, attention_mask=mask, **kw)
     new = out.sequences[:, ids.shape[1]:]
     return new, (tuple(out.logits) if output_logits else None)
+
+class BufferLayer(DynamicLayer):  # type: ignore[misc]
+    """One layer's KV cache in a buffer allocated once for the whole decode: a step writes its
+    position in place and attention reads a view, where ``DynamicLayer`` concatenates (copies
+    the whole cache) at every step."""
+
+    def __init__(self, keys: Tensor, values: Tensor, k: int, capacity: int) -> None:
+        super().__init__()
+        self.device, self.is_initialized, self.n = keys.device, True, keys.shape[2]
+        self.kbuf, self.vbuf = (_repeated(t, k, capacity) for t in (keys, values))
+        self._views()
+
+    def _views(self) -> None:
+        self.keys, self.values = self.kbuf[:, :, :self.n], self.vbuf[:, :, :self.n]
+
+    def update(self, key_states: Tensor, value_states: Tensor, *args: Any,
+               **kwargs: Any) -> tuple[Tensor, Tensor]:
+        t = key_states.shape[2]
+        self.kbuf[:, :, self.n:self.n + t] = key_states
+        self.vbuf[:, :, self.n:self.n + t] = value_states
+        self.n += t
+        self._views()
+        return self.kbuf[:, :, :self.n], self.vbuf[:, :, :self.n]
+
+    def batch_select_indices(self, indices: Tensor) -> None:
+        self.kbuf, self.vbuf = (_repeated(b[indices, :, :self.n], 1, b.shape[2])
+                                for b in (self.kbuf, self.vbuf))
+        self._views()
+
+
+def _repeated(t: Tensor, k: int, capacity: int) -> Tensor:
+    """``t`` ``(B, H, n, D)`` with each row repeated ``k`` times, in a buffer of ``capacity``
+    positions."""
+    b, h, n, d = t.shape
+    buf = t.new_empty(b * k, h, capacity, d)
+    buf.view(b, k, h, capacity, d)[:, :, :, :n] = t[:, None]
+    return buf
+
+
+def _forward(model: Any, ids: Tensor, mask: Tensor, positions: Tensor, cache: Any) -> Any:
+    return model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                 use_cache=True, logits_to_keep=1)
+
+
+def loop_decode(model: Any, ids: Tensor, mask: Tensor, *, k: int, max_new_tokens: int,
+                sampler: RowSampler | None, stop_ids: Sequence[int], pad_id: int,
+                output_logits: bool = False, drop: float = 0.125,
+                ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
+    """:func:`decode`'s ``fast`` way: prefill each prompt once, then one forward per step on a
+    :class:`BufferLayer` cache; finished rows leave the batch once they are ``drop`` of it."""
+    p, width = ids.shape
+    rows = p * k
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    cache = out.cache if hasattr(out, "cache") else out.past_key_values
+    cache.layers = [BufferLayer(lay.keys, lay.values, k, width + max_new_tokens)
+                    for lay in cache.layers]
+    logits = out.logits[:, -1].repeat_interleave(k, 0)
+    full_mask = torch.ones(rows, width + max_new_tokens, dtype=mask.dtype, device=mask.device)
+    full_mask[:, :width] = mask.repeat_interleave(k, 0)
+    pos = positions[:, -1].repeat_interleave(k, 0)
+    active = torch.arange(rows, device=ids.device)
+    live = torch.ones(rows, dtype=torch.bool, device=ids.device)  # per active row
+    stops = torch.tensor(list(stop_ids), device=ids.device)
+    new = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=ids.device)
+    steps: list[Tensor] = []
+    for t in range(max_new_tokens):
+        token = logits.argmax(-1) if sampler is None else sampler.draw(logits, active)
+        new[active[live], t] = token[live]
+        if output_logits:
+            # raw logits of every row (zero for rows already gone, which nobody reads)
+            steps.append(logits.new_zeros(rows, logits.shape[-1], dtype=torch.float32)
+                         .index_copy_(0, active, logits.float()))
+        live &= ~torch.isin(token, stops)
+        if t == max_new_tokens - 1 or not bool(live.any()):
+            break
+        if int((~live).sum()) >= max(1, int(drop * len(active))):
+            keep = live.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            active, token, pos, full_mask, live = (x[keep] for x in
+                                                   (active, token, pos, full_mask, live))
+        pos = pos + 1
+        out = _forward(model, token[:, None], full_mask[:, :width + t + 1], pos[:, None], cache)
+        logits = out.logits[:, -1]
+    return new[:, :t + 1], (tuple(steps) if output_logits else None)
