@@ -29,6 +29,16 @@ def test_bench_reward_against_trl_fastest(tiny_encoder_dir: Path, pairs_file: Pa
         assert m["pairs_per_s"]["median"] > 0 and 0 <= m["accuracy"]["median"] <= 1
         # The same held-out pairs (TRL would drop pairs longer than max_length; none are).
         assert m["n_test"]["median"] == facts["test_pairs"]
-    assert r["sides"]["trl-fastest"]["runs"][0]["settings"] == {"bf16": False,
-                                                                "gradient_checkpointing": False}
+    # fastest = TRL's defaults (its own precision choice) without gradient checkpointing
+    assert r["sides"]["trl-fastest"]["runs"][0]["settings"]["gradient_checkpointing"] is False
     assert r["comparisons"]["trl-fastest"]["speedup"] > 0
+
+
+def test_trl_settings_cover_default_fastest_and_fp32() -> None:
+    """TRL is compared in its defaults, its fastest setting (bf16 kept) and fp32."""
+    from prefline.bench.reward import BENCH, trl_settings
+
+    assert BENCH.peers["trl"] == ("default", "fastest", "fp32")
+    assert trl_settings("default") == {}
+    assert trl_settings("fastest") == {"gradient_checkpointing": False}
+    assert trl_settings("fp32") == {"bf16": False, "gradient_checkpointing": False}

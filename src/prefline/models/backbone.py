@@ -56,11 +56,12 @@ def load_tokenizer(name: str) -> Any:
     return tok
 
 
-def load_backbone(name: str, dropout: float | None = None,
-                  strict: bool = False) -> tuple[Any, Any, str]:
+def load_backbone(name: str, dropout: float | None = None, strict: bool = False,
+                  attention_dropout: float | None = None) -> tuple[Any, Any, str]:
     """``(model without LM head, tokenizer, kind)``; PreflineError if it cannot be loaded.
 
-    ``dropout`` overrides the backbone's hidden/attention dropout when given. ``strict``
+    ``dropout`` overrides the backbone's hidden/attention dropout when given;
+    ``attention_dropout`` then overrides the attention-probability dropout alone. ``strict``
     (loading a trained model's backbone out of its classifier export): every backbone weight
     must be in the checkpoint, and the classifier's own weights are skipped without a report.
     """
@@ -75,6 +76,10 @@ def load_backbone(name: str, dropout: float | None = None,
                     "hidden_dropout", "dropout"):
             if hasattr(config, key):
                 setattr(config, key, dropout)
+    if attention_dropout is not None:
+        for key in ("attention_probs_dropout_prob", "attention_dropout"):
+            if hasattr(config, key):
+                setattr(config, key, attention_dropout)
     tok = load_tokenizer(name)
     from transformers.utils import logging as hf_logging
 

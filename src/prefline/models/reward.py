@@ -111,15 +111,22 @@ class RewardModel(nn.Module, PairwiseScoring):
                lora: dict[str, Any] | None = None, dropout: float | None = None,
                head_dropout: float = 0.1, seed: int = 0,
                train_embeddings: bool = False,
-               personal: PersonalSpec | None = None) -> RewardModel:
+               personal: PersonalSpec | None = None,
+               attention_dropout: float | None = 0.0) -> RewardModel:
         """A fresh model on ``backbone`` (default: embedded all-MiniLM-L6-v2).
 
         The token-embedding table stays frozen unless ``train_embeddings``: it is half of
         MiniLM's parameters, a preference set only touches the rows of the tokens it contains,
         and its dense gradient + AdamW update cost a large share of each step on CPU.
+
+        ``attention_dropout`` (default 0; None: as ``dropout`` or the backbone's own) is the
+        dropout on attention probabilities. Off by default, as TRL turns off all dropout:
+        with it on, torch cannot use its fused (flash) attention kernel, and the unfused one
+        materialises every [heads, W, W] probability matrix of a packed row, which cost more
+        time and peak memory than the rest of a MiniLM step.
         """
         name = resolve_backbone(backbone)
-        model, tok, kind = load_backbone(name, dropout)
+        model, tok, kind = load_backbone(name, dropout, attention_dropout=attention_dropout)
         pooling = pooling or ("mean" if kind == "encoder" else "last")
         if pooling not in ("mean", "cls", "last", "pooler"):
             raise PreflineError("pooling must be mean, cls, last or pooler", field="pooling")

@@ -165,6 +165,7 @@ def _new_model(cfg: RewardConfig, seed: int, personal: PersonalSpec | None) -> R
     lora = {"r": cfg.lora_r, "alpha": cfg.lora_alpha} if cfg.lora else None
     return RewardModel.create(cfg.model, pooling=cfg.pooling, max_length=cfg.max_length,
                               heads=cfg.head_spec(), lora=lora, dropout=cfg.dropout,
+                              attention_dropout=cfg.attention_dropout,
                               head_dropout=cfg.head_dropout, seed=seed,
                               train_embeddings=cfg.train_embeddings, personal=personal)
 

@@ -53,6 +53,9 @@ class RewardConfig:
     """LoRA scaling alpha (with lora)."""
     dropout: float | None = None
     """Backbone dropout override; none: the backbone's own."""
+    attention_dropout: float | None = 0.0
+    """Dropout on the backbone's attention probabilities (none: as dropout). Off by default,
+    as in TRL: with it on, torch cannot use its fused attention kernel (slower, more memory)."""
     train_embeddings: bool = False
     """Also train the token-embedding table (frozen by default: half of MiniLM's weights,
     and a preference set touches few of its rows)."""
@@ -119,6 +122,8 @@ class RewardConfig:
             ("head_dropout", self.head_dropout, 0 <= self.head_dropout < 1, "in [0, 1)"),
             ("dropout", self.dropout, self.dropout is None or 0 <= self.dropout < 1,
              "in [0, 1)"),
+            ("attention_dropout", self.attention_dropout,
+             self.attention_dropout is None or 0 <= self.attention_dropout < 1, "in [0, 1)"),
             ("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 0.5,
              "in [0, 0.5)"),
             ("center_coef", self.center_coef, self.center_coef is None or self.center_coef >= 0,
