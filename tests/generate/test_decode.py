@@ -14,7 +14,14 @@ from transformers import TopPLogitsWarper
 
 from prefline.base.errors import PreflineError
 from prefline.generate.backend import Sampling
-from prefline.generate.decode import RowSampler, cut_at_stop, decode, inverse_cdf, row_seed
+from prefline.generate.decode import (
+    RowSampler,
+    cut_at_stop,
+    decode,
+    inverse_cdf,
+    loop_decode,
+    row_seed,
+)
 from prefline.generate.hf_backend import HFBackend
 from prefline.generate.sampling import encode_ids_left, generate
 from prefline.models.tiny import tiny_causal_lm
@@ -78,6 +85,29 @@ def test_fast_decode_samples_what_a_full_forward_pass_prescribes(lm: tuple[Any, 
         u = torch.cat([torch.rand(1, generator=gen, dtype=torch.float64) for _ in done])
         want = inverse_cdf(torch.softmax(logits.float() / temperature, -1), u)
         assert want.tolist() == done
+
+
+def test_rows_that_finish_leave_the_batch_without_changing_any_row(lm: tuple[Any, Any]) -> None:
+    """With a third of the vocabulary as stop tokens rows finish at different steps; dropping
+    them from the batch (and their cache rows) as soon as one finishes gives the same tokens
+    as never dropping, and pads every row after its stop token."""
+    model, tok = lm
+    rows = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    ids, mask = encode_ids_left(rows, tok.pad_token_id)
+    stops = list(range(0, model.config.vocab_size, 3))
+    seeds = [row_seed(2, 0, i, j) for i in range(len(rows)) for j in range(3)]
+    out = []
+    for drop in (0.0, 2.0):  # drop a row at once / never (2.0: no batch is that many rows)
+        with torch.inference_mode():
+            new, _ = loop_decode(model, ids, mask, k=3, max_new_tokens=10, drop=drop,
+                                 sampler=RowSampler(seeds, 1.0), stop_ids=stops,
+                                 pad_id=tok.pad_token_id)
+        out.append(new.tolist())
+    assert out[0] == out[1]
+    lengths = {len(cut_at_stop(r, stops)) for r in out[0]}
+    assert len(lengths) >= 3, lengths  # rows really finished at different steps
+    for r in out[0]:
+        assert all(t == tok.pad_token_id for t in r[len(cut_at_stop(r, stops)):])
 
 
 def test_greedy_is_the_same_on_both_paths(lm: tuple[Any, Any]) -> None:
