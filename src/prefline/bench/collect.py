@@ -1,20 +1,26 @@
 """``prefline bench collect``: the HTTP ingest API, uvicorn in one process, the load generator
-in another (``prefline.collect.loadtest``).
+in another (``prefline.collect.loadtest``, ``prefline.bench.openloop``).
 
-Each run measures (1) batched ingest in events/s and (2) single-event POST latency at many
-concurrent clients, then checks that the store holds exactly the events the server
-acknowledged. Both phases are bounded by an event count and a time limit. Each run gets a
-fresh SQLite store in its scratch folder unless ``db`` names one (e.g. PostgreSQL); events
-are keyed by a fresh API key per run, so runs sharing a store never count each other's.
-There is no peer: the figures are checked against the targets below.
+Each run measures, each phase optional: (1) batched ingest in events/s; (2) single-event
+POST latency at many concurrent closed-loop clients; (3) single-event POSTs **open loop**:
+sent on a fixed schedule (constant or seeded Poisson arrivals at ``rate`` per second)
+whatever the answers, latency measured from each request's scheduled send time. Afterwards
+it checks that the store holds every event the server acknowledged (counts for 1-2; for 3
+also each acknowledged idempotency key with the feedback id the server answered). Each run
+gets a fresh SQLite store in its scratch folder unless ``db`` names one (e.g. PostgreSQL);
+events are keyed by a fresh API key per run, so runs sharing a store never count each
+other's. There is no peer: the figures are checked against the targets below.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefline.base.errors import PreflineError
 from prefline.bench.harness import Benchmark, side_main
@@ -32,64 +38,169 @@ class CollectBenchConfig:
     concurrency: int = 50
     """Concurrent clients posting single events (phase 2)."""
     seconds: float = 60.0
-    """Time limit of both phases together; each stops after half of it."""
+    """Time limit of phases 1 and 2 together; each stops after half of it."""
     batch: int = 500
     """Events per batch request (phase 1)."""
+    closed: bool = True
+    """Run phases 1 and 2 (batched, closed-loop single POSTs); off: the open loop only."""
+    rate: float = 1000.0
+    """Open-loop single POSTs per second (phase 3); 0 skips phase 3."""
+    open_seconds: float = 10.0
+    """Length of the open-loop schedule (rate x open_seconds requests)."""
+    arrivals: Literal["constant", "poisson"] = "poisson"
+    """Open-loop send times: evenly spaced, or Poisson arrivals (seeded by ``seed``)."""
+    seed: int = 0
+    """Seed of the Poisson arrival times."""
+    workers: int = 1
+    """uvicorn worker processes of the server (1: ``prefline serve`` itself)."""
     db: str | None = None
     """Store URL; None = a fresh SQLite file per run."""
 
     def __post_init__(self) -> None:
-        for name in ("events", "concurrency", "batch"):
+        for name in ("events", "concurrency", "batch", "workers"):
             if getattr(self, name) < 1:
                 raise PreflineError(f"{name} must be at least 1", field=name)
-        if self.seconds <= 0:
-            raise PreflineError("seconds must be positive", field="seconds")
+        for name in ("seconds", "open_seconds"):
+            if getattr(self, name) <= 0:
+                raise PreflineError(f"{name} must be positive", field=name)
+        if self.rate < 0:
+            raise PreflineError("rate must be 0 (no open loop) or positive", field="rate")
+        if not self.closed and self.rate == 0:
+            raise PreflineError("nothing to run: closed is off and rate is 0", field="rate")
 
 
-def run_http(db_url: str, cfg: CollectBenchConfig) -> dict[str, Any]:
-    """Both phases against ``prefline serve`` on ``db_url``; events/s, latency in ms, and
-    acknowledged vs stored counts."""
-    from prefline.collect.loadtest import Server, load, prepare, stored_count
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU used so far by process ``pid`` and its live children (uvicorn's
+    workers), from Linux /proc."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _server(url: str, workers: int) -> Any:
+    """``prefline serve`` on ``url``; with several workers, uvicorn's own multi-process
+    server on the same app factory (the store URL travels as PREFLINE_DB)."""
+    from prefline.collect.loadtest import Server
+
+    class Workers(Server):
+        def command(self) -> list[str]:
+            return ["env", f"PREFLINE_DB={url}", sys.executable, "-m", "uvicorn", "--factory",
+                    "prefline.collect:create_app", "--port", str(self.port), "--workers",
+                    str(workers), "--log-level", "warning", "--no-access-log"]
+
+    return (Server(url) if workers == 1 else Workers(url)).start()
+
+
+def open_loop(port: int, key: str, pairs: list[list[int]], cfg: CollectBenchConfig,
+              acked_file: Path, prefix: str = "o") -> dict[str, Any]:
+    """Phase 3 in its own process (``prefline.bench.openloop``); its JSON result."""
+    spec = {"host": "127.0.0.1", "port": port, "key": key, "pairs": pairs, "prefix": prefix,
+            "rate": cfg.rate, "seconds": cfg.open_seconds, "arrivals": cfg.arrivals,
+            "seed": cfg.seed, "acked_file": str(acked_file)}
+    done = subprocess.run([sys.executable, "-m", "prefline.bench.openloop", json.dumps(spec)],
+                          capture_output=True, text=True, timeout=cfg.open_seconds + 180)
+    if done.returncode != 0:
+        raise RuntimeError(f"open-loop generator failed: {done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout))
+
+
+def nothing_lost(url: str, key_name: str, acked: list[tuple[str, int]],
+                 prefix: str = "o") -> dict[str, int]:
+    """Every acknowledged (idempotency key, feedback id) in the store? Counts of stored rows,
+    acknowledged ones missing (``lost``), stored under another id (``wrong_id``), and stored
+    but never acknowledged (``unacked_stored``: committed, answer lost; a client retries)."""
+    from sqlalchemy import select
+
+    from prefline.store.db import session_scope
+    from prefline.store.models import Feedback
+
+    with session_scope(url) as s:
+        stored = dict(s.execute(select(Feedback.api_idempotency_key, Feedback.id).where(
+            Feedback.source == f"api:{key_name}",
+            Feedback.api_idempotency_key.like(f"{prefix}-%"))).tuples().all())
+    acked_ids = dict(acked)
+    return {"stored": len(stored), "acked": len(acked_ids),
+            "lost": sum(1 for k in acked_ids if k not in stored),
+            "wrong_id": sum(1 for k, i in acked_ids.items() if k in stored and stored[k] != i),
+            "unacked_stored": sum(1 for k in stored if k not in acked_ids)}
+
+
+def _closed(server: Any, key: str, pairs: list[list[int]], cfg: CollectBenchConfig
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Phases 1 and 2 (``prefline.collect.loadgen``), with the server's CPU per event."""
+    from prefline.collect.loadtest import load
+
+    half = cfg.seconds / 2
+    cpu0 = tree_cpu_seconds(server.proc.pid)
+    batched = load(server.port, key, pairs, "b", start=0, n=cfg.events, batch=cfg.batch,
+                   concurrency=4, seconds=half)
+    cpu1 = tree_cpu_seconds(server.proc.pid)
+    single = load(server.port, key, pairs, "s", start=0,
+                  n=max(cfg.events // 5, cfg.concurrency), batch=1,
+                  concurrency=cfg.concurrency, seconds=half)
+    cpu2 = tree_cpu_seconds(server.proc.pid)
+    # CPU per event is what the server costs whatever else runs on the machine.
+    batched["server_cpu_us_per_event"] = 1e6 * (cpu1 - cpu0) / max(batched["acked"], 1)
+    single["server_cpu_us_per_event"] = 1e6 * (cpu2 - cpu1) / max(single["acked"], 1)
+    return batched, single
+
+
+def run_http(db_url: str, cfg: CollectBenchConfig, scratch: Path | None = None) -> dict[str, Any]:
+    """The phases ``cfg`` asks for against the server on ``db_url``; events/s, latency in
+    ms, and acknowledged vs stored."""
+    import tempfile
+
+    from prefline.collect.loadtest import prepare, stored_count
     from prefline.store.db import normalise_url
 
     url = normalise_url(db_url)
     name, key, pairs = prepare(url)
-    server = Server(url).start()
+    out: dict[str, Any] = {"backend": "postgresql" if url.startswith("postgresql") else "sqlite",
+                           "cpu_count": os.cpu_count(), "workers": cfg.workers}
+    acked_file = Path(scratch or tempfile.mkdtemp()) / "open-acked.json"
+    server = _server(url, cfg.workers)
     try:
-        half = cfg.seconds / 2
-        cpu0 = server.cpu_seconds()
-        batched = load(server.port, key, pairs, "b", start=0, n=cfg.events, batch=cfg.batch,
-                       concurrency=4, seconds=half)
-        cpu1 = server.cpu_seconds()
-        single = load(server.port, key, pairs, "s", start=0,
-                      n=max(cfg.events // 5, cfg.concurrency), batch=1,
-                      concurrency=cfg.concurrency, seconds=half)
-        cpu2 = server.cpu_seconds()
-        # CPU per event is what the server costs whatever else runs on the machine.
-        batched["server_cpu_us_per_event"] = 1e6 * (cpu1 - cpu0) / max(batched["acked"], 1)
-        single["server_cpu_us_per_event"] = 1e6 * (cpu2 - cpu1) / max(single["acked"], 1)
+        if cfg.closed:
+            out["batched"], out["single"] = _closed(server, key, pairs, cfg)
+        if cfg.rate > 0:
+            cpu0 = tree_cpu_seconds(server.proc.pid)
+            out["open"] = open_loop(server.port, key, pairs, cfg, acked_file)
+            out["open"]["server_cpu_us_per_event"] = (
+                1e6 * (tree_cpu_seconds(server.proc.pid) - cpu0) / max(out["open"]["acked"], 1))
     finally:
         server.stop()
-    stored_b, stored_s = stored_count(url, name, "b"), stored_count(url, name, "s")
-    return {
-        "backend": "postgresql" if url.startswith("postgresql") else "sqlite",
-        "cpu_count": os.cpu_count(),
-        "batched": {"batch_size": cfg.batch, "connections": 4, **batched, "stored": stored_b},
-        "single": {"clients": cfg.concurrency, **single, "stored": stored_s},
-        # Events acknowledged but not stored, or stored but never acknowledged: must be 0.
-        "acked_stored_mismatch": abs(batched["acked"] - stored_b) + abs(single["acked"] - stored_s),
-    }
+    mismatch = 0
+    if cfg.closed:
+        out["batched"].update(batch_size=cfg.batch, connections=4,
+                              stored=stored_count(url, name, "b"))
+        out["single"].update(clients=cfg.concurrency, stored=stored_count(url, name, "s"))
+        mismatch += sum(abs(out[p]["acked"] - out[p]["stored"]) for p in ("batched", "single"))
+    if cfg.rate > 0:
+        check = nothing_lost(url, name, [(str(k), int(i)) for k, i in json.loads(acked_file.read_text())])
+        out["open"]["check"] = check
+        mismatch += check["lost"] + check["wrong_id"]
+    # Events acknowledged but not stored (or stored under another id; closed phases: also
+    # stored but never acknowledged): must be 0.
+    out["acked_stored_mismatch"] = mismatch
+    return out
 
 
 def run_side(impl: str, setting: str, cfg: CollectBenchConfig, inputs: Path,
              scratch: Path) -> dict[str, Any]:
-    return run_http(cfg.db or f"sqlite:///{scratch / 'bench.db'}", cfg)
+    return run_http(cfg.db or f"sqlite:///{scratch / 'bench.db'}", cfg, scratch)
 
 
 BENCH = Benchmark(name="collect", module="prefline.bench.collect", config=CollectBenchConfig,
                   run_side=run_side, headline="batched.events_per_s",
                   targets={"batched.events_per_s": (">=", TARGET_EVENTS_PER_S),
                            "single.p99_ms": ("<=", TARGET_P99_MS),
+                           "open.p99_ms": ("<=", TARGET_P99_MS),
                            "acked_stored_mismatch": ("<=", 0)})
 
 if __name__ == "__main__":

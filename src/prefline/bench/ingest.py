@@ -141,7 +141,7 @@ def run_side(impl: str, setting: str, cfg: IngestBenchConfig, inputs: Path,
 
 BENCH = Benchmark(name="ingest", module="prefline.bench.ingest", config=IngestBenchConfig,
                   run_side=run_side, prepare=prepare, headline="sqlite.records_per_s",
-                  targets={"sqlite.records_per_s": (">=", 20_000),
+                  targets={"sqlite.records_per_s": (">=", 25_000),
                            "postgres.records_per_s": (">=", 10_000)})
 
 if __name__ == "__main__":

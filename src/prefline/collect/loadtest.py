@@ -41,11 +41,14 @@ class Server:
         self.db_url, self.port, self.args = db_url, port or free_port(), args
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        """The server's command line (a benchmark may start it another way)."""
+        return [sys.executable, "-m", "prefline", "serve", "--db", self.db_url,
+                "--port", str(self.port), "--log-level", "warning", *self.args]
+
     def start(self, timeout: float = 60.0) -> Server:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "prefline", "serve", "--db", self.db_url,
-             "--port", str(self.port), "--log-level", "warning", *self.args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
