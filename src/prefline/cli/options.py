@@ -8,6 +8,7 @@ stage shares: ``--config FILE`` (TOML/YAML/JSON), ``--db``, ``--out``, ``--devic
 :func:`prefline.base.config.load`, so ``--help``, config files and ``prefline config show``
 cannot disagree. typer builds the command from the derived signature (its public API: an
 ``Annotated`` option per parameter); the walk over the dataclass is :mod:`prefline.base.config`.
+A body is :func:`run_stage`: run, record (:func:`artifact` or :func:`unrecorded`), print.
 """
 
 from __future__ import annotations
