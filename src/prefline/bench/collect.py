@@ -53,6 +53,9 @@ class CollectBenchConfig:
     """Seed of the Poisson arrival times."""
     workers: int = 1
     """uvicorn worker processes of the server (1: ``prefline serve`` itself)."""
+    profile: bool = False
+    """Run the server under cProfile (CPU-time clock) and report its top functions by
+    cumulative CPU in ``server_profile`` (slows the server: for finding costs, not figures)."""
     db: str | None = None
     """Store URL; None = a fresh SQLite file per run."""
 
@@ -83,18 +86,42 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def _server(url: str, workers: int) -> Any:
-    """``prefline serve`` on ``url``; with several workers, uvicorn's own multi-process
-    server on the same app factory (the store URL travels as PREFLINE_DB)."""
+# ``prefline serve ...`` under a CPU-time profiler that writes its stats when the server stops.
+_PROFILED = ("import cProfile, sys, time\n"
+             "out, sys.argv = sys.argv[1], ['prefline', *sys.argv[2:]]\n"
+             "from prefline.cli import main\n"
+             "prof = cProfile.Profile(time.process_time)\n"
+             "try:\n    prof.runcall(main)\nfinally:\n    prof.dump_stats(out)\n")
+
+
+def _server(url: str, workers: int, profile_to: Path | None = None) -> Any:
+    """``prefline serve`` on ``url`` (under cProfile when ``profile_to``); with several
+    workers, uvicorn's own multi-process server on the same app factory (the store URL
+    travels as PREFLINE_DB)."""
     from prefline.collect.loadtest import Server
 
-    class Workers(Server):
+    class Custom(Server):
         def command(self) -> list[str]:
+            if profile_to is not None:
+                return [sys.executable, "-c", _PROFILED, str(profile_to),
+                        *super().command()[3:]]
             return ["env", f"PREFLINE_DB={url}", sys.executable, "-m", "uvicorn", "--factory",
                     "prefline.collect:create_app", "--port", str(self.port), "--workers",
                     str(workers), "--log-level", "warning", "--no-access-log"]
 
-    return (Server(url) if workers == 1 else Workers(url)).start()
+    if workers > 1 and profile_to is not None:
+        raise PreflineError("profile needs workers = 1", field="profile")
+    return (Server(url) if workers == 1 and profile_to is None else Custom(url)).start()
+
+
+def top_rows(stats_file: Path, n: int = 15) -> list[str]:
+    """The ``n`` top rows by cumulative time of a cProfile stats file, as printed."""
+    import io
+    import pstats
+
+    text = io.StringIO()
+    pstats.Stats(str(stats_file), stream=text).sort_stats("cumulative").print_stats(n)
+    return [line for line in text.getvalue().splitlines() if line.strip()]
 
 
 def open_loop(port: int, key: str, pairs: list[list[int]], cfg: CollectBenchConfig,
@@ -163,8 +190,9 @@ def run_http(db_url: str, cfg: CollectBenchConfig, scratch: Path | None = None) 
     name, key, pairs = prepare(url)
     out: dict[str, Any] = {"backend": "postgresql" if url.startswith("postgresql") else "sqlite",
                            "cpu_count": os.cpu_count(), "workers": cfg.workers}
-    acked_file = Path(scratch or tempfile.mkdtemp()) / "open-acked.json"
-    server = _server(url, cfg.workers)
+    folder = Path(scratch or tempfile.mkdtemp())
+    acked_file, profile_to = folder / "open-acked.json", folder / "server.prof"
+    server = _server(url, cfg.workers, profile_to if cfg.profile else None)
     try:
         if cfg.closed:
             out["batched"], out["single"] = _closed(server, key, pairs, cfg)
@@ -175,6 +203,8 @@ def run_http(db_url: str, cfg: CollectBenchConfig, scratch: Path | None = None) 
                 1e6 * (tree_cpu_seconds(server.proc.pid) - cpu0) / max(out["open"]["acked"], 1))
     finally:
         server.stop()
+    if cfg.profile:
+        out["server_profile"] = top_rows(profile_to, 40)
     mismatch = 0
     if cfg.closed:
         out["batched"].update(batch_size=cfg.batch, connections=4,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select, text, tuple_
+from sqlalchemy import Connection, Table, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -269,16 +269,27 @@ def _scoped(row: dict[str, Any]) -> tuple[int, str]:
 
 def _stored_keys(conn: Connection, rows: list[dict[str, Any]]
                  ) -> dict[tuple[int, str], tuple[int, str | None]]:
-    """``{(api key id, idempotency key): (feedback id, body hash)}`` of keys already stored."""
-    wanted = sorted({_scoped(r) for r in rows if r["api_idempotency_key"] is not None})
+    """``{(api key id, idempotency key): (feedback id, body hash)}`` of keys already stored.
+
+    One API key id per statement and its keys in an IN list, so the unique index on
+    (api_key_id, api_idempotency_key) is searched on both columns: a row-value IN over the
+    pair used it on the key id alone (SQLite then read every event the key ever sent, per
+    request). Plain driver SQL: building the SQLAlchemy statement cost more than running it.
+    """
+    wanted: dict[int, set[str]] = {}
+    for r in rows:
+        if r["api_idempotency_key"] is not None:
+            wanted.setdefault(int(r["api_key_id"]), set()).add(str(r["api_idempotency_key"]))
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     found: dict[tuple[int, str], tuple[int, str | None]] = {}
-    for start in range(0, len(wanted), 400):  # 2 parameters each: well below SQLite's limit
-        chunk = wanted[start:start + 400]
-        query = select(Feedback.api_key_id, Feedback.api_idempotency_key, Feedback.id,
-                       Feedback.body_hash).where(
-            tuple_(Feedback.api_key_id, Feedback.api_idempotency_key).in_(chunk))
-        for kid, key, fid, digest in conn.execute(query).tuples():
-            found[(int(kid or 0), str(key))] = (int(fid), digest)
+    for kid, keys in wanted.items():
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), 500):  # well below SQLite's parameter limit
+            chunk = ordered[start:start + 500]
+            sql = (f"SELECT api_idempotency_key, id, body_hash FROM feedback WHERE api_key_id = "
+                   f"{mark} AND api_idempotency_key IN ({', '.join([mark] * len(chunk))})")
+            for key, fid, digest in conn.exec_driver_sql(sql, (kid, *chunk)):
+                found[(kid, str(key))] = (int(fid), digest)
     return found
 
 
@@ -334,12 +345,34 @@ def _insert_keyed(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[in
         doc = json.dumps([{c: r[c] for c in _PG_COLUMNS} for r in rows], default=str)
         found = conn.execute(_PG_INSERT, {"rows": doc}).all()
     else:
-        table: Table = Feedback.__table__  # type: ignore[assignment]
-        stmt = sqlite.insert(table).on_conflict_do_nothing(
-            index_elements=["api_key_id", "api_idempotency_key"]).returning(
-                table.c.id, table.c.api_key_id, table.c.api_idempotency_key)
-        found = conn.execute(stmt, rows).all()
+        found = []
+        for start in range(0, len(rows), _SQLITE_ROWS):
+            found += _sqlite_insert_keyed(conn, rows[start:start + _SQLITE_ROWS])
     return {(int(kid), key): int(fid) for fid, kid, key in found}
+
+
+_SQLITE_ROWS = 1000
+"""Rows per SQLite insert: 19,000 parameters, below SQLite's limit of 32,766."""
+
+
+def _sqlite_insert_keyed(conn: Connection, rows: list[dict[str, Any]]) -> list[Any]:
+    """One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` in plain driver SQL:
+    SQLAlchemy's per-statement and per-row work cost more than SQLite's. Values are written
+    as SQLAlchemy writes them (JSON columns by ``json.dumps``, so None is ``null``; the
+    DateTime text format), so rows look the same whichever path stored them."""
+    params: list[Any] = []
+    for r in rows:
+        for col in _PG_COLUMNS:
+            value = r[col]
+            if col in ("payload", "segment"):
+                value = json.dumps(value)
+            elif col == "created_at":
+                value = value.strftime("%Y-%m-%d %H:%M:%S.%f")
+            params.append(value)
+    one = f"({', '.join('?' * len(_PG_COLUMNS))})"
+    sql = (f"INSERT INTO feedback ({', '.join(_PG_COLUMNS)}) VALUES {', '.join([one] * len(rows))}"
+           f" ON CONFLICT ({_KEY_COLUMNS}) DO NOTHING RETURNING id, {_KEY_COLUMNS}")
+    return list(conn.exec_driver_sql(sql, tuple(params)).all())
 
 
 def _response_ids(ev: AnyEvent) -> list[int]:
