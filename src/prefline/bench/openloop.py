@@ -27,6 +27,10 @@ from typing import Any
 
 from prefline.collect.loadgen import Conn, make_event
 
+KEEP_ALIVE_S = 4.0
+"""Reuse a keep-alive connection only if it was last used this recently (uvicorn closes
+idle connections after 5 s)."""
+
 
 def schedule(n: int, rate: float, arrivals: str, seed: int) -> list[float]:
     """Send offsets in seconds of ``n`` requests at ``rate`` per second: evenly spaced
@@ -56,6 +60,7 @@ class Run:
     headers: dict[str, str]
     timeout: float
     idle: list[Conn] = field(default_factory=list)
+    used: dict[int, float] = field(default_factory=dict)  # id(connection) -> last answer
     opened: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     lags_ms: list[float] = field(default_factory=list)
@@ -67,12 +72,23 @@ class Run:
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
 
+    def connection(self) -> Conn:
+        """An idle keep-alive connection, else a new one. Connections idle for longer than
+        the server keeps them (uvicorn: 5 s) are closed rather than reused: the server may
+        have closed its end, and the request would fail without having been sent."""
+        now = time.perf_counter()
+        while self.idle:
+            conn = self.idle.pop()
+            if now - self.used.get(id(conn), now) < KEEP_ALIVE_S:
+                return conn
+            conn.close()
+        self.opened += 1
+        return Conn(self.host, self.port, self.headers)
+
     async def one(self, due: float, body: bytes, key: str) -> None:
         """Send one request at ``due`` (perf_counter time); record its latency from ``due``."""
         self.lags_ms.append((time.perf_counter() - due) * 1000)
-        conn = self.idle.pop() if self.idle else None
-        if conn is None:
-            conn, self.opened = Conn(self.host, self.port, self.headers), self.opened + 1
+        conn = self.connection()
         self.sent += 1
         try:
             status, payload = await asyncio.wait_for(conn.post("/api/v1/feedback", body),
@@ -83,6 +99,7 @@ class Run:
             return
         end = time.perf_counter()
         self.idle.append(conn)
+        self.used[id(conn)] = end
         self.latencies_ms.append((end - due) * 1000)
         self.last_end = max(self.last_end, end)
         if status in (200, 201):  # acknowledged: the server promised the event is stored
@@ -105,6 +122,7 @@ async def warm_up(run: Run, connections: int, requests: int, prefix: str,
     await asyncio.gather(*(closed(c, range(j, max(requests, connections), connections))
                            for j, c in enumerate(conns)))
     run.idle.extend(conns)
+    run.used.update((id(c), time.perf_counter()) for c in conns)
     run.opened = connections
 
 
