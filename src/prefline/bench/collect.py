@@ -199,8 +199,9 @@ def run_http(db_url: str, cfg: CollectBenchConfig, scratch: Path | None = None) 
         if cfg.rate > 0:
             cpu0 = tree_cpu_seconds(server.proc.pid)
             out["open"] = open_loop(server.port, key, pairs, cfg, acked_file)
-            out["open"]["server_cpu_us_per_event"] = (
-                1e6 * (tree_cpu_seconds(server.proc.pid) - cpu0) / max(out["open"]["acked"], 1))
+            served = out["open"]["acked"] + out["open"]["warmup_requests"]
+            out["open"]["server_cpu_us_per_event"] = (  # warm-up requests included
+                1e6 * (tree_cpu_seconds(server.proc.pid) - cpu0) / max(served, 1))
     finally:
         server.stop()
     if cfg.profile:

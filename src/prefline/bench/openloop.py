@@ -164,6 +164,7 @@ async def run_open(cfg: dict[str, Any]) -> dict[str, Any]:
         "send_lag_ms": {"p50": percentile(lags, 0.50), "p99": percentile(lags, 0.99),
                         "max": lags[-1] if lags else None},
         "client_cpu_s": time.process_time() - cpu0,
+        "warmup_requests": max(int(cfg.get("warmup", 200)), int(cfg.get("connections", 32))),
     }
 
 
