@@ -8,6 +8,8 @@ time and the backward recomputes it, so peak memory is ``chunk × vocab`` instea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -23,8 +25,9 @@ def _token_logps(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: T
     logits = F.linear(hidden, weight, bias).float()
     if softcap:
         logits = softcap * torch.tanh(logits / softcap)
-    picked = logits.gather(-1, targets[:, None]).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
+    # log_softmax + nll in one op: its backward is one fused pass (softmax - one-hot), where
+    # gather - logsumexp took several passes over the (chunk, vocab) logits.
+    return -F.cross_entropy(logits, targets, reduction="none")
 
 
 def chunked_token_logps(hidden: Tensor, head: Any, targets: Tensor, chunk: int = 512,
@@ -51,6 +54,23 @@ def _mask_for(model: nn.Module, mask: Tensor, dtype: torch.dtype) -> Tensor:
     return mask
 
 
+@contextmanager
+def _autocast_casts_lora_inputs(lm: nn.Module, device_type: str) -> Iterator[None]:
+    """Under autocast, peft's LoRA layers skip casting their input to the adapters' fp32:
+    autocast casts it to bf16 for the adapter's matmul anyway, so the result is the same
+    while two casts of the activation (forward and backward) per layer are saved."""
+    layers = ([m for m in lm.modules() if hasattr(m, "lora_A")]
+              if torch.is_autocast_enabled(device_type) else [])
+    before = [getattr(m, "cast_input_dtype_enabled", True) for m in layers]
+    for m in layers:
+        setattr(m, "cast_input_dtype_enabled", False)  # noqa: B010 - an nn.Module attribute
+    try:
+        yield
+    finally:
+        for m, value in zip(layers, before, strict=True):
+            setattr(m, "cast_input_dtype_enabled", value)  # noqa: B010
+
+
 class SequenceLogps(nn.Module):
     """Wraps a causal LM: ``forward(batch)`` -> summed log-probs of each packed response,
     shape ``(responses,)`` in the batch's numbering (``(2n,)`` for pairs).
@@ -71,8 +91,9 @@ class SequenceLogps(nn.Module):
         backbone = lm.get_decoder()
         param = next(lm.parameters())
         mask = _mask_for(lm, batch.attention_mask, param.dtype)
-        out = backbone(input_ids=batch.input_ids, attention_mask=mask,
-                       position_ids=batch.position_ids, use_cache=False)
+        with _autocast_casts_lora_inputs(lm, param.device.type):
+            out = backbone(input_ids=batch.input_ids, attention_mask=mask,
+                           position_ids=batch.position_ids, use_cache=False)
         hidden = out.last_hidden_state[batch.pred_rows, batch.pred_cols]
         head = lm.get_output_embeddings()
         tok = chunked_token_logps(hidden, head, batch.targets, self.chunk, self.softcap)
