@@ -114,13 +114,19 @@ def _server(url: str, workers: int, profile_to: Path | None = None) -> Any:
     return (Server(url) if workers == 1 and profile_to is None else Custom(url)).start()
 
 
+REQUEST_PATH = r"prefline/collect|fastapi|starlette|uvicorn/protocols|pydantic|sqlalchemy|sqlite3"
+"""Functions on a request's path: the server's start-up (imports, CLI) is left out."""
+
+
 def top_rows(stats_file: Path, n: int = 15) -> list[str]:
-    """The ``n`` top rows by cumulative time of a cProfile stats file, as printed."""
+    """The ``n`` top rows by cumulative time of a cProfile stats file, as printed, among
+    the functions of a request's path (:data:`REQUEST_PATH`)."""
     import io
     import pstats
 
     text = io.StringIO()
-    pstats.Stats(str(stats_file), stream=text).sort_stats("cumulative").print_stats(n)
+    pstats.Stats(str(stats_file), stream=text).sort_stats("cumulative").print_stats(
+        REQUEST_PATH, n)
     return [line for line in text.getvalue().splitlines() if line.strip()]
 
 
@@ -205,7 +211,7 @@ def run_http(db_url: str, cfg: CollectBenchConfig, scratch: Path | None = None) 
     finally:
         server.stop()
     if cfg.profile:
-        out["server_profile"] = top_rows(profile_to, 40)
+        out["server_profile"] = top_rows(profile_to, 25)
     mismatch = 0
     if cfg.closed:
         out["batched"].update(batch_size=cfg.batch, connections=4,
