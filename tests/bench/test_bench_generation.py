@@ -29,3 +29,16 @@ def test_bench_generate_against_main(tiny_causal_dir: Path,
             assert run[name]["tokens_per_s"] > 0
         assert run["tokens_per_s"] == run["float32/b4/t1"]["tokens_per_s"]
     assert r["comparisons"]["main"]["speedup"] > 0
+
+
+def test_bench_generate_defaults_are_the_demos_candidate_settings() -> None:
+    """The headline figure is measured at what the demo samples with: k, max new tokens,
+    temperature, top-p and sequences per call of its CandidateConfig, bf16 weights."""
+    from prefline.bench.generation import GenerationBenchConfig, parse_setting
+    from prefline.demo.config import CandidateConfig
+
+    bench, demo = GenerationBenchConfig(), CandidateConfig()
+    assert (bench.n, bench.max_new_tokens, bench.temperature, bench.top_p) == (
+        demo.k, demo.max_new_tokens, demo.temperature, demo.top_p)
+    assert parse_setting(bench.settings[0])[:2] == ("bfloat16", demo.batch_size)
+    assert bench.prompts * bench.n == demo.batch_size  # one full demo batch

@@ -1,9 +1,11 @@
 """``prefline bench generate``: sampling throughput (new tokens/s) of the optimised decode path
 against main's original one (``--against main``), at the demo's settings by default.
 
-The prefline side samples with ``gen_opt`` (default ``fast``: one prefill per prompt and the
-seeded inverse-CDF sampler, see :mod:`prefline.generate.decode`); the ``main`` side with
-``gen_opt="none"``, main's original path (prompts prefilled ``n`` times, HF's multinomial).
+The prefline side samples with ``gen_opt`` (default ``fast``: our own decode loop with one
+prefill per prompt, a preallocated KV cache, the seeded per-row inverse-CDF sampler and
+finished rows leaving the batch; see :mod:`prefline.generate.decode`); the ``main`` side with
+``gen_opt="none"``, main's original path (HF ``generate``: prompts prefilled ``n`` times,
+HF's multinomial sampler, a KV cache concatenated at every step).
 Each side runs in its own subprocess, repetitions interleaved (the one harness,
 :mod:`prefline.bench.harness`). Both sample the same prompts from the bundled train split,
 ``n`` per prompt, at each ``dtype:batch:threads`` setting in turn on the same loaded weights;
