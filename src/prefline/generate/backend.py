@@ -8,7 +8,8 @@ one small interface, so the engine is a setting, not a code path:
 
 Specs (the ``backend`` field of the generate, judge and eval-policy configs):
 
-- ``hf`` — in-process Hugging Face ``transformers`` model (batched ``generate`` + KV cache);
+- ``hf`` — in-process Hugging Face ``transformers`` model (batched, KV-cached decode:
+  :mod:`prefline.generate.decode`);
 - ``vllm`` — the vLLM engine in-process, when vLLM is installed (LoRA adapters as LoRA requests);
 - ``openai:URL[#model]`` — any OpenAI-compatible server (vLLM, TGI, llama.cpp's server, ...),
   with concurrent requests, retries and a disk cache of replies.

@@ -1,6 +1,7 @@
-"""The ``hf`` generation backend: an in-process ``transformers`` model (batched ``generate``
-with a KV cache, left padding, seeded per completion; see :mod:`prefline.generate.sampling`
-and :mod:`prefline.generate.decode`). It is also the in-process engine of online training
+"""The ``hf`` generation backend: an in-process ``transformers`` model, batched and KV-cached
+with left padding, through :func:`prefline.generate.decode.decode` (``gen_opt`` fast: our own
+decode loop, seeded per completion; none: HF ``generate``, seeded per batch; see
+:mod:`prefline.generate.sampling`). It is also the in-process engine of online training
 (:meth:`HFBackend.sample_tokens`): built on the live policy module, it needs no weight sync."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from prefline.models.embedded import DEFAULT_POLICY
 
 class HFBackend:
     """Sample from a model folder, ``.gguf`` file, peft adapter or Hub id (None: the embedded
-    SmolLM2-135M-Instruct). ``batch_size`` counts sequences per ``generate`` call;
+    SmolLM2-135M-Instruct). ``batch_size`` counts sequences per decode call;
     ``threads`` torch CPU threads while sampling (0 = the cores not already busy).
     ``loaded`` passes an already loaded ``(model, tokenizer)`` instead of loading ``model``
     (online training passes the policy it trains). ``gen_opt``: ``fast`` (default) or

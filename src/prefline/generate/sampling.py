@@ -1,8 +1,7 @@
-"""Batched sampling of K responses per prompt from a causal LM (HF ``generate`` + KV cache).
+"""Batched sampling of K responses per prompt from a causal LM (KV-cached decode).
 
 Prompts are rendered with the tokenizer's chat template and left-padded, so each batch is one
-``generate`` call (:func:`prefline.generate.decode.decode`) whose KV cache grows from the
-right. Prompts are sorted by length before batching (less padding), and each completion is
+:func:`prefline.generate.decode.decode` call whose KV cache grows from the right. Prompts are sorted by length before batching (less padding), and each completion is
 seeded from ``(seed, prompt index, completion index)`` (``gen_opt="none"``, main's original
 path: each batch from ``(seed, batch index)``), so the same prompts, seed and batch size
 always give the same outputs.
