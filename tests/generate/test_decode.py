@@ -15,6 +15,7 @@ from transformers import TopPLogitsWarper
 from prefline.base.errors import PreflineError
 from prefline.generate.backend import Sampling
 from prefline.generate.decode import (
+    BufferLayer,
     RowSampler,
     cut_at_stop,
     decode,
@@ -108,6 +109,28 @@ def test_rows_that_finish_leave_the_batch_without_changing_any_row(lm: tuple[Any
     assert len(lengths) >= 3, lengths  # rows really finished at different steps
     for r in out[0]:
         assert all(t == tok.pad_token_id for t in r[len(cut_at_stop(r, stops)):])
+
+
+def test_every_decode_step_writes_the_preallocated_cache(lm: tuple[Any, Any],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the prefill, each step of each layer writes into a BufferLayer (no cache is
+    concatenated), so the speed-up of the preallocated cache is really taken."""
+    model, tok = lm
+    calls: list[int] = []
+    update = BufferLayer.update
+
+    def counted(self: BufferLayer, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(BufferLayer, "update", counted)
+    rows = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    ids, mask = encode_ids_left(rows, tok.pad_token_id)
+    with torch.inference_mode():
+        new, _ = loop_decode(model, ids, mask, k=2, max_new_tokens=5, sampler=None,
+                             stop_ids=[], pad_id=tok.pad_token_id)
+    assert new.shape == (len(rows) * 2, 5)
+    assert len(calls) == model.config.num_hidden_layers * 4  # steps 2..5 go through the model
 
 
 def test_greedy_is_the_same_on_both_paths(lm: tuple[Any, Any]) -> None:

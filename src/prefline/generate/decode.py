@@ -189,6 +189,16 @@ class BufferLayer(DynamicLayer):  # type: ignore[misc]
         self._views()
 
 
+def _buffered(layer: Any, k: int, capacity: int) -> Any:
+    """A plain ``DynamicLayer`` as a :class:`BufferLayer` with its rows repeated ``k`` times;
+    any other kind (sliding-window, quantised, ...) keeps its own update rule, repeated."""
+    if type(layer) is DynamicLayer and layer.keys is not None and layer.values is not None \
+            and layer.keys.numel():
+        return BufferLayer(layer.keys, layer.values, k, capacity)
+    layer.batch_repeat_interleave(k)
+    return layer
+
+
 def _repeated(t: Tensor, k: int, capacity: int) -> Tensor:
     """``t`` ``(B, H, n, D)`` with each row repeated ``k`` times, in a buffer of ``capacity``
     positions."""
@@ -215,8 +225,7 @@ def loop_decode(model: Any, ids: Tensor, mask: Tensor, *, k: int, max_new_tokens
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                 logits_to_keep=1)
     cache = out.cache if hasattr(out, "cache") else out.past_key_values
-    cache.layers = [BufferLayer(lay.keys, lay.values, k, width + max_new_tokens)
-                    for lay in cache.layers]
+    cache.layers = [_buffered(lay, k, width + max_new_tokens) for lay in cache.layers]
     logits = out.logits[:, -1].repeat_interleave(k, 0)
     full_mask = torch.ones(rows, width + max_new_tokens, dtype=mask.dtype, device=mask.device)
     full_mask[:, :width] = mask.repeat_interleave(k, 0)
