@@ -25,9 +25,8 @@ def _token_logps(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: T
     logits = F.linear(hidden, weight, bias).float()
     if softcap:
         logits = softcap * torch.tanh(logits / softcap)
-    # log_softmax + nll in one op: its backward is one fused pass (softmax - one-hot), where
-    # gather - logsumexp took several passes over the (chunk, vocab) logits.
-    return -F.cross_entropy(logits, targets, reduction="none")
+    picked = logits.gather(-1, targets[:, None]).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
 
 
 def chunked_token_logps(hidden: Tensor, head: Any, targets: Tensor, chunk: int = 512,
