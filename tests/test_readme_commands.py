@@ -94,6 +94,8 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "full-size benchmark; tests/bench runs each benchmark at smoke size",
     ("docs/benchmarks/collect.md", "prefline bench collect --events 50000 --seconds 60 --json"):
         "full-size benchmark; tests/bench runs each benchmark at smoke size",
+    ("docs/benchmarks/collect.md", "prefline bench collect --no-closed --rate 150"):
+        "a profiling run of the benchmark (a minute); tests/bench runs the open loop at smoke size",
     ("docs/benchmarks/dpo.md", "prefline bench dpo --against trl --json"):
         "full-size benchmark; tests/bench runs each benchmark at smoke size",
     ("docs/benchmarks/dpo.md", "prefline train dpo --data /tmp/hh260.jsonl --out "
