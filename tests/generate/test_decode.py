@@ -13,11 +13,10 @@ import torch
 from transformers import TopPLogitsWarper
 
 from prefline.base.errors import PreflineError
-from prefline.generate.backend import Sampling
+from prefline.generate.backend import Sampling, cut_at_stop
 from prefline.generate.decode import (
     BufferLayer,
     RowSampler,
-    cut_at_stop,
     decode,
     inverse_cdf,
     loop_decode,

@@ -22,7 +22,7 @@ from typing import Any
 
 from prefline.base.errors import PreflineError
 from prefline.bench.harness import Benchmark, side_main
-from prefline.generate.decode import GEN_OPTS
+from prefline.generate.backend import GEN_OPTS
 
 DTYPES = ("float32", "bfloat16")
 

@@ -27,6 +27,24 @@ from prefline.base.config import check_at_least, check_sampling
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import Messages
 
+GEN_OPTS = ("fast", "none")
+"""``fast``: shared prefill + the seeded per-row sampler (:mod:`prefline.generate.decode`);
+``none``: main's original path. Here, torch-free, so configs and the CLI can check it."""
+
+
+def cut_at_stop(ids: Sequence[int], stop_ids: Sequence[int]) -> list[int]:
+    """``ids`` up to and including the first stop token (what follows is padding)."""
+    stops = set(stop_ids)
+    cut = next((t + 1 for t, tid in enumerate(ids) if tid in stops), len(ids))
+    return list(ids[:cut])
+
+
+def check_gen_opt(value: str) -> str:
+    if value not in GEN_OPTS:
+        raise PreflineError(f"gen_opt must be one of {', '.join(GEN_OPTS)}, got {value!r}",
+                            field="gen_opt")
+    return value
+
 BACKEND_SPECS = "hf, vllm, openai:URL[#model]"
 BACKEND_KINDS = ("hf", "vllm", "openai")
 

@@ -47,9 +47,6 @@ from transformers.cache_utils import DynamicLayer
 
 from prefline.base.errors import PreflineError
 
-GEN_OPTS = ("fast", "none")
-"""``fast``: shared prefill + :class:`RowSampler`; ``none``: main's original path."""
-
 _MIX = 1_000_003
 _BLOCK = 256
 
@@ -57,20 +54,6 @@ _BLOCK = 256
 def row_seed(seed: int, step: int, prompt: int, completion: int) -> int:
     """The seed of one completion (stable across batches, processes and resumes)."""
     return (((seed * _MIX + step) * _MIX + prompt) * _MIX + completion) % (2**63 - 1)
-
-
-def check_gen_opt(value: str) -> str:
-    if value not in GEN_OPTS:
-        raise PreflineError(f"gen_opt must be one of {', '.join(GEN_OPTS)}, got {value!r}",
-                            field="gen_opt")
-    return value
-
-
-def cut_at_stop(ids: Sequence[int], stop_ids: Sequence[int]) -> list[int]:
-    """``ids`` up to and including the first stop token (what follows is padding)."""
-    stops = set(stop_ids)
-    cut = next((t + 1 for t, tid in enumerate(ids) if tid in stops), len(ids))
-    return list(ids[:cut])
 
 
 def inverse_cdf(probs: Tensor, u: Tensor) -> Tensor:

@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prefline.base.errors import PreflineError
-from prefline.generate.backend import Completion, PromptLike, Sampling
-from prefline.generate.decode import check_gen_opt
+from prefline.generate.backend import Completion, PromptLike, Sampling, check_gen_opt, cut_at_stop
 from prefline.generate.sampling import (
     cpu_threads,
     encode_ids_left,
@@ -74,7 +73,7 @@ class HFBackend:
         """See :class:`prefline.generate.backend.TrainingEngine`: one ``decode`` call on
         the whole list (the caller's micro-batch), the model left in eval mode; threads
         and autocast as the caller set them."""
-        from prefline.generate.decode import cut_at_stop, decode
+        from prefline.generate.decode import decode
 
         self.lm.eval()
         pad = self.tokenizer.pad_token_id

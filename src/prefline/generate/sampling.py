@@ -16,7 +16,7 @@ from typing import Any
 
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import Messages, as_messages, prompt_text
-from prefline.generate.backend import Completion, Sampling
+from prefline.generate.backend import Completion, Sampling, check_gen_opt
 from prefline.models.hub import load_causal_lm
 
 
@@ -158,7 +158,7 @@ def sample_completions(model: Any, tokenizer: Any, prompts: Sequence[str | Messa
     the same prompts, seed and batch size always give the same outputs."""
     import torch
 
-    from prefline.generate.decode import check_gen_opt, decode, row_seed
+    from prefline.generate.decode import decode, row_seed
 
     check_gen_opt(gen_opt)
     texts = render_prompts(tokenizer, prompts)

@@ -33,8 +33,7 @@ from typing import Any
 
 from prefline.base.errors import PreflineError
 from prefline.formats.examples import as_messages
-from prefline.generate.backend import Completion, PromptLike, Sampling
-from prefline.generate.decode import cut_at_stop
+from prefline.generate.backend import Completion, PromptLike, Sampling, cut_at_stop
 from prefline.models.embedded import DEFAULT_POLICY
 from prefline.models.hub import CARD, resolve_adapter_base, resolve_model_path
 
