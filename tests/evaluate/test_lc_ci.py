@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prefline.evaluate.policy_metrics import length_controlled_win_rate
-from prefline.evaluate.policy_result import lc_rate_with_ci, rate_with_ci
+from prefline.evaluate.policy_result import lc_rate_with_ci, rate_with_ci, verdict
 
 
 def test_equal_lengths_give_the_plain_rate_and_its_ci() -> None:
@@ -32,3 +32,12 @@ def test_ci_brackets_the_estimate_and_keeps_prompts_together() -> None:
     assert lc == pytest.approx(length_controlled_win_rate(
         [s for r in scores for s in r], [d for r in diffs for d in r]))
     assert low <= lc <= high and high - low > 0.01
+
+
+def test_verdict_names_each_outcome_against_the_target() -> None:
+    assert verdict(0.65, (0.55, 0.74), "rubric").target_met
+    assert "misses the target" in verdict(0.56, (0.51, 0.61), "rubric").text
+    worse = verdict(0.42, (0.36, 0.49), "rubric")
+    assert not worse.target_met and "worse than the baseline" in worse.text
+    assert "'rubric'" in worse.text
+    assert "does not exclude 50%" in verdict(0.48, (0.41, 0.55), "rubric").text

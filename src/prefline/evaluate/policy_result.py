@@ -272,6 +272,9 @@ def verdict(rate: float, ci: Sequence[float], judge: str = "rules") -> Outcome:
     elif ci[0] > 0.5:
         text = (f"The policy is better than the baseline but misses the target: {who} "
                 f"{rate:.1%} {span} is below 60%.")
+    elif ci[1] < 0.5:
+        text = (f"The policy is worse than the baseline: {who} {rate:.1%} {span}; the whole "
+                "CI is below 50%.")
     else:
         text = (f"No demonstrated improvement: {who} {rate:.1%} {span}; the CI does not "
                 "exclude 50% (no better than the baseline).")
