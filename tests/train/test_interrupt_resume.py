@@ -60,8 +60,11 @@ def _last_step(log: Path) -> int:
 def _interrupt_at(args: list[str], log: Path, step: int, sig: int) -> tuple[int, str]:
     """Start ``prefline *args``, send ``sig`` once the log reaches ``step``; (code, stderr)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PREFLINE_PROGRESS_SECONDS": "1000"}
+    # SIGINT back to its default in the child: a job started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python then keeps it ignored.
     proc = subprocess.Popen([sys.executable, "-m", "prefline", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while _last_step(log) < step and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -179,6 +182,8 @@ def test_interrupted_line_names_the_run_folder_when_out_was_not_given() -> None:
 
 
 def test_signals_inside_deferred_land_after_the_block() -> None:
+    # Python's own SIGINT handler, as in an interactive run (a background job has it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     reached = []
     with pytest.raises(KeyboardInterrupt), interrupts.deferred():
         os.kill(os.getpid(), signal.SIGINT)

@@ -53,13 +53,22 @@ def _mask_for(model: nn.Module, mask: Tensor, dtype: torch.dtype) -> Tensor:
     return mask
 
 
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type``; False for a device autocast does not know
+    (``meta``, used to place models without memory), where asking it raises."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except RuntimeError:
+        return False
+
+
 @contextmanager
 def _autocast_casts_lora_inputs(lm: nn.Module, device_type: str) -> Iterator[None]:
     """Under autocast, peft's LoRA layers skip casting their input to the adapters' fp32:
     autocast casts it to bf16 for the adapter's matmul anyway, so the result is the same
     while two casts of the activation (forward and backward) per layer are saved."""
     layers = ([m for m in lm.modules() if hasattr(m, "lora_A")]
-              if torch.is_autocast_enabled(device_type) else [])
+              if _autocast_on(device_type) else [])
     before = [getattr(m, "cast_input_dtype_enabled", True) for m in layers]
     for m in layers:
         setattr(m, "cast_input_dtype_enabled", False)  # noqa: B010 - an nn.Module attribute
