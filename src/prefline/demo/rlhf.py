@@ -24,6 +24,7 @@ from prefline.generate.backend import Completion, Sampling
 from prefline.generate.best_of_n import CandidateScorer, argmax, pick
 from prefline.generate.store import Generation
 from prefline.judges.label import candidate_pairs
+from prefline.train.online_dpo import make_pairs
 
 Pair = tuple[int, int, int]
 """(generation index, response i, response j), i < j."""
@@ -60,18 +61,15 @@ def add_label_noise(rows: list[dict[str, Any]], noise: float, seed: int,
 def best_vs_worst_rows(scorer: CandidateScorer, gens: Sequence[Generation],
                        on_prompt: Callable[[int], None] | None = None,
                        ) -> tuple[list[dict[str, Any]], list[list[float]]]:
-    """The scorer's best (first on ties) against its worst (last on ties) candidate per
-    prompt, as import-ready pair rows; prompts whose best and worst score or read the same
-    give none. Also every candidate's score, per prompt."""
+    """The scorer's best against its worst candidate per prompt (online DPO's
+    :func:`~prefline.train.online_dpo.make_pairs`), as import-ready pair rows; prompts whose
+    best and worst score or read the same give none. Also every candidate's score, per
+    prompt."""
     picks = pick(scorer, [g.prompt for g in gens], [g.responses for g in gens], on_prompt)
-    rows = []
-    for g, p in zip(gens, picks, strict=True):
-        worst = min(range(len(p.scores)), key=lambda i: (p.scores[i], -i))
-        if p.scores[p.best] <= p.scores[worst] or p.response == p.candidates[worst]:
-            continue
-        rows.append({"prompt": g.prompt, "chosen": p.response, "rejected": p.candidates[worst],
-                     "tie": False, "tags": list(g.tags), "judge": scorer.spec,
-                     "model": g.model})
+    rows = [{"prompt": g.prompt, "chosen": pair.chosen, "rejected": pair.rejected,
+             "tie": False, "tags": list(g.tags), "judge": scorer.spec, "model": g.model}
+            for g, p in zip(gens, picks, strict=True)
+            for pair in make_pairs([g.prompt], [p], "best_vs_worst")]
     return rows, [p.scores for p in picks]
 
 
