@@ -13,11 +13,13 @@ stored; that file is published only once the store has committed.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -260,9 +262,10 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
     skipped: list[int] = []
     rejected: list[Rejected] = []
     duplicates: list[tuple[int, int]] = []
-    records = _read(path, format, source, annotator_kind, redactor, policy, progress=progress,
-                    skip_identical=skip_identical, on_bad=on_bad, skipped=skipped,
-                    rejected=rejected, duplicates=duplicates)
+    with _gc_paused():
+        records = _read(path, format, source, annotator_kind, redactor, policy,
+                        progress=progress, skip_identical=skip_identical, on_bad=on_bad,
+                        skipped=skipped, rejected=rejected, duplicates=duplicates)
     summary = ImportSummary(path=str(path), source=source, records=len(records),
                             skipped_identical=skipped, duplicates=duplicates,
                             rejected=len(rejected),
@@ -276,7 +279,8 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
         engine = db if isinstance(db, Engine) else open_store(db)
         if stage is not None:
             stage("writing")
-        _write(engine, path, records, summary, format, actor, annotator, annotator_kind)
+        with _gc_paused():
+            _write(engine, path, records, summary, format, actor, annotator, annotator_kind)
     except BaseException:
         if staged is not None:
             staged.unlink(missing_ok=True)
@@ -285,6 +289,21 @@ def import_file(path: str | Path, db: str | Engine | None = None, *, format: str
         _publish(staged, rejects_path)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while an import reads or writes: it keeps 10⁵s of
+    records, dicts and row tuples alive, and each full collection walks them all to free
+    nothing (they hold no reference cycles), a sixth of the import's CPU at 10⁵ records.
+    Reference counting frees as usual; collection resumes (if it was on) right after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _read(path: Path, format: str, source: str, annotator_kind: str, redactor: Redactor | None,
