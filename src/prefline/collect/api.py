@@ -105,6 +105,12 @@ def log(body: LogRequest, request: Request, key: Key) -> LogResult:
 async def feedback(body: Event, request: Request, key: Key) -> JSONResponse:
     """Answers 200 with the existing id when this API key sent the same event under the same
     idempotency key before, and 409 when that key came with a different body."""
+    return await store_one(request, body, key)
+
+
+async def store_one(request: Request, body: Any, key: KeyInfo) -> JSONResponse:
+    """``POST /feedback`` after validation, for the route above and for
+    ``collect.fastpath``, which serves the plain case without FastAPI's machinery."""
     _spend(request, key, 1)
     events = await _cleaned(request, [body], key)
     try:

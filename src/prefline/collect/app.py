@@ -6,18 +6,20 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import prefline.store.collect_models  # noqa: F401  (registers the collection tables)
 from prefline.collect import admin, api, rollout_routes, ui
 from prefline.collect.apidocs import add_api_docs
+from prefline.collect.fastpath import FeedbackFastPath
 from prefline.collect.state import (
     HERE,
     ApiError,
     LoginRequired,
     UiError,
+    error_response,
     field_path,
     make_state,
     state_of,
@@ -50,6 +52,7 @@ def create_app(db_url: str | None = None, *, secure_cookies: bool = False) -> Fa
         return {"status": "ok"}
 
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(FeedbackFastPath)  # outermost of ours: POST /api/v1/feedback only
     return app
 
 
@@ -92,16 +95,10 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def _error(status: int, message: str, field: str | None = None, detail: object = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"message": message, "field": field, "detail": detail},
-                        status_code=status, headers=headers)
-
-
 def _handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> Response:
-        return _error(exc.status, exc.message, exc.field, headers=exc.headers)
+        return error_response(exc.status, exc.message, exc.field, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -113,7 +110,7 @@ def _handlers(app: FastAPI) -> None:
                    "type": e.get("type")} for e in errors]
         if not request.url.path.startswith("/api/"):
             return _ui_error(request, 400, message)
-        return _error(422, message, field or None, detail)
+        return error_response(422, message, field or None, detail)
 
     @app.exception_handler(UiError)
     async def ui_error(request: Request, exc: UiError) -> Response:
@@ -126,7 +123,7 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if request.url.path.startswith("/api/") or request.url.path.startswith("/static/"):
-            return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+            return error_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
         return _ui_error(request, exc.status_code, str(exc.detail))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Engine
 
@@ -74,6 +75,13 @@ class ApiError(Exception):
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.field, self.headers = status, message, field, headers
+
+
+def error_response(status: int, message: str, field: str | None = None, detail: object = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON body of every API error (``ErrorBody`` in the OpenAPI spec)."""
+    return JSONResponse({"message": message, "field": field, "detail": detail},
+                        status_code=status, headers=headers)
 
 
 class UiError(Exception):
