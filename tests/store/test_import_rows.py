@@ -1,4 +1,4 @@
-"""An import stores exactly the same rows as before the import was made faster.
+"""An import stores exactly the same rows and schema as before the import was made faster.
 
 The file holds every record shape and the options that change a row (ties, strength, tags,
 message lists, HH transcripts, users and segments, named annotators, Unicode, a repeated
@@ -10,11 +10,18 @@ the import code of f80801d, before issue 17's session 5 changes; ``created_at`` 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from prefline.base.errors import PreflineError
 from prefline.formats.jsonl import write_jsonl
+from prefline.store.bulk import insert_ignore
+from prefline.store.db import open_store
 from prefline.store.ingest import import_file
 
 HH = "\n\nHuman: what is 2+2?\n\nAssistant: "
@@ -66,3 +73,50 @@ def test_import_stores_the_same_rows_byte_for_byte(tmp_path: Path) -> None:
     assert (summary.records, summary.duplicates) == (len(RECORDS) - 1, [(6, 1)])
     rows = _rows(db)
     assert hashlib.sha256(rows.encode()).hexdigest() == DIGEST, rows
+
+
+def _indexes(db: Path) -> set[tuple[str, str, str]]:
+    conn = sqlite3.connect(db)
+    try:
+        return set(conn.execute("SELECT tbl_name, name, sql FROM sqlite_master "
+                                "WHERE type = 'index' AND sql IS NOT NULL"))
+    finally:
+        conn.close()
+
+
+def test_import_into_an_empty_store_keeps_every_index(tmp_path: Path) -> None:
+    """A first import builds the plain indexes after the rows: afterwards the schema is the
+    migrated one, and a failure after the indexes were dropped rolls the drop back too."""
+    db = tmp_path / "store.db"
+    engine = open_store(f"sqlite:///{db}")
+    migrated = _indexes(db)
+    assert {"ix_feedback_kind", "ix_responses_prompt_id"} <= {name for _, name, _ in migrated}
+    for in_transaction in (False, True):  # outside one, the driver would commit DDL at once
+        with engine.connect() as conn:
+            raw: Any = conn.connection.driver_connection
+            if in_transaction:
+                raw.execute("INSERT INTO annotators (name, kind, created_at) VALUES ('a', 'human', 'now')")
+            with pytest.raises(sqlite3.IntegrityError):  # no such prompt: its foreign key
+                insert_ignore(conn, "responses", ("content_hash", "prompt_id", "text", "created_at"),
+                              [("h", 99, "t", "now")], "content_hash")
+            conn.rollback()
+        assert _indexes(db) == migrated
+    import_file(write_jsonl(tmp_path / "every-shape.jsonl", RECORDS), f"sqlite:///{db}")
+    assert _indexes(db) == migrated
+
+
+def test_import_leaves_garbage_collection_as_it_found_it(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "every-shape.jsonl", RECORDS)
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a"}])
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    import_file(path, url)
+    assert gc.isenabled()
+    with pytest.raises(PreflineError):
+        import_file(bad, url)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        import_file(path, url)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -140,33 +140,41 @@ def _prompt_rows(records: Sequence[Record], now: Any) -> dict[str, tuple[Any, ..
     return rows
 
 
-def _feedback_cols(ex: Example, rids: list[int]) -> tuple[Any, ...]:
-    """(kind, response_a_id, response_b_id, response_id, choice, payload) for one example
-    whose ``_texts`` have the response ids ``rids``."""
+def _feedback_cols(ex: Example, rids: list[int],
+                   payloads: dict[str, str | None]) -> tuple[Any, ...]:
+    """(kind, response_a_id, response_b_id, response_id, choice, payload JSON, judgment) for
+    one example whose ``_texts`` have the response ids ``rids``; ``judgment`` is what its
+    idempotency key holds of the verdict (tie|strength|label|scores). Most pairs' payloads
+    repeat ({"choice": "a", ...}): ``payloads`` keeps each encoding once."""
     if isinstance(ex, PreferencePair):
         choice = "tie" if ex.tie else "a"
-        return ("pairwise", rids[0], rids[1], None, choice, {"choice": choice, "strength": ex.strength})
+        memo = f"{choice}|{ex.strength}"
+        payload = payloads.get(memo)
+        if payload is None:
+            payload = payloads[memo] = dumps({"choice": choice, "strength": ex.strength})
+        return ("pairwise", rids[0], rids[1], None, choice, payload,
+                f"{ex.tie}|{ex.strength}|None|")
     if isinstance(ex, UnpairedExample):
-        return ("binary", None, None, rids[0], None, {"value": ex.label})
+        return ("binary", None, None, rids[0], None, dumps({"value": ex.label}),
+                f"None|None|{ex.label}|")
     if isinstance(ex, RankingExample):
-        return ("ranking", None, None, None, None, {"order": rids})
-    return ("rating", None, None, rids[0], None, {"scores": ex.scores})
+        return ("ranking", None, None, None, None, dumps({"order": rids}), "None|None|None|")
+    scores = f"None|None|None|{canonical_json(ex.scores) if ex.scores else ''}"
+    return ("rating", None, None, rids[0], None, dumps({"scores": ex.scores}), scores)
 
 
-def _feedback_key(annotator: str, ex: Example, response_hashes: list[str],
+def _feedback_key(annotator: str, ex: Example, judgment: str, response_hashes: list[str],
                   seen: dict[str, int]) -> str:
     """Same annotator + same judgment → same key; the n-th repeat in a file gets n.
 
     Response hashes already cover the prompt, so they stand in for prompt and texts. The key
-    is ``_sha(annotator, kind, extra, *hashes[, person], n)``, built as one string."""
-    scores = getattr(ex, "scores", None)
-    base = (f"{annotator}\x1f{type(ex).__name__}\x1f{getattr(ex, 'tie', None)}|"
-            f"{getattr(ex, 'strength', None)}|{getattr(ex, 'label', None)}|"
-            f"{canonical_json(scores) if scores else ''}\x1f" + "\x1f".join(response_hashes))
+    is ``_sha(annotator, kind, judgment, *hashes[, person], n)``, built as one string."""
+    base = (f"{annotator}\x1f{type(ex).__name__}\x1f{judgment}\x1f"
+            + "\x1f".join(response_hashes))
     if ex.user is not None or ex.segment:  # keys of records without a user stay as they were
         base += f"\x1fuser:{ex.user}|{canonical_json(ex.segment)}"
     n = seen[base] = seen.get(base, 0) + 1
-    return "import:" + _sha(base, str(n))
+    return "import:" + sha256(f"{base}\x1f{n}".encode()).hexdigest()
 
 
 def _check_kind(kind: str, path: str, line: int | None) -> None:
@@ -210,19 +218,14 @@ def write_records(conn: Connection, records: Sequence[Record], *, source: str,
         conn, "responses", _RESPONSE_COLS, responses, "content_hash")
     seen: dict[str, int] = {}
     feedback: dict[str, tuple[Any, ...]] = {}
-    payloads: dict[str, str | None] = {}  # most payloads repeat ({"choice": "a", ...}): encode once
+    payloads: dict[str, str | None] = {}
     for rec, hs in zip(records, hashes, strict=True):
         ex, name = rec.example, rec.annotator or annotator
-        kind, a, b, r, choice, payload = _feedback_cols(ex, [response_ids[h] for h in hs])
-        key = _feedback_key(name, ex, hs, seen)
-        memo = f"{choice}|{payload.get('strength')}" if kind == "pairwise" else ""
-        encoded = payloads.get(memo) if memo else None
-        if encoded is None:
-            encoded = dumps(payload)
-            if memo:
-                payloads[memo] = encoded
+        kind, a, b, r, choice, payload, judgment = _feedback_cols(
+            ex, [response_ids[h] for h in hs], payloads)
+        key = _feedback_key(name, ex, judgment, hs, seen)
         feedback[key] = (kind, annotator_ids[name], prompt_ids[ex.prompt_key], a, b, r, choice,
-                         encoded, key, source, now, ex.user,
+                         payload, key, source, now, ex.user,
                          dumps(ex.segment) if ex.segment else None)
     summary.feedback_added = insert_ignore(conn, "feedback", _FEEDBACK_COLS,
                                            list(feedback.values()), "idempotency_key")
