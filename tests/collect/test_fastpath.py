@@ -7,7 +7,9 @@ The fast path takes ``Content-Type: application/json`` only; the same request wi
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from prefline.collect import fastpath
+from prefline.collect.auth import KeyCache, KeyInfo
 from prefline.store.db import open_store
 from prefline.store.models import Feedback
 
@@ -150,3 +153,41 @@ def test_fast_path_acknowledges_only_what_is_stored(server: str, sqlite_store: A
         stored = conn.execute(select(Feedback.api_idempotency_key, Feedback.id)
                               .where(Feedback.api_idempotency_key.like("conc-%"))).all()
     assert sorted(stored) == sorted((idem, fid) for idem, _, fid in first)
+
+
+def test_concurrent_requests_share_one_key_lookup(sqlite_store: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests that arrive while a key is looked up wait for that lookup (one per key),
+    a waiter that goes away does not cancel it, and an expired key is looked up again."""
+    cache = KeyCache(open_store(sqlite_store.url))
+    loads: list[str] = []
+    load = cache._load
+
+    def slow_load(prefix: str, digest: str) -> KeyInfo | None:
+        loads.append(prefix)
+        time.sleep(0.2)  # the lookup is still running when the others arrive
+        return load(prefix, digest)
+
+    monkeypatch.setattr(cache, "_load", slow_load)
+    key, bad = sqlite_store.key, "pk_nothere_123"
+
+    async def together() -> list[KeyInfo | None]:
+        return list(await asyncio.gather(*(cache.shared_lookup(key) for _ in range(20)),
+                                         *(cache.shared_lookup(bad) for _ in range(5))))
+
+    got = asyncio.run(together())
+    assert len(loads) == 2
+    assert {info.name for info in got[:20] if isinstance(info, KeyInfo)} == {"prod"}
+    assert all(isinstance(info, KeyInfo) for info in got[:20]) and got[20:] == [None] * 5
+
+    cache.ttl = 0.0  # every answer is stale at once: looked up again
+
+    async def one_leaves() -> KeyInfo | None:
+        first = asyncio.ensure_future(cache.shared_lookup(key))
+        second = asyncio.ensure_future(cache.shared_lookup(key))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        return await second
+
+    assert isinstance(asyncio.run(one_leaves()), KeyInfo)
+    assert len(loads) == 3

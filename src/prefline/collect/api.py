@@ -56,7 +56,7 @@ async def api_key(request: Request) -> KeyInfo:
     if not isinstance(info, KeyInfo):  # key guessing is throttled per address
         check_key_guessing(state.brakes.api_keys, request)
     if info is False:  # not cached: the database lookup runs off the event loop
-        info = await run_in_threadpool(state.keys.lookup, given)
+        info = await state.keys.shared_lookup(given)
     if not isinstance(info, KeyInfo):
         check_key_guessing(state.brakes.api_keys, request, failed=True)
         raise ApiError(401, "a valid API key is required (Authorization: Bearer pk_...)",

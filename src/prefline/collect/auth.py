@@ -7,6 +7,7 @@ check at microseconds; a key is found by its public prefix and compared in const
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -20,6 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from prefline.base.errors import PreflineError
 from prefline.store.collect_models import USER_ROLES, ApiKey, User, UserSession
@@ -195,6 +197,8 @@ class KeyCache:
         self.engine, self.ttl = engine, ttl
         self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
         self._lock = threading.Lock()
+        self._flights: dict[tuple[asyncio.AbstractEventLoop, str | None],
+                            asyncio.Future[KeyInfo | None]] = {}
 
     def cached(self, key: str | None) -> KeyInfo | None | bool:
         """The cached answer for ``key`` (None: invalid), or False if it must be looked up."""
@@ -220,6 +224,22 @@ class KeyCache:
                 self._cache.clear()
             self._cache[digest] = (now, info)
         return info
+
+    async def shared_lookup(self, key: str | None) -> KeyInfo | None:
+        """``lookup`` in a worker thread, one at a time per key: the requests that arrive
+        while a key is being looked up wait for that lookup instead of starting their own.
+
+        Under load, every request that arrived while an expired key was looked up used to
+        start a lookup of its own, each a hand-off to a thread: a burst of them every
+        ``ttl`` seconds. Shielded: a waiter that goes away does not cancel the others'.
+        """
+        slot = (asyncio.get_running_loop(), key)
+        flight = self._flights.get(slot)
+        if flight is None:
+            flight = asyncio.ensure_future(run_in_threadpool(self.lookup, key))
+            self._flights[slot] = flight
+            flight.add_done_callback(lambda _: self._flights.pop(slot, None))
+        return await asyncio.shield(flight)
 
     def _load(self, prefix: str, digest: str) -> KeyInfo | None:
         with Session(self.engine) as session:
