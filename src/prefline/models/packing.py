@@ -24,17 +24,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
+
+Span = tuple[int, int, tuple[tuple[int, int], ...]]
+"""(query start, query end, key ranges): columns of one row, ends exclusive."""
 
 
 @dataclass
 class Packed:
     input_ids: Tensor
     """``[R, W]``"""
-    attention_mask: Tensor
-    """``[R, 1, W, W]`` bool, True = may attend."""
     position_ids: Tensor
     token_type_ids: Tensor
     member: Tensor
@@ -52,10 +54,29 @@ class Packed:
     n_groups: int
     real_tokens: int
     padded_tokens: int
+    causal: bool
+    spans: list[list[Span]]
+    """Per row, in column order: (query start, query end, key ranges) of each prompt and
+    response: the attention the mask allows, for per-segment attention
+    (:mod:`prefline.models.segment_attention`)."""
 
     @property
     def pad_fraction(self) -> float:
         return 1 - self.real_tokens / max(1, self.padded_tokens)
+
+    @cached_property
+    def attention_mask(self) -> Tensor:
+        """``[R, 1, W, W]`` bool, True = may attend; built on first use (per-segment
+        attention needs none, and for one wide row it is the largest tensor of the batch)."""
+        group = self.group.view(self.input_ids.shape)
+        member = self.member.view(self.input_ids.shape)
+        same_group = group.unsqueeze(2) == group.unsqueeze(1)
+        key_ok = (member.unsqueeze(1) == -1) | (member.unsqueeze(1) == member.unsqueeze(2))
+        mask = same_group & key_ok
+        if self.causal:
+            w = self.input_ids.shape[1]
+            mask &= torch.ones((w, w), dtype=torch.bool, device=mask.device).tril()
+        return mask.unsqueeze(1)
 
 
 def first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
@@ -101,12 +122,15 @@ def pack(seqs: Sequence[Sequence[int]], pad_id: int, segments: Sequence[int],
     member, group = torch.full(shape, -2, dtype=torch.long), torch.full(shape, -1, dtype=torch.long)
     n = len(seqs)
     seq_group, first, last = (torch.zeros(n, dtype=torch.long) for _ in range(3))
+    spans: list[list[Span]] = [[] for _ in rows]
     for r, row in enumerate(rows):
         col = 0
         for g in row:
             p, members = groups[g]
             base = col
+            prompt = ((base, base + p),) if p else ()
             if p:
+                spans[r].append((base, base + p, prompt))
                 ids[r, col:col + p] = torch.tensor(seqs[members[0]][:p], dtype=torch.long)
                 pos[r, col:col + p] = torch.arange(p)
                 member[r, col:col + p], group[r, col:col + p] = -1, g
@@ -120,16 +144,13 @@ def pack(seqs: Sequence[Sequence[int]], pad_id: int, segments: Sequence[int],
                 member[r, col:col + k], group[r, col:col + k] = i, g
                 seq_group[i], first[i] = g, r * w + base
                 last[i] = r * w + (col + k - 1 if k else base + p - 1)
+                if k:
+                    spans[r].append((col, col + k, (*prompt, (col, col + k))))
                 col += k
-    same_group = group.unsqueeze(2) == group.unsqueeze(1)
-    key_ok = (member.unsqueeze(1) == -1) | (member.unsqueeze(1) == member.unsqueeze(2))
-    mask = same_group & key_ok
-    if causal:
-        mask &= torch.ones((w, w), dtype=torch.bool).tril()
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    return Packed(ids, mask.unsqueeze(1), pos, types, member.reshape(-1), group.reshape(-1),
+    return Packed(ids, pos, types, member.reshape(-1), group.reshape(-1),
                   seq_group, first, last, lengths, n, len(groups), int((member > -2).sum()),
-                  shape[0] * w)
+                  shape[0] * w, causal, spans)
 
 
 def pool_packed(hidden: Tensor, batch: Packed, how: str) -> Tensor:

@@ -34,6 +34,7 @@ from prefline.models.heads import HeadSpec
 from prefline.models.hub import make_adapter_portable, resolve_adapter_base
 from prefline.models.packing import Packed, pack, pool_packed
 from prefline.models.personal import PersonalHead, PersonalSpec
+from prefline.models.segment_attention import segments_on
 
 CARD = "model_card.json"
 SINGLE_FORMAT = "prefline-reward/1"
@@ -103,6 +104,9 @@ class RewardModel(nn.Module, PairwiseScoring):
         """Scoring precision (auto | bf16 | fp32): auto autocasts to bf16 where the hardware
         has it, which moves scores by ~1e-2; fp32 gives what an fp32 export computes."""
         self.card: dict[str, Any] = {}
+        self.per_segment = True
+        """Packed encoder rows attend per prompt/response segment (same results as the 4-D
+        mask, without its masked-out work); False: through the mask (kept for comparison)."""
 
     # ----- construction -------------------------------------------------------------------
     @classmethod
@@ -165,10 +169,19 @@ class RewardModel(nn.Module, PairwiseScoring):
         pad = int(self.tokenizer.pad_token_id)
         if self.packs:
             # [CLS] would see only the prompt under a shared-prompt mask, so cls-type pooling
-            # packs each sequence on its own.
+            # packs each sequence on its own. Per-segment attention does no work across
+            # segments, so every sequence goes into one row (no padding); the masked kernel
+            # pays W² per row, so its rows stay as narrow as the widest group.
             return pack(ids, pad, segs, causal=self.spec.kind == "decoder",
-                        share=self.spec.pooling not in ("cls", "pooler"))
+                        share=self.spec.pooling not in ("cls", "pooler"),
+                        width=sum(len(s) for s in ids) if self.segment_attention else 0)
         return make_buckets(ids, pad, segs)
+
+    @property
+    def segment_attention(self) -> bool:
+        """Whether packed rows attend per segment (:mod:`prefline.models.segment_attention`)
+        instead of through a 4-D mask: bidirectional encoders, unless ``per_segment`` is off."""
+        return self.per_segment and self.packs and self.spec.kind == "encoder"
 
     @property
     def isolates_prompt(self) -> bool:
@@ -188,11 +201,16 @@ class RewardModel(nn.Module, PairwiseScoring):
         use_types = self.spec.kind == "encoder" and _takes_token_types(self.backbone)
         how = "cls" if self.spec.pooling == "pooler" else self.spec.pooling
         if isinstance(batch, Packed):
-            packed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
-                      "position_ids": batch.position_ids}
+            packed: dict[str, Any] = {"input_ids": batch.input_ids,
+                                      "position_ids": batch.position_ids}
             if use_types:
                 packed["token_type_ids"] = batch.token_type_ids
-            return self._pooler(pool_packed(self.backbone(**packed).last_hidden_state, batch, how))
+            if self.segment_attention:
+                with segments_on(self.backbone):
+                    hidden = self.backbone(**packed, prefline_spans=batch.spans).last_hidden_state
+            else:
+                hidden = self.backbone(**packed, attention_mask=batch.attention_mask).last_hidden_state
+            return self._pooler(pool_packed(hidden, batch, how))
         out = None
         for b in batch.buckets:
             kwargs: dict[str, Tensor] = {"input_ids": b.input_ids, "attention_mask": b.attention_mask}
