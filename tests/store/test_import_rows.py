@@ -20,6 +20,7 @@ import pytest
 
 from prefline.base.errors import PreflineError
 from prefline.formats.jsonl import write_jsonl
+from prefline.store import bulk
 from prefline.store.bulk import insert_ignore
 from prefline.store.db import open_store
 from prefline.store.ingest import import_file
@@ -84,9 +85,11 @@ def _indexes(db: Path) -> set[tuple[str, str, str]]:
         conn.close()
 
 
-def test_import_into_an_empty_store_keeps_every_index(tmp_path: Path) -> None:
+def test_import_into_an_empty_store_keeps_every_index(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A first import builds the plain indexes after the rows: afterwards the schema is the
     migrated one, and a failure after the indexes were dropped rolls the drop back too."""
+    monkeypatch.setattr(bulk, "INDEX_AFTER_ROWS", 1)  # these few rows take the bulk path
     db = tmp_path / "store.db"
     engine = open_store(f"sqlite:///{db}")
     migrated = _indexes(db)
@@ -120,3 +123,19 @@ def test_import_leaves_garbage_collection_as_it_found_it(tmp_path: Path) -> None
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_small_first_import_leaves_the_schema_alone(tmp_path: Path) -> None:
+    """Below ``INDEX_AFTER_ROWS`` rows no index is dropped and re-created (a schema change
+    makes every other connection re-prepare its statements, for nothing)."""
+    db = tmp_path / "store.db"
+    open_store(f"sqlite:///{db}")
+    conn = sqlite3.connect(db)
+    try:
+        schema = "SELECT name, rootpage FROM sqlite_master ORDER BY name"
+        before, version = conn.execute(schema).fetchall(), conn.execute("PRAGMA schema_version").fetchone()
+        import_file(write_jsonl(tmp_path / "every-shape.jsonl", RECORDS), f"sqlite:///{db}")
+        assert conn.execute(schema).fetchall() == before
+        assert conn.execute("PRAGMA schema_version").fetchone() == version
+    finally:
+        conn.close()

@@ -19,6 +19,9 @@ from sqlalchemy.engine import Connection
 from prefline.base.errors import PreflineError
 
 _SQLITE_CHUNK = 5000  # keys per IN (...) lookup; below SQLite's bound-parameter limit
+INDEX_AFTER_ROWS = 1000
+"""Fewest rows for which an empty SQLite table's plain indexes are built after the insert:
+below it the schema change (every other connection re-prepares) buys nothing."""
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per value
@@ -86,14 +89,14 @@ def insert_ignore(conn: Connection, table: str, columns: Sequence[str],
     raw: Any = conn.connection.driver_connection
     marks = ", ".join("?" * len(columns))
     before = raw.total_changes
-    with _plain_indexes_after(raw, table):
+    with _plain_indexes_after(raw, table, len(rows)):
         raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
                         f"ON CONFLICT ({key}) DO NOTHING", rows)
     return int(raw.total_changes - before)
 
 
 @contextmanager
-def _plain_indexes_after(raw: Any, table: str) -> Iterator[None]:
+def _plain_indexes_after(raw: Any, table: str, n_rows: int) -> Iterator[None]:
     """Fill an empty SQLite table first and build its plain indexes after.
 
     Every row inserted costs one B-tree insert per index (ten plain ones on ``feedback``);
@@ -102,9 +105,12 @@ def _plain_indexes_after(raw: Any, table: str) -> Iterator[None]:
     name, same definition) in the caller's open transaction: SQLite's DDL is transactional,
     so a failed import rolls them back with the rows, and other connections never see the
     table without them (readers keep their WAL snapshot; writers wait for the lock). Skipped
-    outside a transaction (the driver would commit the DDL at once), on a table that holds
-    rows (rebuilding would cost more than it saves) and where ANALYZE statistics exist
-    (dropping an index drops its statistics)."""
+    below :data:`INDEX_AFTER_ROWS` rows, outside a transaction (the driver would commit the
+    DDL at once), on a table that holds rows (rebuilding would cost more than it saves) and
+    where ANALYZE statistics exist (dropping an index drops its statistics)."""
+    if n_rows < INDEX_AFTER_ROWS:
+        yield
+        return
     plain = raw.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
                         "tbl_name = ? AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE%'",
                         (table,)).fetchall()
