@@ -96,6 +96,14 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "full-size benchmark; tests/bench runs each benchmark at smoke size",
     ("docs/benchmarks/collect.md", "prefline bench collect --no-closed --rate 150"):
         "a profiling run of the benchmark (a minute); tests/bench runs the open loop at smoke size",
+    ("docs/benchmarks/collect.md", "prefline bench collect --no-closed --rate 1000"):
+        "full-size open-loop benchmark; tests/bench runs the open loop at smoke size",
+    ("docs/benchmarks/dpo.md", "prefline bench dpo --against trl --reps"):
+        "full-size benchmark; tests/bench runs each benchmark at smoke size",
+    ("docs/benchmarks/ingest.md", "prefline bench ingest --no-postgres --json"):
+        "full-size benchmark; tests/bench runs each benchmark at smoke size",
+    ("docs/benchmarks/reward.md", "prefline bench reward --against trl --reps"):
+        "full-size benchmark; tests/bench runs each benchmark at smoke size",
     ("docs/benchmarks/dpo.md", "prefline bench dpo --against trl --json"):
         "full-size benchmark; tests/bench runs each benchmark at smoke size",
     ("docs/benchmarks/dpo.md", "prefline train dpo --data /tmp/hh260.jsonl --out "
