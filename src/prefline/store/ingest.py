@@ -174,7 +174,7 @@ def _feedback_key(annotator: str, ex: Example, judgment: str, response_hashes: l
     if ex.user is not None or ex.segment:  # keys of records without a user stay as they were
         base += f"\x1fuser:{ex.user}|{canonical_json(ex.segment)}"
     n = seen[base] = seen.get(base, 0) + 1
-    return "import:" + sha256(f"{base}\x1f{n}".encode()).hexdigest()
+    return "import:" + _sha(base, str(n))
 
 
 def _check_kind(kind: str, path: str, line: int | None) -> None:
